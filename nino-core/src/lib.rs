@@ -1,0 +1,15 @@
+//! nino-core: the `no_std`, allocation-free heart of nino.
+//!
+//! Everything here is a pure function over caller-owned slices: target-network architectures and their
+//! flat parameter layout, training ops with backward passes, Adam, the neural graph, spectral features,
+//! the NiNo nowcaster and its schedules. Sizes are computable up front so a caller can allocate once.
+#![no_std]
+#![warn(missing_docs)]
+
+pub mod arch;
+pub mod error;
+pub mod graph;
+
+pub use arch::{Arch, Family, InputShape, Layer, LayerKind, ParamTensor, Task};
+pub use error::{ArchError, Error};
+pub use graph::{Edge, EdgeType, NeuralGraph};

@@ -1,0 +1,2 @@
+//! The `nino` command-line tool.
+fn main() {}
