@@ -9,6 +9,7 @@
 pub mod arch;
 pub mod error;
 pub mod graph;
+pub mod ops;
 
 pub use arch::{Arch, Family, InputShape, Layer, LayerKind, ParamTensor, Task};
 pub use error::{ArchError, Error};
