@@ -84,9 +84,5 @@ impl core::error::Error for Error {}
 /// Checks a caller buffer's length; the one place that builds [`Error::BufferSize`].
 #[inline]
 pub fn check_len(what: &'static str, got: usize, expected: usize) -> Result<(), Error> {
-    if got == expected {
-        Ok(())
-    } else {
-        Err(Error::BufferSize { what, expected, got })
-    }
+    if got == expected { Ok(()) } else { Err(Error::BufferSize { what, expected, got }) }
 }
