@@ -6,10 +6,16 @@
 #![no_std]
 #![warn(missing_docs)]
 
+mod fmt;
+
+pub mod adam;
 pub mod arch;
 pub mod error;
 pub mod graph;
+pub mod net;
+pub mod nowcast;
 pub mod ops;
+pub mod spectral;
 
 pub use arch::{Arch, Family, InputShape, Layer, LayerKind, ParamTensor, Task};
 pub use error::{ArchError, Error};

@@ -1,2 +1,13 @@
 //! nino-host: drives `nino-core` on a machine with std (data, weights, training, experiments).
 #![warn(missing_docs)]
+
+pub mod cmd;
+pub mod data;
+pub mod engine;
+pub mod fsutil;
+pub mod gemm;
+pub mod metrics;
+pub mod nowcaster;
+pub mod spectral;
+pub mod train;
+pub mod weights;

@@ -1,2 +1,35 @@
 //! The `nino` command-line tool.
-fn main() {}
+
+use clap::{Parser, Subcommand};
+use nino_host::cmd;
+
+/// Neural-network nowcasting: train networks with Adam and let NiNo predict their parameters ahead.
+#[derive(Debug, Parser)]
+#[command(name = "nino", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a target network (a built-in task or any IDX dataset), with or without NiNo nowcasts.
+    Train(cmd::train::TrainArgs),
+    /// Predict future parameters from a history of states recorded by another training loop.
+    Nowcast(cmd::nowcast::NowcastArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Train(a) => cmd::train::run(a),
+        Command::Nowcast(a) => cmd::nowcast::run(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! The `nino` subcommands, one module each.
+
+pub mod nowcast;
+pub mod train;

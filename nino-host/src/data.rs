@@ -1,0 +1,1 @@
+//! IDX image datasets (Fashion-MNIST and friends): loading, normalisation and seeded batching.

@@ -1,0 +1,1 @@
+//! Crash-safe file writes: temporary file, fsync, rename.

@@ -1,0 +1,1 @@
+//! A fast host matrix multiply behind the core `Gemm` trait.

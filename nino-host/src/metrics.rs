@@ -1,0 +1,1 @@
+//! Per-evaluation metrics (CSV or JSON lines) and the run summary.

@@ -1,0 +1,1 @@
+//! Run-time spectral features (LPE, eigenvector centrality) for any architecture.

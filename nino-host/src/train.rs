@@ -1,0 +1,1 @@
+//! The training loop: batches, Adam steps, evaluation, stopping at the target.

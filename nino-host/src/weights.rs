@@ -1,0 +1,1 @@
+//! Loading NiNo weights from safetensors with clear errors.
