@@ -21,12 +21,12 @@ mod graph;
 #[path = "spectral/solve.rs"]
 mod solve;
 
-/// With the `defmt` feature the included files derive `defmt::Format`, which a build script has no use for
-/// and no crate for: resolve the derive to `Hash`, a harmless derive nothing else in them uses.
+// With the `defmt` feature the included files derive `defmt::Format`, which a build script has no use for
+// and no crate for: `defmt` names this crate, whose `Format` is the `Hash` derive, which they do not use.
 #[cfg(feature = "defmt")]
-mod defmt {
-    pub use core::hash::Hash as Format;
-}
+extern crate self as defmt;
+#[cfg(feature = "defmt")]
+use core::hash::Hash as Format;
 
 use arch::{Arch, InputShape, Task};
 use graph::NeuralGraph;
