@@ -1,0 +1,159 @@
+//! Is there a usable CUDA GPU? Answered without panicking, even where no NVIDIA driver is installed.
+//!
+//! cudarc loads `libcuda` lazily and *panics* when the library or one of its symbols is missing, so the
+//! probe checks for the library first, then the driver version against the bindings we compile, and only
+//! then initialises the driver, counts devices and creates a context on device 0.
+
+use cudarc::driver::{CudaContext, DriverError, sys};
+use std::fmt;
+
+/// Oldest driver API the bindings we build with (`cuda-12040`) may call: CUDA 12.4, encoded as CUDA encodes
+/// versions (`1000 * major + 10 * minor`). Keep in step with the cudarc feature in the root `Cargo.toml`.
+pub const REQUIRED_DRIVER_VERSION: i32 = 12_040;
+
+/// What [`probe`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GpuStatus {
+    /// Device 0 is usable: a context was created on it.
+    Available {
+        /// Device name as the driver reports it (e.g. `NVIDIA H100 80GB HBM3`).
+        name: String,
+        /// Driver API version, `1000 * major + 10 * minor` (13000 is CUDA 13.0).
+        driver_version: i32,
+        /// Compute capability `(major, minor)`; `(9, 0)` on an H100.
+        compute_capability: (i32, i32),
+        /// Device memory in bytes.
+        total_mem: usize,
+        /// Number of visible CUDA devices.
+        device_count: usize,
+    },
+    /// No `libcuda` could be loaded: no NVIDIA driver on this machine.
+    NoDriverLibrary,
+    /// The driver is older than the API our bindings call, so calls could fail with missing symbols.
+    DriverTooOld {
+        /// Driver API version found.
+        driver_version: i32,
+        /// Version required ([`REQUIRED_DRIVER_VERSION`]).
+        required: i32,
+    },
+    /// The driver is present but reports no device (none installed, none visible, or initialisation failed).
+    NoDevice(String),
+    /// A device exists but could not be used (context creation or a device query failed).
+    Unusable(String),
+}
+
+impl GpuStatus {
+    /// Whether GPU work can run.
+    pub fn is_available(&self) -> bool {
+        matches!(self, GpuStatus::Available { .. })
+    }
+
+    /// Whether this machine simply has no GPU (as opposed to a GPU that is present but broken).
+    pub fn is_absent(&self) -> bool {
+        matches!(self, GpuStatus::NoDriverLibrary | GpuStatus::NoDevice(_))
+    }
+}
+
+/// `13000` → `13.0`.
+fn version(v: i32) -> String {
+    format!("{}.{}", v / 1000, (v % 1000) / 10)
+}
+
+impl fmt::Display for GpuStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GpuStatus::Available { name, driver_version, compute_capability: (ma, mi), total_mem, device_count } => {
+                write!(
+                    f,
+                    "{name} (sm_{ma}{mi}, {:.1} GiB, driver API {}, {device_count} device(s))",
+                    *total_mem as f64 / (1u64 << 30) as f64,
+                    version(*driver_version)
+                )
+            }
+            GpuStatus::NoDriverLibrary => f.write_str("NoDriverLibrary: libcuda not found"),
+            GpuStatus::DriverTooOld { driver_version, required } => write!(
+                f,
+                "DriverTooOld: driver supports CUDA {}, nino-cuda needs {} or newer",
+                version(*driver_version),
+                version(*required)
+            ),
+            GpuStatus::NoDevice(why) => write!(f, "NoDevice: {why}"),
+            GpuStatus::Unusable(why) => write!(f, "Unusable: {why}"),
+        }
+    }
+}
+
+/// `CUDA_ERROR_NO_DEVICE (no CUDA-capable device is detected)`.
+fn describe(e: DriverError) -> String {
+    match e.error_string() {
+        Ok(s) => format!("{:?} ({})", e.0, s.to_string_lossy()),
+        Err(_) => format!("{:?}", e.0),
+    }
+}
+
+/// Probes device 0. Never panics: a panic inside cudarc (which it uses for missing libraries and symbols)
+/// is caught and reported as [`GpuStatus::Unusable`].
+pub fn probe() -> GpuStatus {
+    std::panic::catch_unwind(probe_inner).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        GpuStatus::Unusable(format!("cudarc panicked: {msg}"))
+    })
+}
+
+fn probe_inner() -> GpuStatus {
+    // SAFETY: only tries to dlopen the driver library by its usual names; no state is touched.
+    if !unsafe { sys::is_culib_present() } {
+        return GpuStatus::NoDriverLibrary;
+    }
+    let mut driver_version = 0;
+    // SAFETY: cuDriverGetVersion writes one int and may be called before cuInit.
+    if let Err(e) = unsafe { sys::cuDriverGetVersion(&mut driver_version) }.result() {
+        return GpuStatus::NoDevice(format!("cuDriverGetVersion failed: {}", describe(e)));
+    }
+    if driver_version < REQUIRED_DRIVER_VERSION {
+        return GpuStatus::DriverTooOld { driver_version, required: REQUIRED_DRIVER_VERSION };
+    }
+    let device_count = match CudaContext::device_count() {
+        Ok(n) if n > 0 => n as usize,
+        Ok(_) => return GpuStatus::NoDevice("the driver reports 0 devices".into()),
+        Err(e) => return GpuStatus::NoDevice(describe(e)),
+    };
+    let ctx = match CudaContext::new(0) {
+        Ok(ctx) => ctx,
+        Err(e) => return GpuStatus::Unusable(format!("creating a context on device 0: {}", describe(e))),
+    };
+    let query = || -> Result<GpuStatus, DriverError> {
+        Ok(GpuStatus::Available {
+            name: ctx.name()?,
+            driver_version,
+            compute_capability: ctx.compute_capability()?,
+            total_mem: ctx.total_mem()?,
+            device_count,
+        })
+    };
+    query().unwrap_or_else(|e| GpuStatus::Unusable(format!("querying device 0: {}", describe(e))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_print_as_major_minor() {
+        assert_eq!(version(12_040), "12.4");
+        assert_eq!(version(13_000), "13.0");
+    }
+
+    #[test]
+    fn absent_and_broken_are_told_apart() {
+        assert!(GpuStatus::NoDriverLibrary.is_absent());
+        assert!(GpuStatus::NoDevice("x".into()).is_absent());
+        assert!(!GpuStatus::Unusable("x".into()).is_absent());
+        assert!(!GpuStatus::DriverTooOld { driver_version: 11_080, required: 12_040 }.is_absent());
+        assert!(!GpuStatus::NoDriverLibrary.is_available());
+    }
+}
