@@ -1,1 +1,115 @@
 //! The NiNo nowcaster: scaling, edge features, the GNN and WNN+ models, and the horizon schedule.
+//!
+//! [`nowcast`] runs one whole prediction: history `[c][P]` (oldest first) and node features `[N, lpe]` to
+//! the parameters `k` context spacings ahead, in caller buffers sized by [`scratch_len`].
+
+pub mod features;
+pub mod linear;
+pub mod model;
+pub mod scale;
+pub mod schedule;
+pub mod weights;
+pub mod wnn;
+
+pub use model::{Observer, Stage};
+pub use scale::{MAX_TENSORS, TensorScale};
+pub use schedule::Schedule;
+pub use weights::{Config, ModelWeights, NinoWeights, WeightElem};
+
+use crate::error::{Error, check_len};
+use crate::graph::NeuralGraph;
+use crate::ops::Gemm;
+
+/// Scratch floats the model alone needs ([`model_forward`]).
+pub fn model_scratch_len(graph: &NeuralGraph, cfg: &Config) -> usize {
+    if cfg.gnn { model::gnn_scratch_len(cfg, graph.num_edges(), graph.num_nodes()) } else { wnn::wnn_scratch_len(cfg) }
+}
+
+/// Scratch floats of [`nowcast`]: scaled states, edge features, edge outputs and the model's scratch.
+pub fn scratch_len(graph: &NeuralGraph, cfg: &Config) -> usize {
+    cfg.ctx * graph.arch().param_count()
+        + features::edge_attr_len(graph, cfg.ctx)
+        + features::edge_out_len(graph)
+        + model_scratch_len(graph, cfg)
+}
+
+/// Runs the model on ready edge features `attr` (`[E, F*c]`), writing `out` (`[E, F]`, scaled). `lpe` is
+/// ignored by WNN+ (pass `&[]`).
+pub fn model_forward<W: WeightElem>(
+    gemm: &dyn Gemm,
+    weights: &NinoWeights<'_, W>,
+    graph: &NeuralGraph,
+    attr: &[f32],
+    lpe: &[f32],
+    k: usize,
+    scratch: &mut [f32],
+    out: &mut [f32],
+    obs: Observer<'_>,
+) -> Result<(), Error> {
+    let cfg = &weights.config;
+    match &weights.model {
+        ModelWeights::Gnn(w) => model::gnn_forward(gemm, w, cfg, graph, attr, lpe, k, scratch, out, obs),
+        ModelWeights::Wnn(w) => wnn::wnn_forward(gemm, w, cfg, graph, attr, k, scratch, out, obs),
+    }
+}
+
+/// One nowcast: `history` (`[c][P]`, oldest first) to new parameters `out` (`[P]`) at horizon `k`.
+pub fn nowcast<W: WeightElem>(
+    gemm: &dyn Gemm,
+    weights: &NinoWeights<'_, W>,
+    graph: &NeuralGraph,
+    history: &[f32],
+    lpe: &[f32],
+    k: usize,
+    scratch: &mut [f32],
+    out: &mut [f32],
+) -> Result<(), Error> {
+    nowcast_observed(gemm, weights, graph, history, lpe, k, scratch, out, &mut |_, _| {})
+}
+
+/// [`nowcast`] that also shows the model's intermediate values to `obs`.
+pub fn nowcast_observed<W: WeightElem>(
+    gemm: &dyn Gemm,
+    weights: &NinoWeights<'_, W>,
+    graph: &NeuralGraph,
+    history: &[f32],
+    lpe: &[f32],
+    k: usize,
+    scratch: &mut [f32],
+    out: &mut [f32],
+    obs: Observer<'_>,
+) -> Result<(), Error> {
+    let cfg = &weights.config;
+    let arch = graph.arch();
+    let (c, p) = (cfg.ctx, arch.param_count());
+    check_len("history", history.len(), c * p)?;
+    check_len("params", out.len(), p)?;
+    check_len("scratch", scratch.len(), scratch_len(graph, cfg))?;
+    if history.iter().any(|x| !x.is_finite()) {
+        return Err(Error::NonFinite("parameter history"));
+    }
+    if cfg.gnn && lpe.iter().any(|x| !x.is_finite()) {
+        return Err(Error::NonFinite("node features (lpe)"));
+    }
+    let mut scales = [TensorScale::default(); MAX_TENSORS];
+    let scales = &mut scales[..arch.tensor_count()];
+    scale::tensor_scales(arch, history, c, scales)?;
+    if scales.iter().any(|s| !(s.mean.is_finite() && s.sd.is_finite())) {
+        return Err(Error::NonFinite("per-tensor scales"));
+    }
+    let (scaled, rest) = scratch.split_at_mut(c * p);
+    let (attr, rest) = rest.split_at_mut(features::edge_attr_len(graph, c));
+    let (edges, rest) = rest.split_at_mut(features::edge_out_len(graph));
+    scale::scale_history(arch, history, c, scales, scaled)?;
+    features::history_to_edge_attr(graph, scaled, c, attr)?;
+    model_forward(gemm, weights, graph, attr, lpe, k, rest, edges, obs)?;
+    features::edges_to_params(graph, edges, out)?;
+    if out.iter().any(|x| !x.is_finite()) {
+        return Err(Error::NonFinite("predicted parameters"));
+    }
+    scale::unscale_params(arch, scales, out)?;
+    if out.iter().any(|x| !x.is_finite()) {
+        return Err(Error::NonFinite("predicted parameters"));
+    }
+    Ok(())
+}

@@ -1,0 +1,379 @@
+//! NiNo model configuration and weights borrowed from caller memory, stored as f32 or f16.
+
+use crate::error::Error;
+use core::fmt::Write;
+use heapless::{String, Vec};
+
+/// Most message-passing layers a model may have (the published ones have 3).
+pub const MAX_GNN_LAYERS: usize = 8;
+
+/// A storage type for weights; all math is done in f32 after conversion.
+pub trait WeightElem: Copy + Send + Sync + 'static {
+    /// The value as f32.
+    fn to_f32(self) -> f32;
+    /// The slice itself when the storage already is f32, so no staging copy is needed.
+    fn as_f32_slice(s: &[Self]) -> Option<&[f32]>;
+}
+
+impl WeightElem for f32 {
+    #[inline]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline]
+    fn as_f32_slice(s: &[f32]) -> Option<&[f32]> {
+        Some(s)
+    }
+}
+
+impl WeightElem for half::f16 {
+    #[inline]
+    fn to_f32(self) -> f32 {
+        half::f16::to_f32(self)
+    }
+    #[inline]
+    fn as_f32_slice(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+}
+
+/// Constructor options of a NiNo checkpoint (spec 4.1), with the reference defaults.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Config {
+    /// Hidden width `H`.
+    pub hid: usize,
+    /// Message-passing layers.
+    pub layers: usize,
+    /// Context states `c`.
+    pub ctx: usize,
+    /// Width of the node positional features (input of `node_proj`).
+    pub lpe: usize,
+    /// Horizons the DMS head emits (`S`).
+    pub seq_len: usize,
+    /// Edge feature slots the model was built for (`Fm`).
+    pub max_feat_size: usize,
+    /// Rows of the edge-type embedding (0: none).
+    pub edge_types: usize,
+    /// True for the GNN, false for WNN+ (`nino_mlp`).
+    pub gnn: bool,
+    /// Whether the word positional table exists (only its row 0 matters for vision).
+    pub wte_pos_enc: bool,
+    /// Rows of the word positional table minus one.
+    pub vocab_size: usize,
+    /// Multiplier of the predicted delta.
+    pub upd_scale: f32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hid: 128,
+            layers: 3,
+            ctx: 5,
+            lpe: 8,
+            seq_len: 40,
+            max_feat_size: 9,
+            edge_types: 15,
+            gnn: true,
+            wte_pos_enc: true,
+            vocab_size: 50257,
+            upd_scale: 1.0,
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct RawArgs<'a> {
+    hid: Option<usize>,
+    layers: Option<usize>,
+    ctx: Option<usize>,
+    lpe: Option<usize>,
+    seq_len: Option<usize>,
+    max_feat_size: Option<usize>,
+    edge_types: Option<usize>,
+    gnn: Option<bool>,
+    wte_pos_enc: Option<bool>,
+    vocab_size: Option<usize>,
+    upd_scale: Option<f32>,
+    dms: Option<bool>,
+    improved_graph: Option<bool>,
+    residual: Option<bool>,
+    final_edge_update: Option<bool>,
+    towers: Option<usize>,
+    input_layer: Option<&'a str>,
+    act_name: Option<&'a str>,
+    scale_method: Option<&'a str>,
+}
+
+impl Config {
+    /// Parses a checkpoint's `model_args` JSON over the defaults, rejecting options this port does not run.
+    pub fn from_json(json: &str) -> Result<Config, Error> {
+        let (r, _): (RawArgs<'_>, usize) =
+            serde_json_core::from_str(json).map_err(|_| Error::InvalidArgument("model_args: malformed JSON"))?;
+        let d = Config::default();
+        let unsupported = |ok: bool, what| if ok { Ok(()) } else { Err(Error::InvalidArgument(what)) };
+        unsupported(r.dms.unwrap_or(true), "model_args: only dms=true is supported")?;
+        unsupported(r.improved_graph.unwrap_or(true), "model_args: only improved_graph=true is supported")?;
+        unsupported(r.residual.unwrap_or(true), "model_args: only residual=true is supported")?;
+        unsupported(!r.final_edge_update.unwrap_or(false), "model_args: final_edge_update=true is not supported")?;
+        unsupported(r.towers.unwrap_or(1) == 1, "model_args: only towers=1 is supported")?;
+        unsupported(r.input_layer.unwrap_or("linear") == "linear", "model_args: only input_layer='linear'")?;
+        unsupported(r.act_name.unwrap_or("silu") == "silu", "model_args: only act_name='silu' is supported")?;
+        unsupported(r.scale_method.unwrap_or("std") == "std", "model_args: only scale_method='std'")?;
+        let c = Config {
+            hid: r.hid.unwrap_or(d.hid),
+            layers: r.layers.unwrap_or(d.layers),
+            ctx: r.ctx.unwrap_or(d.ctx),
+            lpe: r.lpe.unwrap_or(d.lpe),
+            seq_len: r.seq_len.unwrap_or(d.seq_len),
+            max_feat_size: r.max_feat_size.unwrap_or(d.max_feat_size),
+            edge_types: r.edge_types.unwrap_or(d.edge_types),
+            gnn: r.gnn.unwrap_or(d.gnn),
+            wte_pos_enc: r.wte_pos_enc.unwrap_or(d.wte_pos_enc),
+            vocab_size: r.vocab_size.unwrap_or(d.vocab_size),
+            upd_scale: r.upd_scale.unwrap_or(d.upd_scale),
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks that the sizes describe a model this port can run.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.hid == 0 || self.ctx == 0 || self.seq_len == 0 || self.max_feat_size == 0 {
+            return Err(Error::InvalidArgument("model_args: hid, ctx, seq_len, max_feat_size must be positive"));
+        }
+        if self.layers == 0 || self.layers > MAX_GNN_LAYERS {
+            return Err(Error::InvalidArgument("model_args: layers must be in 1..=8"));
+        }
+        if self.gnn && self.lpe == 0 && !self.wte_pos_enc {
+            return Err(Error::InvalidArgument("model_args: a GNN needs lpe > 0 or wte_pos_enc"));
+        }
+        if !self.upd_scale.is_finite() {
+            return Err(Error::NonFinite("model_args.upd_scale"));
+        }
+        Ok(())
+    }
+
+    /// Whether the GNN has a `node_proj` (spec 4.1: when `lpe > 0` or without `wte_pos_enc`).
+    pub const fn has_node_proj(&self) -> bool {
+        self.lpe > 0 || !self.wte_pos_enc
+    }
+}
+
+/// One borrowed `Linear(cols -> rows)`: weight `[rows, cols]` row-major and bias `[rows]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Lin<'a, W> {
+    /// Weight, `[rows, cols]`.
+    pub w: &'a [W],
+    /// Bias, `[rows]`.
+    pub b: &'a [W],
+    /// Output width.
+    pub rows: usize,
+    /// Input width.
+    pub cols: usize,
+}
+
+/// Weights of one message-passing layer (`gnn.convs.{l}`).
+#[derive(Clone, Copy, Debug)]
+pub struct ConvWeights<'a, W> {
+    /// Edge features to (scale, shift), `H -> 2H`.
+    pub edge_encoder: Lin<'a, W>,
+    /// Message network on `[x_target | x_source]`, `2H -> H`.
+    pub pre: Lin<'a, W>,
+    /// Node update on `[x | agg]`, `2H -> H`.
+    pub post: Lin<'a, W>,
+    /// Node output linear, `H -> H`.
+    pub lin: Lin<'a, W>,
+}
+
+/// Weights of one edge update (`gnn.edge_update.{m}`).
+#[derive(Clone, Copy, Debug)]
+pub struct EdgeUpdateWeights<'a, W> {
+    /// Edge term.
+    pub lin_e: Lin<'a, W>,
+    /// Source-node term.
+    pub lin_s: Lin<'a, W>,
+    /// Target-node term.
+    pub lin_t: Lin<'a, W>,
+    /// Edge output linear.
+    pub lin1: Lin<'a, W>,
+}
+
+/// Weights of the NiNo GNN (`gnn = true`).
+#[derive(Clone, Debug)]
+pub struct GnnWeights<'a, W> {
+    /// Edge-type embedding `[T, H]`, if the model has one.
+    pub layer_embed: Option<&'a [W]>,
+    /// Row 0 of the word positional table (added to every node of a CNN/MLP graph), if present.
+    pub wte_row0: Option<&'a [W]>,
+    /// LPE to node features.
+    pub node_proj: Option<Lin<'a, W>>,
+    /// History features to edge features, `Fm*c -> H`.
+    pub edge_proj: Lin<'a, W>,
+    /// Message-passing layers.
+    pub convs: Vec<ConvWeights<'a, W>, MAX_GNN_LAYERS>,
+    /// Edge updates (one fewer than the layers).
+    pub edge_updates: Vec<EdgeUpdateWeights<'a, W>, MAX_GNN_LAYERS>,
+    /// DMS head hidden layer, `H -> H`.
+    pub head_hidden: Lin<'a, W>,
+    /// DMS head output, `H -> Fm*S`.
+    pub head_out: Lin<'a, W>,
+}
+
+/// Weights of WNN+ (`gnn = false`).
+#[derive(Clone, Debug)]
+pub struct WnnWeights<'a, W> {
+    /// Edge-type embedding `[T, H]`, if the model has one.
+    pub layer_embed: Option<&'a [W]>,
+    /// One slot's `c` values to `H`.
+    pub edge_proj: Lin<'a, W>,
+    /// The three hidden layers `edge_mlp.fc.{0,2,4}`.
+    pub hidden: [Lin<'a, W>; 3],
+    /// Output, `H -> S` (`edge_mlp.fc.6`).
+    pub out: Lin<'a, W>,
+}
+
+/// The two model families.
+#[derive(Clone, Debug)]
+pub enum ModelWeights<'a, W> {
+    /// Graph network (`nino_no_posw`).
+    Gnn(GnnWeights<'a, W>),
+    /// Per-parameter MLP (`nino_mlp`).
+    Wnn(WnnWeights<'a, W>),
+}
+
+/// A configured NiNo model whose weights live in the caller's memory.
+#[derive(Clone, Debug)]
+pub struct NinoWeights<'a, W> {
+    /// Options the weights were built with.
+    pub config: Config,
+    /// The weights.
+    pub model: ModelWeights<'a, W>,
+}
+
+type Name = String<64>;
+
+struct Binder<'a, 'g, W: 'a, G: FnMut(&str, &[usize]) -> Option<&'a [W]>> {
+    get: &'g mut G,
+}
+
+impl<'a, W: WeightElem, G: FnMut(&str, &[usize]) -> Option<&'a [W]>> Binder<'a, '_, W, G> {
+    fn tensor(&mut self, name: &str, shape: &[usize]) -> Result<&'a [W], Error> {
+        let t = (self.get)(name, shape).ok_or(Error::InvalidArgument("weights: tensor missing or misshapen"))?;
+        let n: usize = shape.iter().product();
+        if t.len() != n {
+            return Err(Error::InvalidArgument("weights: tensor has the wrong number of values"));
+        }
+        Ok(t)
+    }
+
+    fn lin(&mut self, prefix: core::fmt::Arguments<'_>, rows: usize, cols: usize) -> Result<Lin<'a, W>, Error> {
+        let mut w = Name::new();
+        let mut b = Name::new();
+        let too_long = |_| Error::InvalidArgument("weights: key too long");
+        write!(w, "{prefix}.weight").map_err(too_long)?;
+        write!(b, "{prefix}.bias").map_err(too_long)?;
+        Ok(Lin { w: self.tensor(&w, &[rows, cols])?, b: self.tensor(&b, &[rows])?, rows, cols })
+    }
+}
+
+impl<'a, W: WeightElem> NinoWeights<'a, W> {
+    /// Binds the tensors of `config`'s model by state-dict key; `get(key, shape)` returns the tensor or
+    /// `None` (the host reports which key was missing or misshapen before returning `None`).
+    pub fn bind(
+        config: Config,
+        mut get: impl FnMut(&str, &[usize]) -> Option<&'a [W]>,
+    ) -> Result<NinoWeights<'a, W>, Error> {
+        config.validate()?;
+        let h = config.hid;
+        let mut b = Binder { get: &mut get };
+        let layer_embed =
+            if config.edge_types > 0 { Some(b.tensor("layer_embed.weight", &[config.edge_types, h])?) } else { None };
+        let model = if config.gnn {
+            let wte_row0 = if config.wte_pos_enc {
+                Some(&b.tensor("wte_pos_enc_layer.weight", &[config.vocab_size + 1, h])?[..h])
+            } else {
+                None
+            };
+            let node_proj =
+                if config.has_node_proj() { Some(b.lin(format_args!("node_proj.fc.0"), h, config.lpe)?) } else { None };
+            let edge_proj = b.lin(format_args!("edge_proj.fc.0"), h, config.max_feat_size * config.ctx)?;
+            let mut convs = Vec::new();
+            for l in 0..config.layers {
+                let c = ConvWeights {
+                    edge_encoder: b.lin(format_args!("gnn.convs.{l}.edge_encoder"), 2 * h, h)?,
+                    pre: b.lin(format_args!("gnn.convs.{l}.pre_nns.0.0"), h, 2 * h)?,
+                    post: b.lin(format_args!("gnn.convs.{l}.post_nns.0.0"), h, 2 * h)?,
+                    lin: b.lin(format_args!("gnn.convs.{l}.lin"), h, h)?,
+                };
+                let _ = convs.push(c);
+            }
+            let mut edge_updates = Vec::new();
+            for m in 0..config.layers - 1 {
+                let u = EdgeUpdateWeights {
+                    lin_e: b.lin(format_args!("gnn.edge_update.{m}.lin_e"), h, h)?,
+                    lin_s: b.lin(format_args!("gnn.edge_update.{m}.lin_s"), h, h)?,
+                    lin_t: b.lin(format_args!("gnn.edge_update.{m}.lin_t"), h, h)?,
+                    lin1: b.lin(format_args!("gnn.edge_update.{m}.lin1"), h, h)?,
+                };
+                let _ = edge_updates.push(u);
+            }
+            ModelWeights::Gnn(GnnWeights {
+                layer_embed,
+                wte_row0,
+                node_proj,
+                edge_proj,
+                convs,
+                edge_updates,
+                head_hidden: b.lin(format_args!("edge_out.fc.0"), h, h)?,
+                head_out: b.lin(format_args!("edge_out.fc.2"), config.max_feat_size * config.seq_len, h)?,
+            })
+        } else {
+            ModelWeights::Wnn(WnnWeights {
+                layer_embed,
+                edge_proj: b.lin(format_args!("edge_proj.fc.0"), h, config.ctx)?,
+                hidden: [
+                    b.lin(format_args!("edge_mlp.fc.0"), h, h)?,
+                    b.lin(format_args!("edge_mlp.fc.2"), h, h)?,
+                    b.lin(format_args!("edge_mlp.fc.4"), h, h)?,
+                ],
+                out: b.lin(format_args!("edge_mlp.fc.6"), config.seq_len, h)?,
+            })
+        };
+        Ok(NinoWeights { config, model })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_args_of_the_published_checkpoints() {
+        let c = Config::from_json(r#"{"wte_pos_enc": false}"#).unwrap();
+        assert!(c.gnn && !c.wte_pos_enc && c.hid == 128 && c.layers == 3);
+        let c = Config::from_json(r#"{"gnn": false, "hid": 32}"#).unwrap();
+        assert!(!c.gnn && c.hid == 32 && c.ctx == 5 && c.seq_len == 40);
+        assert_eq!(Config::from_json("{}").unwrap(), Config::default());
+        assert!(Config::from_json(r#"{"towers": 4}"#).is_err());
+        assert!(Config::from_json(r#"{"hid": 0}"#).is_err());
+        assert!(Config::from_json(r#"{"hid": "#).is_err());
+        assert!(Config::from_json(r#"{"chunk_size": 1000000, "lpe": 8}"#).is_ok());
+    }
+
+    #[test]
+    fn bind_asks_for_every_key_with_its_shape() {
+        let cfg = Config::from_json(r#"{"gnn": false, "hid": 4}"#).unwrap();
+        let buf = [0.5f32; 256];
+        let mut seen = 0;
+        let w = NinoWeights::bind(cfg, |_, shape| {
+            seen += 1;
+            Some(&buf[..shape.iter().product()])
+        })
+        .unwrap();
+        assert_eq!(seen, 11);
+        assert!(matches!(w.model, ModelWeights::Wnn(_)));
+        assert!(NinoWeights::<f32>::bind(cfg, |_, _| None).is_err());
+    }
+}
