@@ -8,8 +8,9 @@
 #![no_main]
 
 use core::fmt::Write;
+use nino_core::adam::{AdamConfig, adam_step};
 use nino_core::ops::{Gemm, MatRef, Portable};
-use nino_core::{Arch, ArchError, InputShape, NeuralGraph, Task};
+use nino_core::{Arch, ArchError, InputShape, NeuralGraph, Task, net, spectral};
 
 /// Edges of the `debug` task's graph (`num_edges` in `fixtures/golden/debug.json`).
 const DEBUG_EDGES: usize = 181;
@@ -20,6 +21,24 @@ static mut DST: [u32; DEBUG_EDGES] = [0; DEBUG_EDGES];
 static mut KIND: [u8; DEBUG_EDGES] = [0; DEBUG_EDGES];
 /// Output of the matrix-product check.
 static mut C: [f32; 6] = [0.0; 6];
+
+/// `fixtures/golden/debug.safetensors`: tensors of the reference PyTorch implementation for the `debug` task.
+static DEBUG_FIXTURE: &[u8] = include_bytes!("../../../fixtures/golden/debug.safetensors");
+/// Parameters of the `debug` net (`n_params` in `debug.json`).
+const P: usize = 662;
+/// Examples in the fixture's batch, and values per example (28x28x1).
+const BATCH: usize = 8;
+const PIXELS: usize = 784;
+/// Buffers of the training check, sized with room to spare; the code checks the core's stated needs fit.
+static mut PARAMS: [f32; P] = [0.0; P];
+static mut GRAD: [f32; P] = [0.0; P];
+static mut WANT: [f32; P] = [0.0; P];
+static mut MOM1: [f32; P] = [0.0; P];
+static mut MOM2: [f32; P] = [0.0; P];
+static mut X: [f32; BATCH * PIXELS] = [0.0; BATCH * PIXELS];
+static mut Y: [u32; BATCH] = [0; BATCH];
+static mut ACTS: [f32; 1 << 16] = [0.0; 1 << 16];
+static mut SCRATCH: [f32; 1 << 18] = [0.0; 1 << 18];
 
 /// Which check failed; the value is the process exit status.
 #[derive(Clone, Copy)]
@@ -37,6 +56,12 @@ enum Fail {
     Gemm = 30,
     GemmTransposed = 31,
     GemmShapeError = 32,
+    Fixture = 40,
+    BufferTooSmall = 41,
+    Loss = 42,
+    Gradient = 43,
+    Adam = 44,
+    Spectral = 50,
 }
 
 /// (params, nodes, edges) of each conv task, from `fixtures/golden/<task>.json`.
@@ -166,11 +191,124 @@ fn check_gemm() -> Result<(), Fail> {
     check(bad.is_err(), Fail::GemmShapeError)
 }
 
+/// Bytes of tensor `name` in a safetensors file (an 8-byte little-endian header length, a JSON header
+/// mapping names to `data_offsets: [begin, end]` into the data that follows). Just enough parsing for a
+/// trusted fixture, without an allocator.
+fn tensor(file: &'static [u8], name: &str) -> Option<&'static [u8]> {
+    let len = u64::from_le_bytes(file.get(..8)?.try_into().ok()?) as usize;
+    let header = file.get(8..8 + len)?;
+    let data = file.get(8 + len..)?;
+    let key_at = (0..header.len()).find(|&i| {
+        header[i] == b'"'
+            && header[i + 1..].starts_with(name.as_bytes())
+            && header[i + 1 + name.len()..].starts_with(b"\":")
+    })?;
+    let rest = &header[key_at..];
+    const OFFSETS: &[u8] = b"\"data_offsets\":[";
+    let at = (0..rest.len()).find(|&i| rest[i..].starts_with(OFFSETS))? + OFFSETS.len();
+    let mut nums = [0usize; 2];
+    let mut i = at;
+    for n in &mut nums {
+        while rest.get(i)?.is_ascii_whitespace() || rest[i] == b',' {
+            i += 1;
+        }
+        let start = i;
+        while rest.get(i)?.is_ascii_digit() {
+            *n = *n * 10 + (rest[i] - b'0') as usize;
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+    }
+    data.get(nums[0]..nums[1])
+}
+
+/// Decodes a little-endian f32 tensor into `out`, which must have exactly its length.
+fn read_f32(name: &str, out: &mut [f32]) -> Result<(), Fail> {
+    let bytes = tensor(DEBUG_FIXTURE, name).ok_or(Fail::Fixture)?;
+    check(bytes.len() == 4 * out.len(), Fail::Fixture)?;
+    for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+        *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    }
+    Ok(())
+}
+
+/// Largest `|a - b|` and largest `|b|`.
+fn max_diff(a: &[f32], b: &[f32]) -> (f32, f32) {
+    a.iter().zip(b).fold((0.0f32, 0.0f32), |(d, m), (x, y)| (d.max((x - y).abs()), m.max(y.abs())))
+}
+
+/// Loss, gradient and one Adam step of the `debug` net at `history[4]` on the fixture batch, against
+/// PyTorch; then the baked spectral table against numpy's eigenvalues and networkx's centrality.
+/// The tolerances are those of the golden tests (`tests/golden_train.rs`, `tests/golden_spectral.rs`).
+fn check_training_and_spectral() -> Result<(), Fail> {
+    let arch = Task::Debug.arch();
+    check(arch.param_count() == P, Fail::ParamCount)?;
+    // SAFETY: `main` runs once on one thread and these are the only references to the buffers.
+    let (params, grad, want, m, v, x, acts, scratch) = unsafe {
+        (
+            &mut *(&raw mut PARAMS),
+            &mut *(&raw mut GRAD),
+            &mut *(&raw mut WANT),
+            &mut *(&raw mut MOM1),
+            &mut *(&raw mut MOM2),
+            &mut *(&raw mut X),
+            &mut *(&raw mut ACTS),
+            &mut *(&raw mut SCRATCH),
+        )
+    };
+    // SAFETY: as above.
+    let y = unsafe { &mut *(&raw mut Y) };
+
+    let history = tensor(DEBUG_FIXTURE, "history").ok_or(Fail::Fixture)?;
+    check(history.len() == 5 * P * 4, Fail::Fixture)?;
+    for (o, b) in params.iter_mut().zip(history[4 * P * 4..].chunks_exact(4)) {
+        *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    }
+    read_f32("batch_x", x)?;
+    let labels = tensor(DEBUG_FIXTURE, "batch_y").ok_or(Fail::Fixture)?; // int64
+    check(labels.len() == 8 * BATCH, Fail::Fixture)?;
+    for (o, b) in y.iter_mut().zip(labels.chunks_exact(8)) {
+        *o = u32::try_from(i64::from_le_bytes(b.try_into().map_err(|_| Fail::Fixture)?)).map_err(|_| Fail::Fixture)?;
+    }
+
+    let (na, ns) = (net::activation_len(&arch, BATCH), net::scratch_len(&arch, BATCH));
+    check(na <= acts.len() && ns <= scratch.len(), Fail::BufferTooSmall)?;
+    let loss = net::loss_and_grad(&arch, params, x, y, &mut acts[..na], &mut scratch[..ns], grad, &Portable)
+        .map_err(|_| Fail::Loss)?;
+    let mut want_loss = [0.0f32];
+    read_f32("batch_loss", &mut want_loss)?;
+    // The mean of 8 cross-entropies of O(1): 1e-6 absolute is ~10 ulps.
+    check((loss - want_loss[0]).abs() <= 1e-6, Fail::Loss)?;
+    read_f32("batch_grad", want)?;
+    // Sums of up to thousands of cancelling products in another order: 1e-5 of the largest entry.
+    let (d, mx) = max_diff(grad, want);
+    check(d <= 1e-5 * mx + 1e-8, Fail::Gradient)?;
+
+    // One Adam step on the reference's own gradient isolates the optimizer: a few ulps of |p| < ~2.
+    let mut t = 0;
+    adam_step(&AdamConfig::new(Task::Debug.lr()), params, want, m, v, &mut t).map_err(|_| Fail::Adam)?;
+    read_f32("adam_params_step1", want)?;
+    check(t == 1 && max_diff(params, want).0 <= 1e-6, Fail::Adam)?;
+
+    let table = spectral::builtin(&arch).ok_or(Fail::Spectral)?;
+    check(table.nodes == 31 && table.eigenvalues.len() == 31 && table.centrality.len() == 31, Fail::Spectral)?;
+    let mut ref31 = [0.0f32; 31];
+    read_f32("laplacian_eigenvalues", &mut ref31)?;
+    // Eigenvalues in [0, 2] from an f64 solve, rounded to f32 on both sides: about one ulp of 2.
+    check(max_diff(table.eigenvalues, &ref31).0 <= 2.4e-7, Fail::Spectral)?;
+    read_f32("eigenvector_centrality", &mut ref31)?;
+    // The Perron vector is unique (non-negative, unit norm); entries below 1, solved in f64: rounding level.
+    check(max_diff(table.centrality, &ref31).0 <= 1e-6, Fail::Spectral)
+}
+
 fn run() -> Result<(), Fail> {
     check_tasks()?;
     check_debug_graph()?;
     check_parse()?;
     check_gemm()?;
+    check_training_and_spectral()?;
     Ok(())
 }
 
