@@ -9,6 +9,7 @@
 
 use core::fmt::Write;
 use nino_core::adam::{AdamConfig, adam_step};
+use nino_core::nowcast::{Config, TensorScale, scale};
 use nino_core::ops::{Gemm, MatRef, Portable};
 use nino_core::{Arch, ArchError, InputShape, NeuralGraph, Task, net, spectral};
 
@@ -39,6 +40,11 @@ static mut X: [f32; BATCH * PIXELS] = [0.0; BATCH * PIXELS];
 static mut Y: [u32; BATCH] = [0; BATCH];
 static mut ACTS: [f32; 1 << 16] = [0.0; 1 << 16];
 static mut SCRATCH: [f32; 1 << 18] = [0.0; 1 << 18];
+/// Context states of the nowcast check (`ctx` in `debug.json`).
+const CTX: usize = 5;
+static mut HISTORY: [f32; CTX * P] = [0.0; CTX * P];
+static mut SCALED: [f32; CTX * P] = [0.0; CTX * P];
+static mut SCALED_REF: [f32; CTX * P] = [0.0; CTX * P];
 
 /// Which check failed; the value is the process exit status.
 #[derive(Clone, Copy)]
@@ -62,6 +68,9 @@ enum Fail {
     Gradient = 43,
     Adam = 44,
     Spectral = 50,
+    NowcastConfig = 60,
+    NowcastScales = 61,
+    NowcastScaled = 62,
 }
 
 /// (params, nodes, edges) of each conv task, from `fixtures/golden/<task>.json`.
@@ -303,12 +312,49 @@ fn check_training_and_spectral() -> Result<(), Fail> {
     check(max_diff(table.centrality, &ref31).0 <= 1e-6, Fail::Spectral)
 }
 
+/// The nowcaster's first stage: its config parsed from `fixtures/weights/nino_mlp.json`, then the per-tensor
+/// scales and the scaled history of the `debug` task against the reference's `nino_mlp.scales` and
+/// `nino_mlp.scaled_states`, with the tolerances of `tests/golden_nino.rs` (the reference accumulates in f32).
+fn check_nowcast_scaling() -> Result<(), Fail> {
+    let cfg = Config::from_json(include_str!("../../../fixtures/weights/nino_mlp.json"));
+    check(cfg.is_ok_and(|c| c.validate().is_ok()), Fail::NowcastConfig)?;
+
+    let arch = Task::Debug.arch();
+    // SAFETY: `main` runs once on one thread and these are the only references to the buffers.
+    let (history, scaled, scaled_ref) =
+        unsafe { (&mut *(&raw mut HISTORY), &mut *(&raw mut SCALED), &mut *(&raw mut SCALED_REF)) };
+    read_f32("history", history)?;
+    let mut scales = [TensorScale::default(); 8];
+    scale::tensor_scales(&arch, history, CTX, &mut scales).map_err(|_| Fail::NowcastScales)?;
+    let mut want = [0.0f32; 16]; // [8 tensors, (mean, std)]
+    read_f32("nino_mlp.scales", &mut want)?;
+    for (s, w) in scales.iter().zip(want.chunks_exact(2)) {
+        // Per value: a mean can be tiny next to its std.
+        let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 * b.abs().max(1e-3);
+        check(close(s.mean, w[0]) && close(s.sd, w[1]), Fail::NowcastScales)?;
+    }
+    scale::scale_history(&arch, history, CTX, &scales, scaled).map_err(|_| Fail::NowcastScaled)?;
+    read_f32("nino_mlp.scaled_states", scaled_ref)?; // [P, CTX]; ours is [CTX, P]
+    let mut d = 0.0f32;
+    let mut mx = 0.0f32;
+    for i in 0..P {
+        for st in 0..CTX {
+            let w = scaled_ref[i * CTX + st];
+            d = d.max((scaled[st * P + i] - w).abs());
+            mx = mx.max(w.abs());
+        }
+    }
+    // Values of a few units, divided by a std carrying ~1e-6 relative rounding: 1e-5 of the largest.
+    check(d <= 1e-5 * mx, Fail::NowcastScaled)
+}
+
 fn run() -> Result<(), Fail> {
     check_tasks()?;
     check_debug_graph()?;
     check_parse()?;
     check_gemm()?;
     check_training_and_spectral()?;
+    check_nowcast_scaling()?;
     Ok(())
 }
 
