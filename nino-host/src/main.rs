@@ -1,5 +1,6 @@
 //! The `nino` command-line tool.
 
+use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 use nino_host::cmd;
 
@@ -20,7 +21,17 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        // Help and version go to stdout with exit 0; usage errors become one line on stderr.
+        Err(e) if !e.use_stderr() || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        Err(e) => {
+            let text = e.to_string();
+            let head: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            eprintln!("{} (see --help)", head.join(" "));
+            return std::process::ExitCode::from(2);
+        }
+    };
     let result = match &cli.command {
         Command::Train(a) => cmd::train::run(a),
         Command::Nowcast(a) => cmd::nowcast::run(a),

@@ -1,1 +1,499 @@
 //! The training loop: batches, Adam steps, evaluation, stopping at the target.
+//!
+//! [`train`] follows the vision protocol (NINO_REFERENCE.md section 6) except for one stated deviation: the
+//! test set is evaluated every `eval_every` steps (and after the last step) instead of after every step,
+//! so steps to target are multiples of `eval_every` unless training ends in between.
+//!
+//! NiNo plugs in through [`StepHook`]: before every step the hook sees the step number, the batch drawn
+//! for it and the model, and either lets the optimizer step or replaces the parameters itself (a
+//! nowcast, which counts as a step, as in the reference wrapper).
+
+use crate::data::{BatchSampler, Dataset};
+use crate::engine::Engine;
+use crate::metrics::{EvalRow, MetricsError, MetricsLog};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::time::{Duration, Instant};
+
+/// Result of evaluating a model on a labelled set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Mean cross-entropy.
+    pub loss: f32,
+    /// Examples classified correctly.
+    pub correct: usize,
+    /// Examples evaluated.
+    pub total: usize,
+}
+
+impl Evaluation {
+    /// Fraction correct (0 for an empty set).
+    pub fn accuracy(&self) -> f32 {
+        if self.total == 0 { 0.0 } else { self.correct as f32 / self.total as f32 }
+    }
+}
+
+/// What the loop needs from a trainable network; [`Engine`] is the real one, tests use fakes.
+pub trait Model {
+    /// One optimizer step on a batch; returns the batch loss before the update (may be NaN).
+    fn train_step(&mut self, x: &[f32], y: &[u32]) -> Result<f32, nino_core::Error>;
+    /// Loss and accuracy on a whole labelled set, parameters unchanged.
+    fn evaluate(&mut self, x: &[f32], y: &[u32]) -> Result<Evaluation, nino_core::Error>;
+}
+
+impl Model for Engine {
+    fn train_step(&mut self, x: &[f32], y: &[u32]) -> Result<f32, nino_core::Error> {
+        Engine::train_step(self, x, y)
+    }
+
+    fn evaluate(&mut self, x: &[f32], y: &[u32]) -> Result<Evaluation, nino_core::Error> {
+        let r = Engine::evaluate(self, x, y)?;
+        Ok(Evaluation { loss: r.loss, correct: r.correct, total: r.total })
+    }
+}
+
+/// The batch drawn for a step, shown to a [`StepHook`].
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a> {
+    /// Inputs `[b, C, H, W]`, normalised.
+    pub x: &'a [f32],
+    /// Labels `[b]`.
+    pub y: &'a [u32],
+}
+
+/// What a [`StepHook`] decided for the current step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookAction {
+    /// Run the ordinary optimizer step on the batch.
+    Step,
+    /// The hook replaced the parameters itself (a NiNo nowcast): the step counts, no optimizer update
+    /// runs, its time goes to `nowcast_seconds`; `rolled_back` says the hook then undid the nowcast.
+    Nowcast {
+        /// Whether the nowcast was rejected and the previous parameters restored.
+        rolled_back: bool,
+    },
+}
+
+/// Error type a hook returns; boxed so hooks keep their own error enums.
+pub type HookError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Called before every step; the seam where NiNo nowcasts plug into the loop.
+///
+/// `step` is 1-based (the reference's `step_idx + 1`). The hook may read or overwrite the model's
+/// parameters; returning [`HookAction::Step`] lets the optimizer step as usual.
+pub trait StepHook<M: ?Sized = Engine> {
+    /// Decides the fate of step `step` (1-based), possibly changing `model`.
+    fn before_step(&mut self, step: u64, batch: Batch<'_>, model: &mut M) -> Result<HookAction, HookError>;
+}
+
+/// The hook of plain Adam training: always steps.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoHook;
+
+impl<M: ?Sized> StepHook<M> for NoHook {
+    fn before_step(&mut self, _step: u64, _batch: Batch<'_>, _model: &mut M) -> Result<HookAction, HookError> {
+        Ok(HookAction::Step)
+    }
+}
+
+/// Settings of one training run.
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    /// Most steps to run (nowcasts counted).
+    pub max_steps: u64,
+    /// Evaluate the test set every this many steps (and after the last one); at least 1.
+    pub eval_every: u64,
+    /// Stop at the first evaluation whose accuracy is at least this fraction.
+    pub target: Option<f32>,
+    /// Batch size.
+    pub batch: usize,
+    /// Seed of the batch order (epoch `e` is shuffled with `seed + e`).
+    pub seed: u64,
+    /// Draw a progress bar on stderr (it hides itself anyway when stderr is not a terminal).
+    pub progress: bool,
+}
+
+/// Why training stopped with an error; every message fits one line and names the step.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The batch loss became NaN or infinite.
+    #[error("training diverged: loss is {loss} at step {step} (try a lower --lr)")]
+    NonFiniteLoss {
+        /// 1-based step.
+        step: u64,
+        /// The loss seen.
+        loss: f32,
+    },
+    /// The test loss became NaN or infinite.
+    #[error("training diverged: test loss is {loss} at step {step} (try a lower --lr)")]
+    NonFiniteTestLoss {
+        /// Steps done at that evaluation.
+        step: u64,
+        /// The loss seen.
+        loss: f32,
+    },
+    /// The engine refused its inputs.
+    #[error("engine error at step {step}: {source}")]
+    Engine {
+        /// 1-based step (0 for the initial evaluation).
+        step: u64,
+        /// The core error.
+        source: nino_core::Error,
+    },
+    /// The step hook failed.
+    #[error("step hook failed at step {step}: {source}")]
+    Hook {
+        /// 1-based step.
+        step: u64,
+        /// The hook's error.
+        source: HookError,
+    },
+    /// The metrics file could not be written.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// The configuration cannot run (zero batch, zero eval interval, empty split).
+    #[error("invalid training setup: {0}")]
+    Config(&'static str),
+}
+
+/// What a finished run produced.
+#[derive(Clone, Debug, Default)]
+pub struct TrainReport {
+    /// One row per evaluation.
+    pub rows: Vec<EvalRow>,
+    /// Steps done (nowcasts counted).
+    pub steps_run: u64,
+    /// Step of the first evaluation at or above the target.
+    pub steps_to_target: Option<u64>,
+    /// Time in optimizer steps (batch gathering included).
+    pub train_seconds: f64,
+    /// Time in evaluations.
+    pub eval_seconds: f64,
+    /// Time in nowcasts.
+    pub nowcast_seconds: f64,
+    /// Whole loop.
+    pub wall_seconds: f64,
+    /// Nowcasts done.
+    pub nowcasts: u64,
+    /// Nowcasts undone.
+    pub rollbacks: u64,
+}
+
+impl TrainReport {
+    /// Accuracy of the last evaluation.
+    pub fn final_accuracy(&self) -> f32 {
+        self.rows.last().map_or(0.0, |r| r.test_accuracy)
+    }
+
+    /// Best accuracy of any evaluation.
+    pub fn best_accuracy(&self) -> f32 {
+        self.rows.iter().map(|r| r.test_accuracy).fold(0.0, f32::max)
+    }
+}
+
+fn progress_bar(cfg: &TrainConfig) -> ProgressBar {
+    if !cfg.progress {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(cfg.max_steps), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len} {msg} ({per_sec}, eta {eta})")
+    {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb
+}
+
+/// Running state of one call of [`train`].
+struct Run<'m> {
+    rep: TrainReport,
+    start: Instant,
+    t_train: Duration,
+    t_eval: Duration,
+    t_nowcast: Duration,
+    loss_sum: f64,
+    loss_n: u64,
+    metrics: Option<&'m mut MetricsLog>,
+}
+
+impl Run<'_> {
+    /// Evaluates the test set after `step` steps, records the row, returns the accuracy.
+    fn evaluate<M: Model + ?Sized>(&mut self, model: &mut M, test: &Dataset, step: u64) -> Result<f32, TrainError> {
+        let t0 = Instant::now();
+        let e = model.evaluate(&test.images, &test.labels).map_err(|source| TrainError::Engine { step, source })?;
+        self.t_eval += t0.elapsed();
+        if !e.loss.is_finite() {
+            return Err(TrainError::NonFiniteTestLoss { step, loss: e.loss });
+        }
+        let row = EvalRow {
+            step,
+            train_loss: (self.loss_n > 0).then(|| (self.loss_sum / self.loss_n as f64) as f32),
+            test_loss: e.loss,
+            test_accuracy: e.accuracy(),
+            train_seconds: self.t_train.as_secs_f64(),
+            eval_seconds: self.t_eval.as_secs_f64(),
+            wall_seconds: self.start.elapsed().as_secs_f64(),
+        };
+        (self.loss_sum, self.loss_n) = (0.0, 0);
+        if let Some(m) = self.metrics.as_deref_mut() {
+            m.push(row.clone())?;
+        }
+        self.rep.rows.push(row);
+        Ok(e.accuracy())
+    }
+
+    /// Runs the step loop; `train` keeps the progress bar's bookkeeping apart.
+    fn steps<M: Model + ?Sized>(
+        &mut self,
+        model: &mut M,
+        data: (&Dataset, &Dataset),
+        cfg: &TrainConfig,
+        hook: &mut dyn StepHook<M>,
+        sampler: &mut BatchSampler,
+        pb: &ProgressBar,
+    ) -> Result<(), TrainError> {
+        let (train, test) = data;
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        let mut last_loss = f32::NAN;
+        let mut last_acc: Option<f32> = None;
+        for step in 1..=cfg.max_steps {
+            let t0 = Instant::now();
+            train.gather(sampler.next_batch(), &mut x, &mut y);
+            let gather = t0.elapsed();
+            let t1 = Instant::now();
+            let action = hook
+                .before_step(step, Batch { x: &x, y: &y }, model)
+                .map_err(|source| TrainError::Hook { step, source })?;
+            match action {
+                HookAction::Step => {
+                    let loss = model.train_step(&x, &y).map_err(|source| TrainError::Engine { step, source })?;
+                    self.t_train += gather + t1.elapsed();
+                    if !loss.is_finite() {
+                        return Err(TrainError::NonFiniteLoss { step, loss });
+                    }
+                    self.loss_sum += f64::from(loss);
+                    self.loss_n += 1;
+                    last_loss = loss;
+                }
+                HookAction::Nowcast { rolled_back } => {
+                    self.t_train += gather;
+                    self.t_nowcast += t1.elapsed();
+                    self.rep.nowcasts += 1;
+                    self.rep.rollbacks += u64::from(rolled_back);
+                }
+            }
+            self.rep.steps_run = step;
+            let evaluated = step % cfg.eval_every == 0 || step == cfg.max_steps;
+            if evaluated {
+                let acc = self.evaluate(model, test, step)?;
+                last_acc = Some(acc);
+                if cfg.target.is_some_and(|t| acc >= t) {
+                    self.rep.steps_to_target = Some(step);
+                    pb.set_position(step);
+                    return Ok(());
+                }
+            }
+            pb.set_position(step);
+            if !pb.is_hidden() {
+                pb.set_message(match last_acc {
+                    Some(a) => format!("loss {last_loss:.4}, test acc {:.2}%", 100.0 * a),
+                    None => format!("loss {last_loss:.4}"),
+                });
+            }
+        }
+        if self.rep.rows.is_empty() {
+            // No step ran (max_steps 0): report the initial parameters.
+            let acc = self.evaluate(model, test, 0)?;
+            if cfg.target.is_some_and(|t| acc >= t) {
+                self.rep.steps_to_target = Some(0);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Trains `model` on `train` with the hook's say before each step, evaluating on `test`; stops at
+/// `cfg.max_steps` or at the target. Rows go to `metrics` (rewritten atomically) as they come.
+pub fn train<M: Model + ?Sized>(
+    model: &mut M,
+    train: &Dataset,
+    test: &Dataset,
+    cfg: &TrainConfig,
+    hook: &mut dyn StepHook<M>,
+    metrics: Option<&mut MetricsLog>,
+) -> Result<TrainReport, TrainError> {
+    if cfg.eval_every == 0 {
+        return Err(TrainError::Config("eval_every must be at least 1"));
+    }
+    if test.is_empty() {
+        return Err(TrainError::Config("the test set is empty"));
+    }
+    let mut sampler = BatchSampler::new(train.len(), cfg.batch, cfg.seed)
+        .ok_or(TrainError::Config("the batch size and the training set must be non-empty"))?;
+    let pb = progress_bar(cfg);
+    let mut run = Run {
+        rep: TrainReport::default(),
+        start: Instant::now(),
+        t_train: Duration::ZERO,
+        t_eval: Duration::ZERO,
+        t_nowcast: Duration::ZERO,
+        loss_sum: 0.0,
+        loss_n: 0,
+        metrics,
+    };
+    let result = run.steps(model, (train, test), cfg, hook, &mut sampler, &pb);
+    match result {
+        Ok(()) => pb.finish_and_clear(),
+        Err(e) => {
+            pb.abandon();
+            return Err(e);
+        }
+    }
+    let mut rep = run.rep;
+    rep.train_seconds = run.t_train.as_secs_f64();
+    rep.eval_seconds = run.t_eval.as_secs_f64();
+    rep.nowcast_seconds = run.t_nowcast.as_secs_f64();
+    rep.wall_seconds = run.start.elapsed().as_secs_f64();
+    Ok(rep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nino_core::InputShape;
+
+    /// A fake model whose accuracy rises by `gain` per optimizer step; it records what it was fed.
+    struct Fake {
+        steps: u64,
+        gain: f32,
+        nan_at: Option<u64>,
+        batch_sizes: Vec<usize>,
+        evals: u32,
+    }
+
+    impl Fake {
+        fn new(gain: f32) -> Fake {
+            Fake { steps: 0, gain, nan_at: None, batch_sizes: Vec::new(), evals: 0 }
+        }
+    }
+
+    impl Model for Fake {
+        fn train_step(&mut self, x: &[f32], y: &[u32]) -> Result<f32, nino_core::Error> {
+            assert_eq!(x.len(), y.len() * 4);
+            self.steps += 1;
+            self.batch_sizes.push(y.len());
+            Ok(if self.nan_at == Some(self.steps) { f32::NAN } else { 1.0 / self.steps as f32 })
+        }
+
+        fn evaluate(&mut self, _x: &[f32], y: &[u32]) -> Result<Evaluation, nino_core::Error> {
+            self.evals += 1;
+            let acc = (self.steps as f32 * self.gain).min(1.0);
+            Ok(Evaluation { loss: 1.0 - acc, correct: (acc * y.len() as f32).round() as usize, total: y.len() })
+        }
+    }
+
+    fn data(n: usize) -> Dataset {
+        Dataset {
+            shape: InputShape { channels: 1, height: 2, width: 2 },
+            images: (0..n * 4).map(|i| i as f32).collect(),
+            labels: (0..n as u32).map(|i| i % 3).collect(),
+        }
+    }
+
+    fn cfg(max_steps: u64, eval_every: u64, target: Option<f32>) -> TrainConfig {
+        TrainConfig { max_steps, eval_every, target, batch: 8, seed: 1, progress: false }
+    }
+
+    #[test]
+    fn evaluates_on_schedule_and_at_the_end() {
+        let (tr, te) = (data(20), data(100));
+        let mut m = Fake::new(0.001);
+        let rep = train(&mut m, &tr, &te, &cfg(25, 10, None), &mut NoHook, None).unwrap();
+        let steps: Vec<u64> = rep.rows.iter().map(|r| r.step).collect();
+        assert_eq!(steps, vec![10, 20, 25]);
+        assert_eq!(rep.steps_run, 25);
+        assert_eq!(rep.steps_to_target, None);
+        // 20 examples, batch 8: 8, 8, 4 per epoch, partial batch kept.
+        assert_eq!(&m.batch_sizes[..6], &[8, 8, 4, 8, 8, 4]);
+        // Running mean of the train losses 1/k for k in 21..=25.
+        let mean = (21..=25).map(|k| 1.0 / k as f64).sum::<f64>() / 5.0;
+        assert!((rep.rows[2].train_loss.unwrap() as f64 - mean).abs() < 1e-6);
+        assert!(rep.rows.windows(2).all(|w| w[0].wall_seconds <= w[1].wall_seconds));
+    }
+
+    #[test]
+    fn stops_at_target() {
+        let (tr, te) = (data(20), data(100));
+        let mut m = Fake::new(0.01);
+        let rep = train(&mut m, &tr, &te, &cfg(1000, 5, Some(0.7)), &mut NoHook, None).unwrap();
+        assert_eq!(rep.steps_to_target, Some(70));
+        assert_eq!(rep.steps_run, 70);
+        assert_eq!(m.steps, 70);
+        assert!((rep.final_accuracy() - 0.7).abs() < 1e-6);
+        assert!((rep.best_accuracy() - 0.7).abs() < 1e-6);
+    }
+
+    #[test]
+    fn non_finite_loss_names_the_step() {
+        let (tr, te) = (data(20), data(10));
+        let mut m = Fake::new(0.01);
+        m.nan_at = Some(13);
+        let e = train(&mut m, &tr, &te, &cfg(100, 5, None), &mut NoHook, None).unwrap_err();
+        assert!(matches!(e, TrainError::NonFiniteLoss { step: 13, .. }), "{e}");
+        assert!(e.to_string().contains("step 13"));
+    }
+
+    /// Nowcasts every 4th step, undoing every second one.
+    struct EveryFourth(u64);
+
+    impl StepHook<Fake> for EveryFourth {
+        fn before_step(&mut self, step: u64, batch: Batch<'_>, _m: &mut Fake) -> Result<HookAction, HookError> {
+            assert_eq!(batch.x.len(), batch.y.len() * 4);
+            if step == 99 {
+                return Err("boom".into());
+            }
+            if step.is_multiple_of(4) {
+                self.0 += 1;
+                return Ok(HookAction::Nowcast { rolled_back: self.0.is_multiple_of(2) });
+            }
+            Ok(HookAction::Step)
+        }
+    }
+
+    #[test]
+    fn hook_nowcasts_count_as_steps_without_optimizer_updates() {
+        let (tr, te) = (data(20), data(10));
+        let mut m = Fake::new(0.0);
+        let rep = train(&mut m, &tr, &te, &cfg(40, 40, None), &mut EveryFourth(0), None).unwrap();
+        assert_eq!(rep.steps_run, 40);
+        assert_eq!(rep.nowcasts, 10);
+        assert_eq!(rep.rollbacks, 5);
+        assert_eq!(m.steps, 30);
+        let e = train(&mut Fake::new(0.0), &tr, &te, &cfg(200, 40, None), &mut EveryFourth(0), None).unwrap_err();
+        assert!(matches!(e, TrainError::Hook { step: 99, .. }), "{e}");
+    }
+
+    #[test]
+    fn metrics_file_gets_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.jsonl");
+        let mut log = MetricsLog::new(&p).unwrap();
+        let (tr, te) = (data(20), data(10));
+        train(&mut Fake::new(0.01), &tr, &te, &cfg(30, 10, None), &mut NoHook, Some(&mut log)).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap().lines().count(), 3);
+    }
+
+    #[test]
+    fn bad_setups_are_errors_not_panics() {
+        let (tr, te) = (data(20), data(10));
+        let mut c = cfg(10, 0, None);
+        assert!(matches!(train(&mut Fake::new(0.0), &tr, &te, &c, &mut NoHook, None), Err(TrainError::Config(_))));
+        c.eval_every = 1;
+        c.batch = 0;
+        assert!(matches!(train(&mut Fake::new(0.0), &tr, &te, &c, &mut NoHook, None), Err(TrainError::Config(_))));
+        c.batch = 4;
+        assert!(train(&mut Fake::new(0.0), &data(0), &te, &c, &mut NoHook, None).is_err());
+        let rep = train(&mut Fake::new(0.0), &tr, &te, &cfg(0, 5, None), &mut NoHook, None).unwrap();
+        assert_eq!(rep.rows.len(), 1);
+        assert_eq!(rep.rows[0].step, 0);
+    }
+}

@@ -1,10 +1,286 @@
 //! `nino train`: train a target network with Adam, optionally with NiNo nowcasts.
 
+use crate::data::{DEFAULT_FASHION_MNIST_DIR, Normalization, Splits, load_splits};
+use crate::engine::{AdamConfig, Engine, init_params};
+use crate::metrics::{MetricsLog, Summary, check_writable_dir};
+use crate::train::{NoHook, TrainConfig, train};
+use anyhow::{Context, bail};
+use nino_core::{Arch, InputShape, Task};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// A built-in task of the reference protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TaskName {
+    /// FM-16: conv 16,32,32 on Fashion-MNIST (14,378 params), target 89.5%.
+    Fm16,
+    /// FM-32: conv 32,64,64 on Fashion-MNIST (56,394 params), target 90.5%.
+    Fm32,
+    /// The reference's debug task: conv 4,6,6 on Fashion-MNIST (662 params), target 70%.
+    Debug,
+}
+
+impl TaskName {
+    /// The core's task.
+    pub fn task(self) -> Task {
+        match self {
+            TaskName::Fm16 => Task::Fm16,
+            TaskName::Fm32 => Task::Fm32,
+            TaskName::Debug => Task::Debug,
+        }
+    }
+}
+
+const AFTER_HELP: &str = "\
+Protocol (NINO_REFERENCE.md section 6): the first n - n/12 training images (55,000 of Fashion-MNIST's
+60,000), batches of 128 reshuffled every epoch (epoch e seeded by seed + e, with our own RNG, so the
+batches differ from PyTorch's), Adam (betas 0.9/0.999, eps 1e-8, no weight decay), the complete test
+split for accuracy. Tasks normalise with the reference's mean 0.1307 / std 0.3081; --arch runs use the
+mean and std of their training images. Training stops at the first evaluation reaching the target.
+
+Examples:
+  nino train --task fm16
+  nino train --task debug --data fixtures/fashion-mnist-mini --steps 500 --eval-every 50
+  nino train --data DIR --arch mlp:32 --target 85 --metrics run.csv --summary-json run.json";
+
 /// Arguments of `nino train`.
 #[derive(Debug, clap::Args)]
-pub struct TrainArgs {}
+#[command(after_help = AFTER_HELP)]
+pub struct TrainArgs {
+    /// Built-in task (reference settings: lr 0.006, batch 128, at most 10,000 steps).
+    #[arg(long, value_enum, required_unless_present = "arch", conflicts_with = "arch")]
+    pub task: Option<TaskName>,
+
+    /// Target network for --data runs: `conv:W1,W2,...` (3x3 convs, GAP, linear) or `mlp:W1,...`.
+    #[arg(long, value_name = "SPEC")]
+    pub arch: Option<String>,
+
+    /// Directory with the four IDX files (train-images-idx3-ubyte[.gz], ...).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_FASHION_MNIST_DIR)]
+    pub data: PathBuf,
+
+    /// Stop at this test accuracy, as a fraction (0.895) or a percentage (89.5) [default: the task's].
+    #[arg(long, value_name = "ACC")]
+    pub target: Option<f32>,
+
+    /// Adam learning rate [default: the task's, 0.006].
+    #[arg(long)]
+    pub lr: Option<f32>,
+
+    /// Batch size.
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+
+    /// Most training steps.
+    #[arg(long, default_value_t = 10_000)]
+    pub steps: u64,
+
+    /// Seed of the initial weights and of the batch order.
+    #[arg(long, default_value_t = 1000)]
+    pub seed: u64,
+
+    /// Evaluate the test set every N steps and after the last one (the reference evaluated after every
+    /// step, so steps to target are rounded up to a multiple of N).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub eval_every: u64,
+
+    /// Write one row per evaluation to FILE: CSV (`.csv`) or JSON lines (`.jsonl`).
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+
+    /// Write the run summary to FILE as one JSON object.
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Do not draw the progress bar (it is never drawn when stderr is not a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Checked settings of a run, resolved from the task and the flags.
+struct Plan {
+    task: Option<Task>,
+    spec: String,
+    target: Option<f32>,
+    lr: f32,
+}
+
+fn plan(args: &TrainArgs) -> anyhow::Result<Plan> {
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    if args.eval_every == 0 {
+        bail!("--eval-every must be at least 1");
+    }
+    let task = args.task.map(TaskName::task);
+    let spec = match (task, &args.arch) {
+        (Some(t), _) => t.spec().to_string(),
+        (None, Some(s)) => s.clone(),
+        (None, None) => bail!("pass --task NAME or --arch SPEC"),
+    };
+    // Syntax check now, before loading data; the real shapes are checked once the data is known.
+    Arch::parse(&spec, InputShape { channels: 1, height: 64, width: 64 }, 10)
+        .map_err(|e| anyhow::anyhow!("bad --arch `{spec}`: {e}"))?;
+    let target = match args.target {
+        Some(t) => {
+            let f = if t > 1.0 { t / 100.0 } else { t };
+            if !(f > 0.0 && f <= 1.0) {
+                bail!("--target must be a fraction in (0, 1] or a percentage in (1, 100], got {t}");
+            }
+            Some(f)
+        }
+        None => task.map(Task::target),
+    };
+    let lr = args.lr.or(task.map(Task::lr)).unwrap_or(Task::Fm16.lr());
+    if !(lr.is_finite() && lr > 0.0) {
+        bail!("--lr must be a positive number, got {lr}");
+    }
+    Ok(Plan { task, spec, target, lr })
+}
+
+fn build_arch(plan: &Plan, splits: &Splits, dir: &std::path::Path) -> anyhow::Result<Arch> {
+    let shape = splits.train.shape;
+    match plan.task {
+        Some(t) => {
+            let arch = t.arch();
+            if shape != arch.input || splits.classes > arch.classes {
+                bail!(
+                    "task {} needs 28x28 one-channel images with labels 0..9, but {} has {}x{} images and {} classes",
+                    t.name(),
+                    dir.display(),
+                    shape.height,
+                    shape.width,
+                    splits.classes
+                );
+            }
+            Ok(arch)
+        }
+        None => Arch::parse(&plan.spec, shape, splits.classes).map_err(|e| {
+            anyhow::anyhow!("bad --arch `{}` for {}x{} images: {e}", plan.spec, shape.height, shape.width)
+        }),
+    }
+}
 
 /// Runs `nino train`.
-pub fn run(_args: &TrainArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`nino train` is not available in this build yet")
+pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    let plan = plan(args)?;
+    let mut metrics = args.metrics.as_deref().map(MetricsLog::new).transpose()?;
+    if let Some(p) = &args.summary_json {
+        check_writable_dir(p)?;
+    }
+
+    let norm = plan.task.map(|_| Normalization::FASHION_MNIST);
+    let splits = load_splits(&args.data, norm)?;
+    let arch = build_arch(&plan, &splits, &args.data)?;
+    let mut spec = String::new();
+    arch.write_spec(&mut spec).context("formatting the arch spec")?;
+
+    let params = init_params(&arch, args.seed);
+    let adam = AdamConfig { lr: plan.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 };
+    let mut engine = Engine::new(arch.clone(), params, adam, args.batch).context("building the training engine")?;
+
+    eprintln!(
+        "training {} ({spec}, {} params) on {} of {} training images from {}, testing on {}; \
+         batch {}, lr {}, seed {}, normalisation mean {:.4} std {:.4}; evaluating every {} steps",
+        plan.task.map_or("custom net", Task::name),
+        arch.param_count(),
+        splits.train.len(),
+        splits.train_total,
+        args.data.display(),
+        splits.test.len(),
+        args.batch,
+        plan.lr,
+        args.seed,
+        splits.norm.mean,
+        splits.norm.std,
+        args.eval_every,
+    );
+
+    let cfg = TrainConfig {
+        max_steps: args.steps,
+        eval_every: args.eval_every,
+        target: plan.target,
+        batch: args.batch,
+        seed: args.seed,
+        progress: !args.no_progress && std::io::stderr().is_terminal(),
+    };
+    let rep = train(&mut engine, &splits.train, &splits.test, &cfg, &mut NoHook, metrics.as_mut())?;
+
+    let summary = Summary {
+        task: plan.task.map(|t| t.name().to_string()),
+        arch: spec,
+        seed: args.seed,
+        lr: plan.lr,
+        batch: args.batch,
+        eval_every: args.eval_every,
+        target: plan.target,
+        steps_to_target: rep.steps_to_target,
+        final_accuracy: rep.final_accuracy(),
+        best_accuracy: rep.best_accuracy(),
+        steps_run: rep.steps_run,
+        train_seconds: rep.train_seconds,
+        eval_seconds: rep.eval_seconds,
+        wall_seconds: rep.wall_seconds,
+        nowcasts: rep.nowcasts,
+        nowcast_seconds: rep.nowcast_seconds,
+        rollbacks: rep.rollbacks,
+    };
+    print!("{}", summary.table());
+    if let Some(p) = &args.summary_json {
+        summary.write_json(p)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+
+    fn parse(argv: &[&str]) -> Result<TrainArgs, clap::Error> {
+        Wrap::try_parse_from(std::iter::once("train").chain(argv.iter().copied())).map(|w| w.args)
+    }
+
+    #[test]
+    fn task_defaults_follow_the_reference() {
+        let a = parse(&["--task", "fm16"]).unwrap();
+        assert_eq!((a.batch, a.steps, a.seed, a.eval_every), (128, 10_000, 1000, 100));
+        assert_eq!(a.data, PathBuf::from(DEFAULT_FASHION_MNIST_DIR));
+        let p = plan(&a).unwrap();
+        assert_eq!((p.spec.as_str(), p.target, p.lr), ("conv:16,32,32", Some(0.895), 0.006));
+        let p = plan(&parse(&["--task", "fm32", "--target", "91", "--lr", "0.001"]).unwrap()).unwrap();
+        assert_eq!((p.target, p.lr), (Some(0.91), 0.001));
+    }
+
+    #[test]
+    fn arch_runs_need_no_task_and_have_no_default_target() {
+        let p = plan(&parse(&["--arch", "mlp:32", "--data", "x"]).unwrap()).unwrap();
+        assert_eq!((p.task, p.target), (None, None));
+        assert!(parse(&["--task", "fm16", "--arch", "mlp:32"]).is_err());
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--task", "c10"]).is_err());
+    }
+
+    #[test]
+    fn bad_values_are_one_line_errors() {
+        for argv in [
+            &["--arch", "conv:16,x"][..],
+            &["--arch", "resnet:3"],
+            &["--task", "fm16", "--batch", "0"],
+            &["--task", "fm16", "--eval-every", "0"],
+            &["--task", "fm16", "--target", "0"],
+            &["--task", "fm16", "--target", "150"],
+            &["--task", "fm16", "--lr=-1"],
+            &["--task", "fm16", "--lr", "NaN"],
+        ] {
+            let e = plan(&parse(argv).unwrap()).err().unwrap_or_else(|| panic!("{argv:?} accepted"));
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
+    }
 }
