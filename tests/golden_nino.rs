@@ -323,3 +323,43 @@ fn f16_weights_keep_the_predicted_update() {
         }
     }
 }
+
+/// `nino nowcast` end to end: files in, atomically written file out, equal to the reference prediction.
+#[test]
+fn cli_nowcast_matches_the_reference() {
+    use nino_host::cmd::nowcast::{NowcastArgs, run};
+    use safetensors::{Dtype, tensor::TensorView};
+    let fx = Fixture::load("golden", "fm16");
+    let dir = std::env::temp_dir().join(format!("nino-golden-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, tensor: &str, shape: Vec<usize>, v: &[f32]| {
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let view = TensorView::new(Dtype::F32, shape, &bytes).unwrap();
+        std::fs::write(dir.join(name), safetensors::serialize([(tensor, view)], None).unwrap()).unwrap();
+    };
+    write("h.safetensors", "history", vec![5, 14_378], &fx.f32("history"));
+    write("lpe.safetensors", "lpe", vec![95, 8], &fx.f32("lpe8"));
+    let args = NowcastArgs {
+        weights: fixture_path("weights/nino_no_posw.safetensors"),
+        arch: "conv:16,32,32".into(),
+        input: "1x28x28".into(),
+        classes: 10,
+        history: dir.join("h.safetensors"),
+        k: 5,
+        out: dir.join("out.safetensors"),
+        lpe: Some(dir.join("lpe.safetensors")),
+        f16: false,
+    };
+    run(&args).unwrap();
+    let bytes = std::fs::read(dir.join("out.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor("params").unwrap();
+    let got: Vec<f32> = t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    assert_close("cli pred_params_k5", &got, &fx.f32("nino_no_posw.pred_params_k5"), PRED_REL, 0.0);
+    // A history of the wrong shape is a clear error, and the output is left alone.
+    write("bad.safetensors", "history", vec![4, 14_378], &fx.f32("history")[..4 * 14_378]);
+    let e = run(&NowcastArgs { history: dir.join("bad.safetensors"), ..args }).unwrap_err();
+    assert!(e.to_string().contains("expected [5, 14378]"), "{e}");
+    assert_eq!(std::fs::read(dir.join("out.safetensors")).unwrap(), bytes);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -53,7 +53,8 @@ pub fn model_forward<W: WeightElem>(
     }
 }
 
-/// One nowcast: `history` (`[c][P]`, oldest first) to new parameters `out` (`[P]`) at horizon `k`.
+/// One nowcast: `history` (`[c][P]`, oldest first) to new parameters `out` (`[P]`) at horizon `k`;
+/// `out` is written only on success.
 pub fn nowcast<W: WeightElem>(
     gemm: &dyn Gemm,
     weights: &NinoWeights<'_, W>,
@@ -103,13 +104,16 @@ pub fn nowcast_observed<W: WeightElem>(
     scale::scale_history(arch, history, c, scales, scaled)?;
     features::history_to_edge_attr(graph, scaled, c, attr)?;
     model_forward(gemm, weights, graph, attr, lpe, k, rest, edges, obs)?;
-    features::edges_to_params(graph, edges, out)?;
-    if out.iter().any(|x| !x.is_finite()) {
+    // Gather and unscale in scratch, so `out` (often the live parameters) is untouched on failure.
+    let pred = &mut scaled[..p];
+    features::edges_to_params(graph, edges, pred)?;
+    if pred.iter().any(|x| !x.is_finite()) {
         return Err(Error::NonFinite("predicted parameters"));
     }
-    scale::unscale_params(arch, scales, out)?;
-    if out.iter().any(|x| !x.is_finite()) {
+    scale::unscale_params(arch, scales, pred)?;
+    if pred.iter().any(|x| !x.is_finite()) {
         return Err(Error::NonFinite("predicted parameters"));
     }
+    out.copy_from_slice(pred);
     Ok(())
 }
