@@ -15,6 +15,8 @@ pub mod graph;
 pub mod net;
 pub mod nowcast;
 pub mod ops;
+pub mod period;
+pub mod rollback;
 pub mod spectral;
 
 pub use arch::{Arch, Family, InputShape, Layer, LayerKind, ParamTensor, Task};

@@ -1,0 +1,224 @@
+//! When to record context states and when to nowcast: the reference's static period and NiNo++'s
+//! dynamic periods that nowcast often early in training and rarely near convergence.
+//!
+//! Every window `j` (the stretch of training that ends in nowcast `j`) has a period `P_j`, a multiple of
+//! the context length `c`. Recording `i` (1-based) of window `j` happens `i * P_j / c` steps after the
+//! previous nowcast (or the start); the `c`-th recording is the nowcast itself: that step records the
+//! current parameters as the newest state and replaces its Adam update by the nowcast (the reference's
+//! in-loop timeline, NINO_REFERENCE.md 5.2 and 9.1). With a static period this is exactly the reference.
+
+use crate::error::Error;
+use crate::nowcast::schedule::Schedule;
+
+/// The model's horizon unit was meta-trained with this many optimizer steps between context states.
+pub const TRAINED_SPACING: usize = 200;
+
+/// How the period grows from one nowcast to the next.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Period<'a> {
+    /// The reference: every window lasts `period` steps.
+    Static(usize),
+    /// Explicit periods for windows 0, 1, ...; the last one repeats.
+    List(&'a [usize]),
+    /// `P_j = min(max, first * growth^j)`: frequent nowcasts early, rare ones later.
+    Geometric {
+        /// Period of the first window.
+        first: usize,
+        /// Growth factor per nowcast (>= 1).
+        growth: f32,
+        /// Largest period.
+        max: usize,
+    },
+}
+
+/// The periods of the public `dynamic_period` fork of the reference, a baseline to beat.
+pub const FORK_DYNAMIC: [usize; 9] = [200, 200, 400, 400, 600, 600, 800, 800, 1000];
+
+impl Period<'_> {
+    /// Checks the parameters (positive periods, growth >= 1, at least `ctx` steps per window).
+    pub fn validate(&self, ctx: usize) -> Result<(), Error> {
+        let ok = match *self {
+            Period::Static(p) => p >= ctx,
+            Period::List(l) => !l.is_empty() && l.iter().all(|&p| p >= ctx),
+            Period::Geometric { first, growth, max } => {
+                first >= ctx && max >= first && growth.is_finite() && growth >= 1.0
+            }
+        };
+        if ctx == 0 || !ok {
+            return Err(Error::InvalidArgument("period: every period must be at least ctx steps, growth >= 1"));
+        }
+        Ok(())
+    }
+
+    /// Period of window `j`, rounded down to a multiple of `ctx` so that states are evenly spaced.
+    pub fn period(&self, j: usize, ctx: usize) -> usize {
+        let raw = match *self {
+            Period::Static(p) => p,
+            Period::List(l) => l.get(j).or(l.last()).copied().unwrap_or(ctx),
+            Period::Geometric { first, growth, max } => {
+                let g = libm::powf(growth, j.min(4096) as f32) * first as f32;
+                if g.is_finite() && g < max as f32 { g as usize } else { max }
+            }
+        };
+        let ctx = ctx.max(1);
+        (raw / ctx).max(1) * ctx
+    }
+
+    /// Number of nowcasts planned within `max_steps`, which sizes the horizon schedule.
+    ///
+    /// The static period keeps the reference's `max(1, max_steps / period)`; others count the windows
+    /// that end within `max_steps`.
+    pub fn planned_nowcasts(&self, max_steps: usize, ctx: usize) -> usize {
+        if let Period::Static(p) = *self {
+            return (max_steps / p.max(1)).max(1);
+        }
+        let (mut end, mut n) = (0usize, 0usize);
+        loop {
+            end = end.saturating_add(self.period(n, ctx));
+            if end > max_steps || n >= max_steps {
+                return n.max(1);
+            }
+            n += 1;
+        }
+    }
+}
+
+/// What the training loop does at one step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Action {
+    /// An ordinary optimizer step.
+    Adam,
+    /// Record the current parameters as a context state, then take an optimizer step.
+    Record,
+    /// Record the current parameters as the newest state, then nowcast instead of the optimizer step.
+    Nowcast {
+        /// 0-based nowcast counter.
+        index: usize,
+        /// Horizon, in context spacings.
+        k: usize,
+    },
+}
+
+/// The state machine that turns step numbers into [`Action`]s.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Timeline<'a> {
+    period: Period<'a>,
+    ctx: usize,
+    horizons: Schedule,
+    window_start: u64,
+    recorded: usize,
+    nowcasts: usize,
+}
+
+impl<'a> Timeline<'a> {
+    /// A timeline for `ctx` context states, a run of at most `max_steps` and a model emitting `seq_len`
+    /// horizons; horizons follow the reference schedule (exponent `p = 2`) over the planned nowcasts.
+    pub fn new(period: Period<'a>, ctx: usize, max_steps: usize, seq_len: usize) -> Result<Timeline<'a>, Error> {
+        period.validate(ctx)?;
+        let planned = period.planned_nowcasts(max_steps, ctx);
+        let horizons = Schedule::new(planned, 1, seq_len, 2.0)?;
+        Ok(Timeline { period, ctx, horizons, window_start: 0, recorded: 0, nowcasts: 0 })
+    }
+
+    /// The action for 1-based step `step`; call once per step, in order.
+    pub fn next(&mut self, step: u64) -> Action {
+        let p = self.period.period(self.nowcasts, self.ctx);
+        let spacing = (p / self.ctx) as u64;
+        let u = step.saturating_sub(self.window_start);
+        if u == 0 || u % spacing != 0 {
+            return Action::Adam;
+        }
+        self.recorded += 1;
+        if self.recorded < self.ctx {
+            return Action::Record;
+        }
+        let index = self.nowcasts;
+        self.nowcasts += 1;
+        self.recorded = 0;
+        self.window_start = step;
+        Action::Nowcast { index, k: self.horizons.k(index) }
+    }
+
+    /// Whether step `step` needs a forward and backward pass (false exactly when it is a nowcast).
+    pub fn needs_grads(&self, step: u64) -> bool {
+        let spacing = (self.period.period(self.nowcasts, self.ctx) / self.ctx) as u64;
+        let u = step.saturating_sub(self.window_start);
+        !(u > 0 && u % spacing == 0 && self.recorded + 1 == self.ctx)
+    }
+
+    /// Number of context states recorded in the current window.
+    pub const fn recorded(&self) -> usize {
+        self.recorded
+    }
+
+    /// Nowcasts made so far.
+    pub const fn nowcasts(&self) -> usize {
+        self.nowcasts
+    }
+
+    /// Steps between context states in the current window.
+    pub fn spacing(&self) -> usize {
+        self.period.period(self.nowcasts, self.ctx) / self.ctx
+    }
+
+    /// Number of nowcasts the horizon schedule was sized for.
+    pub fn planned(&self) -> usize {
+        self.horizons.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(period: Period<'_>, steps: u64) -> ([u64; 64], usize, [usize; 64]) {
+        let mut t = Timeline::new(period, 5, steps as usize, 40).unwrap();
+        let (mut at, mut ks, mut n) = ([0u64; 64], [0usize; 64], 0);
+        for s in 1..=steps {
+            let grads = t.needs_grads(s);
+            let a = t.next(s);
+            assert_eq!(grads, !matches!(a, Action::Nowcast { .. }), "step {s}");
+            if let Action::Nowcast { index, k } = a {
+                assert_eq!(index, n);
+                at[n] = s;
+                ks[n] = k;
+                n += 1;
+            }
+        }
+        (at, n, ks)
+    }
+
+    #[test]
+    fn static_period_is_the_reference_timeline() {
+        // NINO_REFERENCE.md 5.2: records at 200, 400, ..., nowcasts at 1000, 2000, ...; k from 5.3.
+        let mut t = Timeline::new(Period::Static(1000), 5, 10_000, 40).unwrap();
+        for s in 1..200 {
+            assert_eq!(t.next(s), Action::Adam);
+        }
+        assert_eq!(t.next(200), Action::Record);
+        let (at, n, ks) = run(Period::Static(1000), 10_000);
+        assert_eq!(n, 10);
+        assert_eq!(&at[..3], &[1000, 2000, 3000]);
+        assert_eq!(&ks[..10], &[40, 33, 26, 21, 16, 11, 8, 5, 3, 1]);
+    }
+
+    #[test]
+    fn fork_dynamic_periods() {
+        let (at, n, ks) = run(Period::List(&FORK_DYNAMIC), 10_000);
+        assert_eq!(&at[..6], &[200, 400, 800, 1200, 1800, 2400]);
+        assert_eq!(n, 14);
+        assert_eq!((ks[0], ks[n - 1]), (40, 1));
+    }
+
+    #[test]
+    fn geometric_periods_grow_and_cap() {
+        let g = Period::Geometric { first: 200, growth: 2.0, max: 1000 };
+        assert_eq!([g.period(0, 5), g.period(1, 5), g.period(2, 5), g.period(3, 5)], [200, 400, 800, 1000]);
+        assert!(Period::Geometric { first: 200, growth: 0.5, max: 1000 }.validate(5).is_err());
+        assert!(Period::Static(3).validate(5).is_err());
+        assert!(Period::List(&[]).validate(5).is_err());
+    }
+}
