@@ -21,6 +21,16 @@ fn data(arch: &Arch, n: usize) -> (Vec<f32>, Vec<u32>) {
     (x, y)
 }
 
+/// CPU time (user + system, all threads) this process has used, in ms; 0 where /proc is unavailable.
+fn cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the ")" of the command name: state is field 3, utime 14 and stime 15 (1-based).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0.0)).collect();
+    // /proc reports clock ticks of 1/100 s on Linux.
+    if f.len() > 13 { (f[11] + f[12]) * 10.0 } else { 0.0 }
+}
+
 fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
     let mut t: Vec<f64> = (0..runs)
         .map(|_| {
@@ -33,9 +43,31 @@ fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
     t[t.len() / 2]
 }
 
+/// GFLOP/s of the host GEMM on the per-chunk shapes of the FM-16 step (4 images = 676 output pixels).
+fn gemm_rates(runs: usize) {
+    use nino_core::ops::gemm::{Gemm, MatRef};
+    use nino_host::gemm::HostGemm;
+    let shapes: [(&str, usize, usize, usize, bool, bool); 4] = [
+        ("conv3 forward 676x288x32", 676, 288, 32, false, false),
+        ("conv3 weight grad 288x676x32 (A^T)", 288, 676, 32, true, false),
+        ("conv3 input grad 676x32x288 (B^T)", 676, 32, 288, false, true),
+        ("conv2 forward 676x144x32", 676, 144, 32, false, false),
+    ];
+    for (what, m, k, n, ta, tb) in shapes {
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
+        let mut c = vec![0.0f32; m * n];
+        let av = if ta { MatRef::transposed(&a, k, m) } else { MatRef::row_major(&a, m, k) };
+        let bv = if tb { MatRef::transposed(&b, n, k) } else { MatRef::row_major(&b, k, n) };
+        let ms = median_ms(runs * 4, || HostGemm.gemm(av, bv, &mut c, n, 0.0).unwrap());
+        println!("{what:<40} {:>8.1} us {:>8.1} GFLOP/s (one thread)", ms * 1e3, 2.0 * (m * k * n) as f64 / ms / 1e6);
+    }
+}
+
 fn main() {
     let runs: usize = std::env::var("NINO_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
     let batch = 128;
+    gemm_rates(runs);
     // PyTorch 2 threads on this machine, from BASELINE.md; None where it has no figure.
     let rows: [(Task, Option<f64>, Option<f64>); 2] = [(Task::Fm16, Some(16.8), None), (Task::Fm32, None, None)];
     println!("{:<34} {:>10} {:>12} {:>16}", "benchmark", "ours ms", "PyTorch ms", "PyTorch / ours");
@@ -47,9 +79,11 @@ fn main() {
         for _ in 0..5 {
             e.train_step(&x, &y).unwrap();
         }
+        let cpu0 = cpu_ms();
         let step = median_ms(runs, || {
             e.train_step(&x, &y).unwrap();
         });
+        let cpu = (cpu_ms() - cpu0) / runs as f64;
         let ratio = torch_step.map_or("n/a".to_string(), |t| format!("{:.2}", t / step));
         println!(
             "{:<34} {:>10.2} {:>12} {:>16}",
@@ -58,6 +92,10 @@ fn main() {
             fmt(torch_step),
             ratio
         );
+        println!("{:<34} {:>10.2}   (mean CPU ms per step, all threads; on idle cores wall is about half)", "", cpu);
+        if std::env::var_os("NINO_BENCH_SKIP_EVAL").is_some() {
+            continue;
+        }
         let (tx, ty) = data(&arch, 10_000);
         e.evaluate(&tx, &ty).unwrap();
         let eval = median_ms(runs.div_ceil(10).max(3), || {

@@ -1,4 +1,7 @@
 //! A fast host matrix multiply behind the core `Gemm` trait.
+//!
+//! Products whose output width is a multiple of 16 (every conv GEMM of the reference nets) run on an
+//! AVX-512 register-tile kernel with no packing of the tall operand; the rest go to the `gemm` crate.
 
 use nino_core::Error;
 use nino_core::ops::gemm::{Gemm, MatRef, check_gemm};
@@ -19,6 +22,11 @@ impl Gemm for HostGemm {
             for i in 0..m {
                 c[i * ldc..i * ldc + n].iter_mut().for_each(|v| *v *= beta);
             }
+            return Ok(());
+        }
+        #[cfg(target_arch = "x86_64")]
+        if n % 16 == 0 && has_avx512() {
+            fast(a, b, c, ldc, beta);
             return Ok(());
         }
         // SAFETY: check_gemm proved every index the views and `c` touch lies inside their slices, and `c`
@@ -50,6 +58,147 @@ impl Gemm for HostGemm {
     }
 }
 
+/// Whether the AVX-512 kernels can run here (checked once; std caches the CPUID result).
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    std::is_x86_feature_detected!("avx512f")
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// `c[MR x 16*NV] = beta*c + a[MR x k] b[k x 16*NV]`; `b` rows are contiguous with stride `ldb`.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; every `a[r*a_rs + p*a_cs]`, `b[p*ldb + 0..16*NV]` and
+    /// `c[r*ldc + 0..16*NV]` for `r < MR`, `p < k` must be in bounds.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn tile<const MR: usize, const NV: usize>(
+        k: usize,
+        a: *const f32,
+        a_rs: usize,
+        a_cs: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        beta: f32,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        // SAFETY (whole body): bounds are the caller's contract.
+        unsafe {
+            for p in 0..k {
+                let bp = b.add(p * ldb);
+                let mut bv = [_mm512_setzero_ps(); NV];
+                for j in 0..NV {
+                    bv[j] = _mm512_loadu_ps(bp.add(16 * j));
+                }
+                let ap = a.add(p * a_cs);
+                for r in 0..MR {
+                    let av = _mm512_set1_ps(*ap.add(r * a_rs));
+                    for j in 0..NV {
+                        acc[r][j] = _mm512_fmadd_ps(av, bv[j], acc[r][j]);
+                    }
+                }
+            }
+            let bb = _mm512_set1_ps(beta);
+            for r in 0..MR {
+                for j in 0..NV {
+                    let cp = c.add(r * ldc + 16 * j);
+                    let v = if beta == 0.0 {
+                        acc[r][j]
+                    } else if beta == 1.0 {
+                        _mm512_add_ps(_mm512_loadu_ps(cp), acc[r][j])
+                    } else {
+                        _mm512_fmadd_ps(bb, _mm512_loadu_ps(cp), acc[r][j])
+                    };
+                    _mm512_storeu_ps(cp, v);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+thread_local! {
+    /// Row-major copy of a strided right operand (small: a weight matrix or its transpose).
+    static PACKED_B: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `c = beta*c + a b` on the AVX-512 tiles; `n` is a multiple of 16 and the shapes were checked.
+#[cfg(target_arch = "x86_64")]
+fn fast(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], ldc: usize, beta: f32) {
+    let (k, n) = (b.rows, b.cols);
+    if b.cs == 1 {
+        tiles(a, b.data, b.rs, n, c, ldc, beta);
+        return;
+    }
+    PACKED_B.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        buf.clear();
+        buf.resize(k * n, 0.0);
+        for p in 0..k {
+            for (j, v) in buf[p * n..(p + 1) * n].iter_mut().enumerate() {
+                *v = b.data[p * b.rs + j * b.cs];
+            }
+        }
+        tiles(a, &buf, n, n, c, ldc, beta);
+    });
+}
+
+/// Sweeps the output in column panels of up to 64 and row blocks of the kernel's height.
+#[cfg(target_arch = "x86_64")]
+fn tiles(a: MatRef<'_>, b: &[f32], ldb: usize, n: usize, c: &mut [f32], ldc: usize, beta: f32) {
+    let (m, k) = (a.rows, a.cols);
+    let (ap, bp, cp) = (a.data.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+    let mut j0 = 0;
+    while j0 < n {
+        let nv = ((n - j0) / 16).min(4);
+        // SAFETY: AVX-512F was detected; check_gemm bounded every row < m, column < n and depth < k
+        // of a, b (row stride ldb, contiguous rows: b.cs == 1 or the packed copy) and c.
+        unsafe {
+            let (b0, c0) = (bp.add(j0), cp.add(j0));
+            match nv {
+                4 => panel::<6, 4>(m, k, ap, a.rs, a.cs, b0, ldb, c0, ldc, beta),
+                3 => panel::<8, 3>(m, k, ap, a.rs, a.cs, b0, ldb, c0, ldc, beta),
+                2 => panel::<12, 2>(m, k, ap, a.rs, a.cs, b0, ldb, c0, ldc, beta),
+                _ => panel::<16, 1>(m, k, ap, a.rs, a.cs, b0, ldb, c0, ldc, beta),
+            }
+        }
+        j0 += 16 * nv;
+    }
+}
+
+/// One column panel `16*NV` wide: full `MR`-row tiles, then single rows.
+///
+/// # Safety
+/// As for [`avx512::tile`], for all `m` rows.
+#[cfg(target_arch = "x86_64")]
+unsafe fn panel<const MR: usize, const NV: usize>(
+    m: usize,
+    k: usize,
+    a: *const f32,
+    a_rs: usize,
+    a_cs: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    beta: f32,
+) {
+    let full = m / MR * MR;
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        for i in (0..full).step_by(MR) {
+            avx512::tile::<MR, NV>(k, a.add(i * a_rs), a_rs, a_cs, b, ldb, c.add(i * ldc), ldc, beta);
+        }
+        for i in full..m {
+            avx512::tile::<1, NV>(k, a.add(i * a_rs), a_rs, a_cs, b, ldb, c.add(i * ldc), ldc, beta);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,20 +206,22 @@ mod tests {
 
     #[test]
     fn agrees_with_portable_on_strided_operands() {
-        let (m, k, n) = (37, 29, 33);
-        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            let av = if ta { MatRef::transposed(&a, k, m) } else { MatRef::row_major(&a, m, k) };
-            let bv = if tb { MatRef::transposed(&b, n, k) } else { MatRef::row_major(&b, k, n) };
-            for beta in [0.0, 1.0, 0.5] {
-                let mut c1: Vec<f32> = (0..m * (n + 3)).map(|i| (i % 5) as f32).collect();
-                let mut c2 = c1.clone();
-                Portable.gemm(av, bv, &mut c1, n + 3, beta).unwrap();
-                HostGemm.gemm(av, bv, &mut c2, n + 3, beta).unwrap();
-                // Sums of 29 products of magnitude <= 1 in a different order: 1e-4 is ample.
-                let d = c1.iter().zip(&c2).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
-                assert!(d < 1e-4, "ta {ta} tb {tb} beta {beta}: {d}");
+        // Widths off and on the AVX-512 path (multiples of 16, with 64-wide panels and row tails).
+        for (m, k, n) in [(37, 29, 33), (37, 29, 32), (53, 7, 80), (13, 31, 288), (25, 3, 48), (5, 9, 16)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let av = if ta { MatRef::transposed(&a, k, m) } else { MatRef::row_major(&a, m, k) };
+                let bv = if tb { MatRef::transposed(&b, n, k) } else { MatRef::row_major(&b, k, n) };
+                for beta in [0.0, 1.0, 0.5] {
+                    let mut c1: Vec<f32> = (0..m * (n + 3)).map(|i| (i % 5) as f32).collect();
+                    let mut c2 = c1.clone();
+                    Portable.gemm(av, bv, &mut c1, n + 3, beta).unwrap();
+                    HostGemm.gemm(av, bv, &mut c2, n + 3, beta).unwrap();
+                    // Sums of 29 products of magnitude <= 1 in a different order: 1e-4 is ample.
+                    let d = c1.iter().zip(&c2).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+                    assert!(d < 1e-4, "{m}x{k}x{n} ta {ta} tb {tb} beta {beta}: {d}");
+                }
             }
         }
     }
