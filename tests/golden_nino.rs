@@ -13,8 +13,9 @@
 //!
 //! `conv2_x` (layer 2's node output) is not compared: by design we skip that layer (quirk Q1, nothing reads it).
 
+use nino_core::nowcast::Backend;
 use nino_core::nowcast::{self, Stage, features, scale};
-use nino_core::ops::Gemm;
+use nino_core::ops::Portable;
 use nino_core::{Arch, InputShape, NeuralGraph};
 use nino_host::weights::WeightSet;
 use nino_tests::{Fixture, GOLDEN, assert_close, fixture_path};
@@ -23,9 +24,10 @@ const KS: [usize; 3] = [1, 5, 40];
 const PRED_REL: f32 = 1e-4;
 const MID_REL: f32 = 1e-5;
 
-/// The host's fast multiply (the core's `Portable` is tested against it in `nino-host`): keeps these fast.
-fn gemm() -> &'static dyn Gemm {
-    &nino_host::gemm::HostGemm
+/// The host's fast kernels (threaded gemm, vectorised SiLU), which the nowcaster uses; the core's own
+/// libm kernels are checked in `gnn_intermediates_match` and `core_kernels_match`.
+fn gemm() -> Backend<'static> {
+    nino_host::nowcaster::host_backend()
 }
 
 fn weights(name: &str) -> WeightSet<f32> {
@@ -167,7 +169,9 @@ fn gnn_intermediates_match() {
             }
             seen.push(key);
         };
-        nowcast::model_forward(gemm(), &b, &g, &attr, &lpe, 1, &mut scratch, &mut out, &mut obs).unwrap();
+        // The core's own kernels (portable gemm, libm SiLU), so the pure-core path is held to the reference.
+        nowcast::model_forward(Backend::new(&Portable), &b, &g, &attr, &lpe, 1, &mut scratch, &mut out, &mut obs)
+            .unwrap();
         assert_eq!(seen, ["node_proj_x", "gnn_in_e", "conv0_x", "edge_update0_e", "conv1_x", "edge_update1_e"]);
     }
 }
@@ -188,6 +192,23 @@ fn check_predictions(model: &str, name: &str, spec: &str) {
         if k == 40 {
             assert_close(&what("nowcast()"), &full(&w, &g, &history, &lpe, k), &want, PRED_REL, 0.0);
         }
+    }
+}
+
+/// Predictions of both models through the core's own kernels on the debug net (small enough for them).
+#[test]
+fn core_kernels_match() {
+    let fx = Fixture::load("golden", "debug");
+    let g = graph("conv:4,6,6");
+    for model in ["nino_no_posw", "nino_mlp"] {
+        let w = weights(model);
+        let b = w.bind().unwrap();
+        let lpe = if w.config.gnn { fx.f32("lpe8") } else { Vec::new() };
+        let mut scratch = vec![0.0; nowcast::scratch_len(&g, &w.config)];
+        let mut out = vec![0.0; g.arch().param_count()];
+        let be = Backend::new(&Portable);
+        nowcast::nowcast(be, &b, &g, &fx.f32("history"), &lpe, 5, &mut scratch, &mut out).unwrap();
+        assert_close(&format!("core {model}"), &out, &fx.f32(&format!("{model}.pred_params_k5")), PRED_REL, 0.0);
     }
 }
 

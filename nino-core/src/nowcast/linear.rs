@@ -15,6 +15,28 @@ pub fn silu_in_place(x: &mut [f32]) {
     x.iter_mut().for_each(|v| *v = silu(*v));
 }
 
+/// The compute kernels a model runs on: a matrix multiply and the SiLU, both replaceable by a host.
+#[derive(Clone, Copy)]
+pub struct Backend<'a> {
+    /// Every heavy product goes through it.
+    pub gemm: &'a dyn Gemm,
+    /// SiLU over a slice in place; [`silu_in_place`] (libm) unless a host plugs in a vectorised one.
+    pub silu: fn(&mut [f32]),
+}
+
+impl<'a> Backend<'a> {
+    /// `gemm` with the core's libm SiLU.
+    pub fn new(gemm: &'a dyn Gemm) -> Self {
+        Backend { gemm, silu: silu_in_place }
+    }
+}
+
+impl core::fmt::Debug for Backend<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Backend")
+    }
+}
+
 /// The weight as f32: the storage itself for f32, else converted into `stage`.
 pub fn as_f32<'s, W: WeightElem>(w: &'s [W], stage: &'s mut [f32]) -> Result<&'s [f32], Error> {
     if let Some(s) = W::as_f32_slice(w) {
@@ -29,6 +51,12 @@ pub fn as_f32<'s, W: WeightElem>(w: &'s [W], stage: &'s mut [f32]) -> Result<&'s
 
 /// Sets the first `b.len()` values of each of `rows` rows (stride `ldc`) to the bias.
 pub fn fill_bias<W: WeightElem>(out: &mut [f32], rows: usize, ldc: usize, b: &[W]) {
+    if let Some(b) = W::as_f32_slice(b) {
+        for r in 0..rows {
+            out[r * ldc..r * ldc + b.len()].copy_from_slice(b);
+        }
+        return;
+    }
     for r in 0..rows {
         for (o, v) in out[r * ldc..r * ldc + b.len()].iter_mut().zip(b) {
             *o = v.to_f32();

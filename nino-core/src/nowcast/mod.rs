@@ -11,6 +11,7 @@ pub mod schedule;
 pub mod weights;
 pub mod wnn;
 
+pub use linear::Backend;
 pub use model::{Observer, Stage};
 pub use scale::{MAX_TENSORS, TensorScale};
 pub use schedule::Schedule;
@@ -18,7 +19,6 @@ pub use weights::{Config, ModelWeights, NinoWeights, WeightElem};
 
 use crate::error::{Error, check_len};
 use crate::graph::NeuralGraph;
-use crate::ops::Gemm;
 
 /// Scratch floats the model alone needs ([`model_forward`]).
 pub fn model_scratch_len(graph: &NeuralGraph, cfg: &Config) -> usize {
@@ -36,7 +36,7 @@ pub fn scratch_len(graph: &NeuralGraph, cfg: &Config) -> usize {
 /// Runs the model on ready edge features `attr` (`[E, F*c]`), writing `out` (`[E, F]`, scaled). `lpe` is
 /// ignored by WNN+ (pass `&[]`).
 pub fn model_forward<W: WeightElem>(
-    gemm: &dyn Gemm,
+    be: Backend<'_>,
     weights: &NinoWeights<'_, W>,
     graph: &NeuralGraph,
     attr: &[f32],
@@ -48,15 +48,15 @@ pub fn model_forward<W: WeightElem>(
 ) -> Result<(), Error> {
     let cfg = &weights.config;
     match &weights.model {
-        ModelWeights::Gnn(w) => model::gnn_forward(gemm, w, cfg, graph, attr, lpe, k, scratch, out, obs),
-        ModelWeights::Wnn(w) => wnn::wnn_forward(gemm, w, cfg, graph, attr, k, scratch, out, obs),
+        ModelWeights::Gnn(w) => model::gnn_forward(be, w, cfg, graph, attr, lpe, k, scratch, out, obs),
+        ModelWeights::Wnn(w) => wnn::wnn_forward(be, w, cfg, graph, attr, k, scratch, out, obs),
     }
 }
 
 /// One nowcast: `history` (`[c][P]`, oldest first) to new parameters `out` (`[P]`) at horizon `k`;
 /// `out` is written only on success.
 pub fn nowcast<W: WeightElem>(
-    gemm: &dyn Gemm,
+    be: Backend<'_>,
     weights: &NinoWeights<'_, W>,
     graph: &NeuralGraph,
     history: &[f32],
@@ -65,12 +65,12 @@ pub fn nowcast<W: WeightElem>(
     scratch: &mut [f32],
     out: &mut [f32],
 ) -> Result<(), Error> {
-    nowcast_observed(gemm, weights, graph, history, lpe, k, scratch, out, &mut |_, _| {})
+    nowcast_observed(be, weights, graph, history, lpe, k, scratch, out, &mut |_, _| {})
 }
 
 /// [`nowcast`] that also shows the model's intermediate values to `obs`.
 pub fn nowcast_observed<W: WeightElem>(
-    gemm: &dyn Gemm,
+    be: Backend<'_>,
     weights: &NinoWeights<'_, W>,
     graph: &NeuralGraph,
     history: &[f32],
@@ -103,7 +103,7 @@ pub fn nowcast_observed<W: WeightElem>(
     let (edges, rest) = rest.split_at_mut(features::edge_out_len(graph));
     scale::scale_history(arch, history, c, scales, scaled)?;
     features::history_to_edge_attr(graph, scaled, c, attr)?;
-    model_forward(gemm, weights, graph, attr, lpe, k, rest, edges, obs)?;
+    model_forward(be, weights, graph, attr, lpe, k, rest, edges, obs)?;
     // Gather and unscale in scratch, so `out` (often the live parameters) is untouched on failure.
     let pred = &mut scaled[..p];
     features::edges_to_params(graph, edges, pred)?;

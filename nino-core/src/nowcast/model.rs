@@ -5,7 +5,7 @@
 //! `k`. Heavy products go through [`Gemm`], so a host can plug in a faster one.
 
 use super::features::for_each_edge;
-use super::linear::{as_f32, linear, silu, silu_in_place};
+use super::linear::{Backend, as_f32, linear};
 use super::weights::{Config, GnnWeights, Lin, WeightElem};
 use crate::error::{Error, check_len};
 use crate::graph::NeuralGraph;
@@ -66,7 +66,7 @@ pub(crate) fn add_residual(out: &mut [f32], attr: &[f32], f: usize, c: usize, up
 /// Runs the GNN on `attr` (`[E, F*c]`) and `lpe` (`[N, lpe]`) for horizon `k`, writing `out` (`[E, F]`,
 /// scaled, residual included).
 pub fn gnn_forward<W: WeightElem>(
-    gemm: &dyn Gemm,
+    be: Backend<'_>,
     w: &GnnWeights<'_, W>,
     cfg: &Config,
     graph: &NeuralGraph,
@@ -93,7 +93,7 @@ pub fn gnn_forward<W: WeightElem>(
 
     // Node features X0.
     match &w.node_proj {
-        Some(np) => linear(gemm, MatRef::row_major(lpe, n, cfg.lpe), np, 0, x, h, true, false, stage)?,
+        Some(np) => linear(be.gemm, MatRef::row_major(lpe, n, cfg.lpe), np, 0, x, h, true, false, stage)?,
         None => x.fill(0.0),
     }
     if let Some(row) = w.wte_row0 {
@@ -116,23 +116,23 @@ pub fn gnn_forward<W: WeightElem>(
         });
         res?;
     }
-    linear(gemm, MatRef::row_major(attr, e, f * c), &w.edge_proj, 0, ee, h, false, true, stage)?;
+    linear(be.gemm, MatRef::row_major(attr, e, f * c), &w.edge_proj, 0, ee, h, false, true, stage)?;
     obs(Stage::GnnInput, ee);
 
     for l in 0..cfg.layers - 1 {
         let conv = &w.convs[l];
         // (scale | shift) per edge.
-        linear(gemm, MatRef::row_major(ee, e, h), &conv.edge_encoder, 0, big, 2 * h, true, false, stage)?;
+        linear(be.gemm, MatRef::row_major(ee, e, h), &conv.edge_encoder, 0, big, 2 * h, true, false, stage)?;
         // Target and source halves of the message network, once per node; b_pre folded into the target half.
         let xm = MatRef::row_major(x, n, h);
-        linear(gemm, xm, &conv.pre, 0, u, h, true, false, stage)?;
-        linear(gemm, xm, &conv.pre, h, v, h, false, false, stage)?;
+        linear(be.gemm, xm, &conv.pre, 0, u, h, true, false, stage)?;
+        linear(be.gemm, xm, &conv.pre, h, v, h, false, false, stage)?;
         agg.fill(0.0);
         for_each_edge(graph, |ei, s, t, _| {
             let (sc, sh) = big[ei * 2 * h..ei * 2 * h + 2 * h].split_at(h);
             let (ut, vs) = (&u[t * h..t * h + h], &v[s * h..s * h + h]);
-            for (j, a) in agg[t * h..t * h + h].iter_mut().enumerate() {
-                *a += sc[j] * (ut[j] + vs[j]) + sh[j];
+            for ((((a, sc), sh), ut), vs) in agg[t * h..t * h + h].iter_mut().zip(sc).zip(sh).zip(ut).zip(vs) {
+                *a += sc * (ut + vs) + sh;
             }
         });
         for node in 0..n {
@@ -143,36 +143,36 @@ pub fn gnn_forward<W: WeightElem>(
             }
         }
         // X~ = ([X | agg] W_post^T + b_post) W_lin^T + b_lin.
-        linear(gemm, xm, &conv.post, 0, xt, h, true, false, stage)?;
-        linear(gemm, MatRef::row_major(agg, n, h), &conv.post, h, xt, h, false, true, stage)?;
-        linear(gemm, MatRef::row_major(xt, n, h), &conv.lin, 0, u, h, true, false, stage)?;
+        linear(be.gemm, xm, &conv.post, 0, xt, h, true, false, stage)?;
+        linear(be.gemm, MatRef::row_major(agg, n, h), &conv.post, h, xt, h, false, true, stage)?;
+        linear(be.gemm, MatRef::row_major(xt, n, h), &conv.lin, 0, u, h, true, false, stage)?;
         obs(Stage::Conv(l), u);
-        for (a, b) in x.iter_mut().zip(u.iter()) {
-            *a = silu(*b);
-        }
+        x.copy_from_slice(u);
+        (be.silu)(x);
 
         // Edge update with the new X and the old Ee.
         let upd = &w.edge_updates[l];
         let xm = MatRef::row_major(x, n, h);
-        linear(gemm, xm, &upd.lin_s, 0, v, h, true, false, stage)?;
-        linear(gemm, xm, &upd.lin_t, 0, agg, h, true, false, stage)?;
+        linear(be.gemm, xm, &upd.lin_s, 0, v, h, true, false, stage)?;
+        linear(be.gemm, xm, &upd.lin_t, 0, agg, h, true, false, stage)?;
         let tmp = &mut big[..e * h];
-        linear(gemm, MatRef::row_major(ee, e, h), &upd.lin_e, 0, tmp, h, true, false, stage)?;
+        linear(be.gemm, MatRef::row_major(ee, e, h), &upd.lin_e, 0, tmp, h, true, false, stage)?;
         for_each_edge(graph, |ei, s, t, _| {
             let (ls, lt) = (&v[s * h..s * h + h], &agg[t * h..t * h + h]);
-            for (j, a) in tmp[ei * h..ei * h + h].iter_mut().enumerate() {
-                *a = silu(*a + ls[j] + lt[j]);
+            for ((a, s), t) in tmp[ei * h..ei * h + h].iter_mut().zip(ls).zip(lt) {
+                *a += s + t;
             }
         });
-        linear(gemm, MatRef::row_major(tmp, e, h), &upd.lin1, 0, ee, h, true, false, stage)?;
+        (be.silu)(tmp);
+        linear(be.gemm, MatRef::row_major(tmp, e, h), &upd.lin1, 0, ee, h, true, false, stage)?;
         obs(Stage::EdgeUpdate(l), ee);
     }
 
     // DMS head: hidden layer on every edge, then only rows f*S + k-1 of the output layer.
     let hid = &mut big[..e * h];
-    linear(gemm, MatRef::row_major(ee, e, h), &w.head_hidden, 0, hid, h, true, false, stage)?;
-    silu_in_place(hid);
-    head_rows(gemm, &w.head_out, cfg.seq_len, k, f, MatRef::row_major(hid, e, h), out, stage)?;
+    linear(be.gemm, MatRef::row_major(ee, e, h), &w.head_hidden, 0, hid, h, true, false, stage)?;
+    (be.silu)(hid);
+    head_rows(be.gemm, &w.head_out, cfg.seq_len, k, f, MatRef::row_major(hid, e, h), out, stage)?;
     obs(Stage::Delta, out);
     add_residual(out, attr, f, c, cfg.upd_scale);
     Ok(())

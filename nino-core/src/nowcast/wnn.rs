@@ -1,11 +1,11 @@
 //! WNN+ (`nino_mlp`, spec 4.6): the same edge features through a per-(edge, slot) MLP, no graph learning.
 
-use super::linear::{as_f32, linear, silu_in_place};
+use super::linear::{Backend, as_f32, linear};
 use super::model::{Observer, Stage, add_residual, stage_len};
 use super::weights::{Config, WeightElem, WnnWeights};
 use crate::error::{Error, check_len};
 use crate::graph::NeuralGraph;
-use crate::ops::{Gemm, MatRef};
+use crate::ops::MatRef;
 
 /// Rows (edge, slot pairs) processed per block, bounding scratch independently of the graph size.
 pub const WNN_BLOCK: usize = 512;
@@ -18,7 +18,7 @@ pub fn wnn_scratch_len(cfg: &Config) -> usize {
 /// Runs WNN+ on `attr` (`[E, F*c]`) for horizon `k`, writing `out` (`[E, F]`, scaled, residual included).
 /// Padded slots and self-loops are computed too (the reference does), then dropped by the gather.
 pub fn wnn_forward<W: WeightElem>(
-    gemm: &dyn Gemm,
+    be: Backend<'_>,
     w: &WnnWeights<'_, W>,
     cfg: &Config,
     graph: &NeuralGraph,
@@ -58,19 +58,19 @@ pub fn wnn_forward<W: WeightElem>(
             }
         }
         let x = MatRef::row_major(&attr[r0 * c..(r0 + m) * c], m, c);
-        linear(gemm, x, &w.edge_proj, 0, a, h, false, true, stage)?;
-        linear(gemm, MatRef::row_major(a, m, h), &w.hidden[0], 0, b, h, true, false, stage)?;
-        silu_in_place(b);
-        linear(gemm, MatRef::row_major(b, m, h), &w.hidden[1], 0, a, h, true, false, stage)?;
-        silu_in_place(a);
-        linear(gemm, MatRef::row_major(a, m, h), &w.hidden[2], 0, b, h, true, false, stage)?;
-        silu_in_place(b);
+        linear(be.gemm, x, &w.edge_proj, 0, a, h, false, true, stage)?;
+        linear(be.gemm, MatRef::row_major(a, m, h), &w.hidden[0], 0, b, h, true, false, stage)?;
+        (be.silu)(b);
+        linear(be.gemm, MatRef::row_major(b, m, h), &w.hidden[1], 0, a, h, true, false, stage)?;
+        (be.silu)(a);
+        linear(be.gemm, MatRef::row_major(a, m, h), &w.hidden[2], 0, b, h, true, false, stage)?;
+        (be.silu)(b);
         // Output row k-1 only: the horizon selects one of the S outputs.
         let o = &mut out[r0..r0 + m];
         o.fill(w.out.b[k - 1].to_f32());
         let w6 = as_f32(w.out.w, stage)?;
         let wt = MatRef { data: &w6[(k - 1) * h..k * h], rows: h, cols: 1, rs: 1, cs: 1 };
-        gemm.gemm(MatRef::row_major(b, m, h), wt, o, 1, 1.0)?;
+        be.gemm.gemm(MatRef::row_major(b, m, h), wt, o, 1, 1.0)?;
         r0 += m;
     }
     obs(Stage::Delta, out);
