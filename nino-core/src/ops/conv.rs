@@ -146,6 +146,29 @@ pub fn unpack_grad_add(c: &Conv2d, packed: &[f32], grad: &mut [f32]) -> Result<(
     Ok(())
 }
 
+/// Copies a short run in 16-wide blocks (fixed-size moves instead of a `memcpy` call per run).
+#[inline]
+fn copy_run(dst: &mut [f32], src: &[f32]) {
+    let (d16, dt) = dst.as_chunks_mut::<16>();
+    let (s16, st) = src.as_chunks::<16>();
+    for (d, s) in d16.iter_mut().zip(s16) {
+        *d = *s;
+    }
+    for (d, s) in dt.iter_mut().zip(st) {
+        *d = *s;
+    }
+}
+
+/// Adds `b` to every row of `y` (rows of `b.len()` values).
+#[inline]
+pub(crate) fn add_bias_rows(y: &mut [f32], b: &[f32]) {
+    for row in y.chunks_exact_mut(b.len()) {
+        for (v, bb) in row.iter_mut().zip(b) {
+            *v += bb;
+        }
+    }
+}
+
 /// Fills `col` (`[n*oh*ow, kh*kw*n_in]`) with the input patches of `n` examples of `x`.
 pub fn im2col(c: &Conv2d, x: &[f32], layout: Layout, n: usize, col: &mut [f32]) -> Result<(), Error> {
     check_len("conv input", x.len(), n * c.in_len())?;
@@ -171,7 +194,7 @@ pub fn im2col(c: &Conv2d, x: &[f32], layout: Layout, n: usize, col: &mut [f32]) 
                             Some(ix) => {
                                 let base = iy * sy + ix * sx;
                                 if sc == 1 {
-                                    dst.copy_from_slice(&xb[base..base + cin]);
+                                    copy_run(dst, &xb[base..base + cin]);
                                 } else {
                                     for (ci, d) in dst.iter_mut().enumerate() {
                                         *d = xb[base + ci * sc];

@@ -18,10 +18,9 @@ pub fn linear_forward(
     check_len("linear weight", w.len(), n_out * n_in)?;
     check_len("linear bias", b.len(), n_out)?;
     check_len("linear output", y.len(), n * n_out)?;
-    for row in y.chunks_exact_mut(n_out) {
-        row.copy_from_slice(b);
-    }
-    gemm.gemm(MatRef::row_major(x, n, n_in), MatRef::transposed(w, n_out, n_in), y, n_out, 1.0)
+    gemm.gemm(MatRef::row_major(x, n, n_in), MatRef::transposed(w, n_out, n_in), y, n_out, 0.0)?;
+    crate::ops::conv::add_bias_rows(y, b);
+    Ok(())
 }
 
 /// Backward of [`linear_forward`]: adds to `dw` and `db`, overwrites `dx` if given.
