@@ -7,6 +7,7 @@ pub mod engine;
 pub mod fsutil;
 pub mod gemm;
 pub mod metrics;
+pub mod nino_hook;
 pub mod nowcaster;
 pub mod spectral;
 pub mod train;

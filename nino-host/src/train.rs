@@ -83,6 +83,9 @@ pub type HookError = Box<dyn std::error::Error + Send + Sync>;
 pub trait StepHook<M: ?Sized = Engine> {
     /// Decides the fate of step `step` (1-based), possibly changing `model`.
     fn before_step(&mut self, step: u64, batch: Batch<'_>, model: &mut M) -> Result<HookAction, HookError>;
+
+    /// Sees the finite training loss of an ordinary step (a nowcast's rollback baseline); default: ignore.
+    fn after_step(&mut self, _step: u64, _loss: f32) {}
 }
 
 /// The hook of plain Adam training: always steps.
@@ -270,6 +273,7 @@ impl Run<'_> {
                     if !loss.is_finite() {
                         return Err(TrainError::NonFiniteLoss { step, loss });
                     }
+                    hook.after_step(step, loss);
                     self.loss_sum += f64::from(loss);
                     self.loss_n += 1;
                     last_loss = loss;

@@ -3,8 +3,12 @@
 use crate::data::{DEFAULT_FASHION_MNIST_DIR, Normalization, Splits, load_splits};
 use crate::engine::{AdamConfig, Engine, init_params};
 use crate::metrics::{MetricsLog, Summary, check_writable_dir};
-use crate::train::{NoHook, TrainConfig, train};
+use crate::nino_hook::{Fault, NinoHook, NinoHookConfig, PeriodChoice};
+use crate::nowcaster::Nowcaster;
+use crate::train::{NoHook, StepHook, TrainConfig, train};
+use crate::weights::WeightSet;
 use anyhow::{Context, bail};
+use nino_core::rollback::Rule;
 use nino_core::{Arch, InputShape, Task};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -92,6 +96,32 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
 
+    /// Nowcast with these NiNo weights (e.g. fixtures/weights/nino_no_posw.safetensors; nino_mlp for WNN+).
+    #[arg(long, value_name = "FILE")]
+    pub nino: Option<PathBuf>,
+
+    /// Nowcast period: steps (1000 = the reference), `dynamic` (NiNo++: 200 growing x1.5 per nowcast up to
+    /// 2000), `fork` (200, 200, 400, 400, ..., 1000) or `geometric:FIRST,GROWTH,MAX`.
+    #[arg(long, value_name = "P", default_value = "1000", requires = "nino")]
+    pub period: PeriodChoice,
+
+    /// Store the NiNo weights as f16 (math stays f32).
+    #[arg(long, requires = "nino")]
+    pub f16: bool,
+
+    /// Undo a nowcast whose probe loss exceeds RATIO x the window's mean training loss + 0.1, or that
+    /// produced a non-finite parameter (off: every nowcast is kept, as in the reference).
+    #[arg(long, value_name = "RATIO", num_args = 0..=1, default_missing_value = "1.5", requires = "nino")]
+    pub rollback: Option<f32>,
+
+    /// After a rollback, retry once with a quarter of the horizon.
+    #[arg(long, requires = "rollback")]
+    pub retry: bool,
+
+    /// Corrupt every nowcast (`scale:100` or `nan`), to test rollback.
+    #[arg(long, value_name = "FAULT", hide = true, requires = "nino")]
+    pub inject_fault: Option<String>,
+
     /// Do not draw the progress bar (it is never drawn when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
@@ -161,6 +191,48 @@ fn build_arch(plan: &Plan, splits: &Splits, dir: &std::path::Path) -> anyhow::Re
     }
 }
 
+/// Training examples in the fixed probe batch a rollback judges a nowcast by.
+const PROBE_EXAMPLES: usize = 512;
+
+fn parse_fault(s: &str) -> anyhow::Result<Fault> {
+    if s == "nan" {
+        return Ok(Fault::Nan);
+    }
+    match s.strip_prefix("scale:").map(str::parse::<f32>) {
+        Some(Ok(f)) => Ok(Fault::Scale(f)),
+        _ => bail!("bad --inject-fault `{s}`: expected `scale:FACTOR` or `nan`"),
+    }
+}
+
+/// The NiNo hook for `--nino`, or `None` for plain Adam.
+fn nino_hook(args: &TrainArgs, arch: &Arch, splits: &Splits) -> anyhow::Result<Option<NinoHook>> {
+    let Some(path) = &args.nino else { return Ok(None) };
+    let weights = WeightSet::load(path).with_context(|| format!("loading NiNo weights {}", path.display()))?;
+    let nowcaster = Nowcaster::new(weights, arch, None, args.f16).context("preparing the nowcaster")?;
+    let rollback = match args.rollback {
+        Some(r) if !(r.is_finite() && r >= 1.0) => bail!("--rollback RATIO must be at least 1, got {r}"),
+        Some(r) => Some(Rule { max_ratio: r, ..Rule::default() }),
+        None => None,
+    };
+    let fault = args.inject_fault.as_deref().map(parse_fault).transpose()?;
+    let cfg = NinoHookConfig { period: args.period.clone(), max_steps: args.steps, rollback, retry: args.retry, fault };
+    let n = PROBE_EXAMPLES.min(splits.train.len());
+    let idx: Vec<u32> = (0..n as u32).collect();
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    splits.train.gather(&idx, &mut x, &mut y);
+    eprintln!(
+        "nowcasting with {} ({}), period {}, rollback {}",
+        path.display(),
+        if nowcaster.config().gnn { "NiNo GNN" } else { "WNN+" },
+        args.period,
+        rollback.map_or("off".to_string(), |r| format!(
+            "at {}x the window's training loss + {}",
+            r.max_ratio, r.max_increase
+        )),
+    );
+    Ok(Some(NinoHook::new(nowcaster, cfg, (x, y)).context("preparing the nowcast schedule")?))
+}
+
 /// Runs `nino train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let plan = plan(args)?;
@@ -204,7 +276,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         seed: args.seed,
         progress: !args.no_progress && std::io::stderr().is_terminal(),
     };
-    let rep = train(&mut engine, &splits.train, &splits.test, &cfg, &mut NoHook, metrics.as_mut())?;
+    let mut nino = nino_hook(args, &arch, &splits)?;
+    let hook: &mut dyn StepHook<Engine> = match nino.as_mut() {
+        Some(h) => h,
+        None => &mut NoHook,
+    };
+    let rep = train(&mut engine, &splits.train, &splits.test, &cfg, hook, metrics.as_mut())?;
 
     let summary = Summary {
         task: plan.task.map(|t| t.name().to_string()),

@@ -1,0 +1,290 @@
+//! NiNo inside the training loop: records context states on the core [`Timeline`], nowcasts, writes the
+//! prediction into the model, and rolls back a nowcast that hurts training.
+//!
+//! Costs when nothing goes wrong: one nowcast plus, with rollback on, one probe loss (a forward pass on a
+//! fixed probe batch) and one copy of the parameters. The baseline the probe loss is judged against is
+//! the mean training loss since the last recorded state, which the loop computes anyway.
+
+use crate::engine::Engine;
+use crate::nowcaster::{NowcastError, Nowcaster};
+use crate::train::{Batch, HookAction, HookError, StepHook};
+use nino_core::period::{Action, FORK_DYNAMIC, Period, Timeline};
+use nino_core::rollback::{Rule, Snapshot, Verdict};
+use std::fmt;
+use std::str::FromStr;
+
+/// How often to nowcast, as chosen on the command line (`--period`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum PeriodChoice {
+    /// A fixed period in steps (the reference: 1000).
+    Static(usize),
+    /// The public fork's periods 200, 200, 400, 400, ..., 1000.
+    Fork,
+    /// Geometric growth from `first` by `growth` per nowcast up to `max`.
+    Geometric {
+        /// First period.
+        first: usize,
+        /// Growth per nowcast.
+        growth: f32,
+        /// Cap.
+        max: usize,
+    },
+}
+
+impl PeriodChoice {
+    /// NiNo++'s default dynamic rule.
+    pub const DYNAMIC: PeriodChoice = PeriodChoice::Geometric { first: 200, growth: 1.5, max: 2000 };
+
+    /// The core period it stands for.
+    pub fn period(&self) -> Period<'static> {
+        match *self {
+            PeriodChoice::Static(p) => Period::Static(p),
+            PeriodChoice::Fork => Period::List(&FORK_DYNAMIC),
+            PeriodChoice::Geometric { first, growth, max } => Period::Geometric { first, growth, max },
+        }
+    }
+}
+
+impl fmt::Display for PeriodChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeriodChoice::Static(p) => write!(f, "{p}"),
+            PeriodChoice::Fork => f.write_str("fork"),
+            PeriodChoice::Geometric { first, growth, max } if *self == PeriodChoice::DYNAMIC => {
+                write!(f, "dynamic (geometric {first}x{growth} up to {max})")
+            }
+            PeriodChoice::Geometric { first, growth, max } => write!(f, "geometric:{first},{growth},{max}"),
+        }
+    }
+}
+
+impl FromStr for PeriodChoice {
+    type Err = String;
+
+    /// Parses `1000`, `dynamic`, `fork` or `geometric:FIRST,GROWTH,MAX`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let bad = || {
+            format!("bad period `{s}`: expected a number of steps, `dynamic`, `fork` or `geometric:FIRST,GROWTH,MAX`")
+        };
+        match s {
+            "dynamic" => return Ok(PeriodChoice::DYNAMIC),
+            "fork" => return Ok(PeriodChoice::Fork),
+            _ => {}
+        }
+        if let Some(rest) = s.strip_prefix("geometric:") {
+            let parts: Vec<&str> = rest.split(',').map(str::trim).collect();
+            if parts.len() != 3 {
+                return Err(bad());
+            }
+            let first = parts[0].parse().map_err(|_| bad())?;
+            let growth = parts[1].parse().map_err(|_| bad())?;
+            let max = parts[2].parse().map_err(|_| bad())?;
+            return Ok(PeriodChoice::Geometric { first, growth, max });
+        }
+        s.parse().map(PeriodChoice::Static).map_err(|_| bad())
+    }
+}
+
+/// A deliberate fault, for the failure-injection tests: what to do to the nowcast's output.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fault {
+    /// Multiply every predicted parameter by this factor (e.g. 100).
+    Scale(f32),
+    /// Replace the prediction by NaN.
+    Nan,
+}
+
+/// One nowcast as it happened.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NowcastEvent {
+    /// 1-based step of the nowcast.
+    pub step: u64,
+    /// Horizon used (the retry's, if one was made).
+    pub k: usize,
+    /// Mean training loss of the window before it (the rollback baseline).
+    pub baseline: f32,
+    /// Probe loss after it (NaN when rollback is off).
+    pub probe: f32,
+    /// What the rollback rule said.
+    pub verdict: Verdict,
+    /// Whether a retry with a shorter horizon was made.
+    pub retried: bool,
+}
+
+/// Settings of the hook.
+#[derive(Clone, Debug)]
+pub struct NinoHookConfig {
+    /// The period rule.
+    pub period: PeriodChoice,
+    /// Step limit of the run (sizes the horizon schedule, as the reference's `max_train_steps`).
+    pub max_steps: u64,
+    /// Rollback rule; `None` keeps every nowcast, as the reference does (a NaN still aborts the nowcast).
+    pub rollback: Option<Rule>,
+    /// After a rollback, retry once with a quarter of the horizon.
+    pub retry: bool,
+    /// A fault injected into nowcasts (tests only).
+    pub fault: Option<Fault>,
+}
+
+/// The [`StepHook`] that nowcasts with NiNo.
+pub struct NinoHook {
+    nowcaster: Nowcaster,
+    timeline: Timeline<'static>,
+    cfg: NinoHookConfig,
+    params: usize,
+    history: Vec<f32>,
+    recorded: usize,
+    out: Vec<f32>,
+    snapshot: Vec<f32>,
+    probe: (Vec<f32>, Vec<u32>),
+    loss_sum: f64,
+    loss_n: u64,
+    /// Every nowcast made, in order.
+    pub events: Vec<NowcastEvent>,
+}
+
+impl fmt::Debug for NinoHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NinoHook").field("period", &self.cfg.period).field("events", &self.events.len()).finish()
+    }
+}
+
+impl NinoHook {
+    /// Wraps a ready [`Nowcaster`]; `probe` is a fixed batch `(x, y)` for the rollback's probe loss.
+    pub fn new(nowcaster: Nowcaster, cfg: NinoHookConfig, probe: (Vec<f32>, Vec<u32>)) -> Result<Self, NowcastError> {
+        let params = nowcaster.graph().arch().param_count();
+        let ctx = nowcaster.ctx();
+        let seq_len = nowcaster.config().seq_len;
+        let timeline = Timeline::new(cfg.period.period(), ctx, cfg.max_steps as usize, seq_len)?;
+        if cfg.rollback.is_some() && probe.1.is_empty() {
+            return Err(NowcastError::Core(nino_core::Error::InvalidArgument("rollback needs a probe batch")));
+        }
+        Ok(NinoHook {
+            nowcaster,
+            timeline,
+            history: vec![0.0; ctx * params],
+            recorded: 0,
+            out: vec![0.0; params],
+            snapshot: vec![0.0; if cfg.rollback.is_some() { nino_core::rollback::snapshot_len(params) } else { 0 }],
+            cfg,
+            params,
+            probe,
+            loss_sum: 0.0,
+            loss_n: 0,
+            events: Vec::new(),
+        })
+    }
+
+    /// Floats held for rollback: one parameter vector (0 with rollback off).
+    pub fn rollback_floats(&self) -> usize {
+        self.snapshot.len()
+    }
+
+    /// Number of nowcasts that were undone.
+    pub fn rollbacks(&self) -> usize {
+        self.events.iter().filter(|e| e.verdict.rolls_back()).count()
+    }
+
+    fn record(&mut self, params: &[f32]) {
+        let row = self.recorded.min(self.nowcaster.ctx() - 1);
+        self.history[row * self.params..(row + 1) * self.params].copy_from_slice(params);
+        self.recorded += 1;
+    }
+
+    /// Predicts into `self.out`, applying the injected fault if any.
+    fn predict(&mut self, k: usize) -> Result<(), NowcastError> {
+        self.nowcaster.nowcast(&self.history, k, &mut self.out)?;
+        match self.cfg.fault {
+            Some(Fault::Scale(s)) => self.out.iter_mut().for_each(|p| *p *= s),
+            Some(Fault::Nan) => self.out.fill(f32::NAN),
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// One attempt: predict, write, judge; restores the parameters if the rule rejects it.
+    fn attempt(&mut self, k: usize, baseline: f32, engine: &mut Engine) -> Result<(Verdict, f32), HookError> {
+        match self.predict(k) {
+            Ok(()) => {}
+            // The core refuses non-finite histories or predictions and leaves the parameters alone.
+            Err(NowcastError::Core(nino_core::Error::NonFinite(_))) => return Ok((Verdict::NonFinite, f32::NAN)),
+            Err(e) => return Err(e.into()),
+        }
+        let Some(rule) = self.cfg.rollback else {
+            if self.out.iter().any(|p| !p.is_finite()) {
+                return Ok((Verdict::NonFinite, f32::NAN));
+            }
+            engine.params_mut().copy_from_slice(&self.out);
+            return Ok((Verdict::Keep, f32::NAN));
+        };
+        let mut snap = Snapshot::new(&mut self.snapshot);
+        snap.save(engine.params())?;
+        engine.params_mut().copy_from_slice(&self.out);
+        let probe = engine.loss(&self.probe.0, &self.probe.1)?;
+        let verdict = rule.judge(baseline, probe, engine.params());
+        if verdict.rolls_back() {
+            snap.restore(engine.params_mut())?;
+        }
+        Ok((verdict, probe))
+    }
+
+    fn nowcast(&mut self, step: u64, k: usize, engine: &mut Engine) -> Result<HookAction, HookError> {
+        let baseline = if self.loss_n > 0 { (self.loss_sum / self.loss_n as f64) as f32 } else { f32::NAN };
+        let (mut verdict, mut probe) = self.attempt(k, baseline, engine)?;
+        let mut used_k = k;
+        let mut retried = false;
+        if verdict.rolls_back() && self.cfg.retry && k > 1 {
+            used_k = (k / 4).max(1);
+            retried = true;
+            (verdict, probe) = self.attempt(used_k, baseline, engine)?;
+        }
+        self.recorded = 0;
+        self.events.push(NowcastEvent { step, k: used_k, baseline, probe, verdict, retried });
+        Ok(HookAction::Nowcast { rolled_back: verdict.rolls_back() })
+    }
+}
+
+impl StepHook<Engine> for NinoHook {
+    fn before_step(&mut self, step: u64, _batch: Batch<'_>, engine: &mut Engine) -> Result<HookAction, HookError> {
+        match self.timeline.next(step) {
+            Action::Adam => Ok(HookAction::Step),
+            Action::Record => {
+                self.record(engine.params());
+                (self.loss_sum, self.loss_n) = (0.0, 0);
+                Ok(HookAction::Step)
+            }
+            Action::Nowcast { k, .. } => {
+                self.record(engine.params());
+                let action = self.nowcast(step, k, engine);
+                (self.loss_sum, self.loss_n) = (0.0, 0);
+                action
+            }
+        }
+    }
+
+    fn after_step(&mut self, _step: u64, loss: f32) {
+        if loss.is_finite() {
+            self.loss_sum += loss as f64;
+            self.loss_n += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn period_choices_parse() {
+        assert_eq!("1000".parse::<PeriodChoice>().unwrap(), PeriodChoice::Static(1000));
+        assert_eq!("dynamic".parse::<PeriodChoice>().unwrap(), PeriodChoice::DYNAMIC);
+        assert_eq!("fork".parse::<PeriodChoice>().unwrap(), PeriodChoice::Fork);
+        assert_eq!(
+            "geometric:100,2,800".parse::<PeriodChoice>().unwrap(),
+            PeriodChoice::Geometric { first: 100, growth: 2.0, max: 800 }
+        );
+        assert!("often".parse::<PeriodChoice>().is_err());
+        assert!("geometric:1,2".parse::<PeriodChoice>().is_err());
+    }
+}
