@@ -42,25 +42,16 @@ pub fn activation_len(arch: &Arch, batch: usize) -> usize {
 pub fn work_len(arch: &Arch, batch: usize) -> usize {
     let mut col = 0;
     let mut grad = 0;
+    let mut prev_out = arch.input.len();
     for l in arch.layers() {
         if let Ok(c) = conv_of(l) {
             col = col.max(c.col_len(batch));
         }
-        let input = if l.gap_before { l.n_in * arch_pixels_before(arch, l) } else { l.in_len() };
-        grad = grad.max(batch * l.out_len()).max(batch * input).max(batch * l.n_in);
+        // Gradients held at once: this layer's output, its input and (before pooling) the pooled input.
+        grad = grad.max(batch * l.out_len()).max(batch * prev_out).max(batch * l.n_in);
+        prev_out = l.out_len();
     }
-    let first = arch.layers().first().map_or(0, |l| l.in_len());
-    grad = grad.max(batch * first);
     col + 2 * grad
-}
-
-/// Pixels of the feature map a pooling layer averages (that of the layer before it).
-fn arch_pixels_before(arch: &Arch, l: &Layer) -> usize {
-    let idx = arch.layers().iter().position(|x| x == l).unwrap_or(0);
-    match idx.checked_sub(1).and_then(|i| arch.layers().get(i)) {
-        Some(p) => p.out_hw.0 * p.out_hw.1,
-        None => 1,
-    }
 }
 
 /// f32 values of the scratch buffer of [`forward`], [`loss_and_grad`] and [`evaluate`] for `batch` examples
@@ -109,7 +100,7 @@ pub fn unpack_grad(arch: &Arch, packed: &[f32], grad: &mut [f32]) -> Result<(), 
 /// Checks the input and returns `n`, the number of examples in `x`.
 fn examples(arch: &Arch, x: &[f32]) -> Result<usize, Error> {
     let per = arch.input.len();
-    if per == 0 || x.len() % per != 0 {
+    if per == 0 || !x.len().is_multiple_of(per) {
         return Err(Error::InvalidArgument("net: input length is not a multiple of the example size"));
     }
     let n = x.len() / per;

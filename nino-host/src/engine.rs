@@ -30,13 +30,18 @@ impl EvalResult {
     }
 }
 
-/// Examples per chunk in training: small enough that a chunk's im2col scratch stays in L2.
-const TRAIN_CHUNK: usize = 4;
-/// Examples per chunk in evaluation (forward only, no gradient buffers).
-const EVAL_CHUNK: usize = 8;
+/// f32 values a chunk's buffers may take so that they stay in one core's L2 cache (1 MiB here).
+const CHUNK_BUDGET: usize = 196_608;
+
+/// Examples per chunk: as many as fit [`CHUNK_BUDGET`] (2 for FM-16, 1 for FM-32), at most 16.
+fn chunk_for(arch: &Arch) -> usize {
+    let per = net::work_len(arch, 1) + net::activation_len(arch, 1);
+    (CHUNK_BUDGET / per.max(1)).clamp(1, 16)
+}
 
 /// Per-thread buffers.
 struct Worker {
+    chunk: usize,
     acts: Vec<f32>,
     work: Vec<f32>,
     gpacked: Vec<f32>,
@@ -44,8 +49,9 @@ struct Worker {
 
 impl Worker {
     fn new(arch: &Arch) -> Worker {
-        let cap = TRAIN_CHUNK.max(EVAL_CHUNK);
+        let cap = chunk_for(arch);
         Worker {
+            chunk: cap,
             acts: vec![0.0; net::activation_len(arch, cap)],
             work: vec![0.0; net::work_len(arch, cap)],
             gpacked: vec![0.0; arch.param_count()],
@@ -57,7 +63,7 @@ impl Worker {
         self.gpacked.fill(0.0);
         let per = arch.input.len();
         let mut loss = 0.0;
-        for (xc, yc) in x.chunks(TRAIN_CHUNK * per).zip(y.chunks(TRAIN_CHUNK)) {
+        for (xc, yc) in x.chunks(self.chunk * per).zip(y.chunks(self.chunk)) {
             loss += net::accumulate_grad_packed(
                 arch,
                 packed,
@@ -77,7 +83,7 @@ impl Worker {
     fn eval(&mut self, arch: &Arch, packed: &[f32], x: &[f32], y: &[u32]) -> Result<(f32, usize), Error> {
         let per = arch.input.len();
         let (mut loss, mut correct) = (0.0f64, 0);
-        for (xc, yc) in x.chunks(EVAL_CHUNK * per).zip(y.chunks(EVAL_CHUNK)) {
+        for (xc, yc) in x.chunks(self.chunk * per).zip(y.chunks(self.chunk)) {
             let logits = net::forward_packed(arch, packed, xc, &mut self.acts, &mut self.work, &HostGemm)?;
             loss += cross_entropy_sum(logits, yc, arch.classes, 1.0, None)? as f64;
             correct += count_correct(logits, yc, arch.classes)?;
