@@ -3,8 +3,9 @@
 //!
 //! Run: `cargo bench -p nino-host --bench nino_step` (set `NINO_BENCH_RUNS` to change N).
 
+use nino_core::NeuralGraph;
 use nino_core::Task;
-use nino_host::gemm::HostGemm;
+use nino_core::nowcast;
 use nino_host::nowcaster::Nowcaster;
 use nino_host::weights::WeightSet;
 use safetensors::SafeTensors;
@@ -33,15 +34,15 @@ fn cpu_seconds() -> f64 {
 
 /// (median, minimum, CPU time per run) in ms: other jobs share the cores, so the minimum and the CPU
 /// time are the figures least inflated by them.
-fn median_ms(nc: &mut Nowcaster, h: &[f32], out: &mut [f32], runs: usize) -> (f64, f64, f64) {
+fn median_ms(mut step: impl FnMut(), runs: usize) -> (f64, f64, f64) {
     for _ in 0..5 {
-        nc.nowcast(h, 40, out).expect("nowcast");
+        step();
     }
     let cpu0 = cpu_seconds();
     let mut t: Vec<f64> = (0..runs)
         .map(|_| {
             let s = Instant::now();
-            nc.nowcast(h, 40, out).expect("nowcast");
+            step();
             s.elapsed().as_secs_f64() * 1e3
         })
         .collect();
@@ -60,21 +61,29 @@ fn main() {
         let arch = task.arch();
         let h = history(task.name());
         let mut out = vec![0.0; arch.param_count()];
-        for (f16, plain) in [(false, true), (false, false), (true, false)] {
+        let h = &h;
+        // The unfused forward (the path before folding) with the same host kernels, as the in-run baseline.
+        let lpe = nino_host::spectral::lpe(&arch, w.config.lpe).expect("lpe");
+        let graph = NeuralGraph::new(&arch);
+        let bound = w.bind().expect("bind");
+        let mut scratch = vec![0.0; nowcast::scratch_len(&graph, &w.config)];
+        let be = nino_host::nowcaster::host_backend();
+        let unfused = median_ms(
+            || nowcast::nowcast(be, &bound, &graph, &h, &lpe, 40, &mut scratch, &mut out).expect("nowcast"),
+            runs,
+        );
+        let mut rows = vec![("f32 unfused (before folding)", unfused)];
+        for f16 in [false, true] {
             let mut nc = Nowcaster::new(w.clone(), &arch, None, f16).expect("nowcaster");
-            if plain {
-                nc = nc.with_kernels(Box::new(HostGemm), nino_core::nowcast::linear::silu_in_place);
-            }
-            let (ms, min, cpu) = median_ms(&mut nc, &h, &mut out, runs);
-            let storage = match (f16, plain) {
-                (_, true) => "f32, 1-thread gemm + libm SiLU",
-                (false, false) => "f32",
-                (true, false) => "f16",
-            };
+            let r = median_ms(|| nc.nowcast(&h, 40, &mut out).expect("nowcast"), runs);
+            rows.push((if f16 { "f16 folded (Nowcaster)" } else { "f32 folded (Nowcaster)" }, r));
+        }
+        for (what, (ms, min, cpu)) in rows {
+            let vs = format!("{:.2}x vs unfused (min {:.2}x)", unfused.0 / ms, unfused.1 / min);
             match pt {
                 Some((lo, hi)) => println!(
-                    "{:5} {storage:31}: median {ms:7.3} ms (min {min:7.3}, CPU {cpu:7.3}) | PyTorch {lo}-{hi} ms | \
-                     speed-up median {:.1}x-{:.1}x, min {:.1}x-{:.1}x",
+                    "{:5} {what:28}: median {ms:7.3} ms (min {min:7.3}, CPU {cpu:7.3}) | {vs} | PyTorch/ours {lo}-{hi} ms: \
+                     median {:.1}x-{:.1}x, min {:.1}x-{:.1}x",
                     task.name(),
                     lo / ms,
                     hi / ms,
@@ -82,7 +91,7 @@ fn main() {
                     hi / min
                 ),
                 None => println!(
-                    "{:5} {storage:31}: median {ms:7.3} ms (min {min:7.3}, CPU {cpu:7.3}) | PyTorch n/a",
+                    "{:5} {what:28}: median {ms:7.3} ms (min {min:7.3}, CPU {cpu:7.3}) | {vs} | PyTorch/ours n/a",
                     task.name()
                 ),
             }

@@ -118,6 +118,14 @@ pub fn fast_silu(x: &mut [f32]) {
     silu_vec_body(x)
 }
 
+/// Folds a bound GNN into `buf` (sized by [`nowcast::folded_len`]).
+fn fold<W: nowcast::WeightElem>(w: &nowcast::NinoWeights<'_, W>, buf: &mut [f32]) -> Result<(), NowcastError> {
+    match &w.model {
+        nowcast::ModelWeights::Gnn(g) => Ok(nowcast::fold_gnn(g, &w.config, buf)?),
+        nowcast::ModelWeights::Wnn(_) => Err(nino_core::Error::InvalidArgument("folding: only the GNN folds").into()),
+    }
+}
+
 static THREADED: ThreadedGemm = ThreadedGemm;
 
 /// The fastest kernels this host offers: threaded `gemm`-crate products and the vectorised SiLU.
@@ -135,6 +143,8 @@ enum Storage {
 /// A ready-to-run NiNo model for one target architecture.
 pub struct Nowcaster {
     weights: Storage,
+    /// The GNN folded once at load ([`nowcast::fold_gnn`], f32 whatever the storage); `None` for WNN+.
+    folded: Option<Vec<f32>>,
     graph: NeuralGraph,
     lpe: Vec<f32>,
     scratch: Vec<f32>,
@@ -168,8 +178,20 @@ impl Nowcaster {
             lpe
         };
         let weights = if f16 { Storage::F16(weights.to_f16()?) } else { Storage::F32(weights) };
-        let scratch = vec![0.0; nowcast::scratch_len(&graph, &cfg)];
-        Ok(Nowcaster { weights, graph, lpe, scratch, gemm: Box::new(ThreadedGemm), silu: fast_silu })
+        // f16 is a storage format: the folded working set is f32, folded from the f16-rounded values.
+        let folded = if cfg.gnn {
+            let mut buf = vec![0.0; nowcast::folded_len(&cfg)];
+            match &weights {
+                Storage::F32(w) => fold(&w.bind()?, &mut buf)?,
+                Storage::F16(w) => fold(&w.bind()?, &mut buf)?,
+            }
+            Some(buf)
+        } else {
+            None
+        };
+        let len = if cfg.gnn { nowcast::folded_scratch_len(&graph, &cfg) } else { nowcast::scratch_len(&graph, &cfg) };
+        let scratch = vec![0.0; len];
+        Ok(Nowcaster { weights, folded, graph, lpe, scratch, gemm: Box::new(ThreadedGemm), silu: fast_silu })
     }
 
     /// Replaces the kernels (the default: [`ThreadedGemm`] and [`fast_silu`]), e.g. to compare them.
@@ -204,8 +226,14 @@ impl Nowcaster {
 
     /// Predicts the parameters `k` context spacings ahead from `history` (`[c][P]`, oldest first) into `out`.
     pub fn nowcast(&mut self, history: &[f32], k: usize, out: &mut [f32]) -> Result<(), NowcastError> {
+        let cfg = *self.config();
         let (g, lpe, scratch) = (&self.graph, &self.lpe, &mut self.scratch);
         let be = Backend { gemm: &*self.gemm, silu: self.silu };
+        if let Some(buf) = &self.folded {
+            let m = nowcast::FoldedGnn::new(&cfg, buf)?;
+            nowcast::nowcast_folded(be, &m, g, history, lpe, k, scratch, out, &mut |_, _| {})?;
+            return Ok(());
+        }
         match &self.weights {
             Storage::F32(w) => nowcast::nowcast(be, &w.bind()?, g, history, lpe, k, scratch, out)?,
             Storage::F16(w) => nowcast::nowcast(be, &w.bind()?, g, history, lpe, k, scratch, out)?,

@@ -4,6 +4,7 @@
 //! the parameters `k` context spacings ahead, in caller buffers sized by [`scratch_len`].
 
 pub mod features;
+pub mod folded;
 pub mod linear;
 pub mod model;
 pub mod scale;
@@ -11,6 +12,7 @@ pub mod schedule;
 pub mod weights;
 pub mod wnn;
 
+pub use folded::{FoldedGnn, fold_gnn, folded_len};
 pub use linear::Backend;
 pub use model::{Observer, Stage};
 pub use scale::{MAX_TENSORS, TensorScale};
@@ -81,11 +83,54 @@ pub fn nowcast_observed<W: WeightElem>(
     obs: Observer<'_>,
 ) -> Result<(), Error> {
     let cfg = &weights.config;
+    check_len("scratch", scratch.len(), scratch_len(graph, cfg))?;
+    pipeline(cfg, graph, history, lpe, scratch, out, |attr, rest, edges| {
+        model_forward(be, weights, graph, attr, lpe, k, rest, edges, obs)
+    })
+}
+
+/// Scratch floats of [`nowcast_folded`].
+pub fn folded_scratch_len(graph: &NeuralGraph, cfg: &Config) -> usize {
+    cfg.ctx * graph.arch().param_count()
+        + features::edge_attr_len(graph, cfg.ctx)
+        + features::edge_out_len(graph)
+        + folded::folded_scratch_len(cfg, graph.num_edges(), graph.num_nodes())
+}
+
+/// [`nowcast`] through a folded GNN ([`fold_gnn`]): the same prediction up to rounding, about half the
+/// work; `out` is written only on success.
+pub fn nowcast_folded(
+    be: Backend<'_>,
+    model: &FoldedGnn<'_>,
+    graph: &NeuralGraph,
+    history: &[f32],
+    lpe: &[f32],
+    k: usize,
+    scratch: &mut [f32],
+    out: &mut [f32],
+    obs: Observer<'_>,
+) -> Result<(), Error> {
+    let cfg = model.config();
+    check_len("scratch", scratch.len(), folded_scratch_len(graph, cfg))?;
+    pipeline(cfg, graph, history, lpe, scratch, out, |attr, rest, edges| {
+        folded::folded_forward(be, model, graph, attr, lpe, k, rest, edges, obs)
+    })
+}
+
+/// Scaling, edge features, `forward(attr, model scratch, edge outputs)`, gather and unscaling.
+fn pipeline(
+    cfg: &Config,
+    graph: &NeuralGraph,
+    history: &[f32],
+    lpe: &[f32],
+    scratch: &mut [f32],
+    out: &mut [f32],
+    forward: impl FnOnce(&[f32], &mut [f32], &mut [f32]) -> Result<(), Error>,
+) -> Result<(), Error> {
     let arch = graph.arch();
     let (c, p) = (cfg.ctx, arch.param_count());
     check_len("history", history.len(), c * p)?;
     check_len("params", out.len(), p)?;
-    check_len("scratch", scratch.len(), scratch_len(graph, cfg))?;
     if history.iter().any(|x| !x.is_finite()) {
         return Err(Error::NonFinite("parameter history"));
     }
@@ -103,7 +148,7 @@ pub fn nowcast_observed<W: WeightElem>(
     let (edges, rest) = rest.split_at_mut(features::edge_out_len(graph));
     scale::scale_history(arch, history, c, scales, scaled)?;
     features::history_to_edge_attr(graph, scaled, c, attr)?;
-    model_forward(be, weights, graph, attr, lpe, k, rest, edges, obs)?;
+    forward(attr, rest, edges)?;
     // Gather and unscale in scratch, so `out` (often the live parameters) is untouched on failure.
     let pred = &mut scaled[..p];
     features::edges_to_params(graph, edges, pred)?;

@@ -43,7 +43,13 @@ pub fn gnn_scratch_len(cfg: &Config, e: usize, n: usize) -> usize {
     5 * n * h + 3 * e * h + stage_len(cfg)
 }
 
-fn check_common(cfg: &Config, graph: &NeuralGraph, attr: &[f32], k: usize, out: &[f32]) -> Result<(), Error> {
+pub(crate) fn check_common(
+    cfg: &Config,
+    graph: &NeuralGraph,
+    attr: &[f32],
+    k: usize,
+    out: &[f32],
+) -> Result<(), Error> {
     let (e, f, c) = (graph.num_edges(), graph.feat_slots(), cfg.ctx);
     if f > cfg.max_feat_size {
         return Err(Error::InvalidArgument("graph has more feature slots than the model (kernel > 3x3)"));
@@ -183,7 +189,7 @@ fn fill_bias<W: WeightElem>(out: &mut [f32], h: usize, b: &[W]) {
 }
 
 /// `out[e, f] = hid[e] · W[f*S + k-1] + b[f*S + k-1]` for `f < F`: the DMS rows of horizon `k` only.
-fn head_rows<W: WeightElem>(
+pub(crate) fn head_rows<W: WeightElem>(
     gemm: &dyn Gemm,
     lin: &Lin<'_, W>,
     s: usize,
