@@ -106,9 +106,21 @@ unsafe fn silu_avx2(x: &mut [f32]) {
     silu_vec_body(x)
 }
 
-/// SiLU over a slice with a vectorised exp (AVX2 when present): the core's libm SiLU costs as much as the
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn silu_avx512(x: &mut [f32]) {
+    silu_vec_body(x)
+}
+
+/// SiLU over a slice with a vectorised exp (AVX-512 or AVX2 when present): the core's libm SiLU costs as much as the
 /// matrix products of a nowcast. Agrees with it to a few ulp (tested).
 pub fn fast_silu(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU feature the function is compiled for was just detected.
+        unsafe { silu_avx512(x) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU features the function is compiled for were just detected.

@@ -5,7 +5,8 @@
 //! layer 0's `edge_encoder` and `lin_e` directly, each edge update's `lin1` feeds the next layer's
 //! `edge_encoder`/`lin_e` (or the head's hidden layer). [`fold_gnn`] multiplies those pairs once per model
 //! load (in f64, stored as f32, whatever the weights' storage), and [`folded_forward`] runs one edge
-//! product per layer (`[scale | shift | lin_e]`, `3H` wide) and one for the head: about half the work of
+//! product per layer (`[scale | lin_e]`, `2H` wide; the shift's mean over a node's edges is taken on the
+//! edge inputs and multiplied once per node) and one for the head: about half the work of
 //! [`super::model::gnn_forward`]. `edge_proj`'s bias and the edge-type embedding become a per-type bias
 //! table of layer 0. Node-side pairs fold too: `post` then `lin` (no activation between), `pre`'s halves
 //! and `lin_s`/`lin_t` side by side. Weights are stored transposed (`[in, out]`), so products need no
@@ -274,23 +275,28 @@ pub fn fold_gnn<W: WeightElem>(w: &GnnWeights<'_, W>, cfg: &Config, out: &mut [f
     }
     for j in 0..=nl {
         let (inp, r, rows) = lay.edge_shape(j);
-        // Consumer rows: layer j's [edge_encoder (scale, shift) ; lin_e], or the head's hidden layer.
+        // Consumer rows: layer j's [scale ; lin_e ; shift] (edge_encoder's halves around lin_e, so the
+        // per-edge product is the first 2H columns), or the head's hidden layer.
         let brow = |o: usize| -> &[W] {
             if j == nl {
                 &w.head_hidden.w[o * h..o * h + h]
-            } else if o < 2 * h {
+            } else if o < h {
                 &w.convs[j].edge_encoder.w[o * h..o * h + h]
+            } else if o < 2 * h {
+                &w.edge_updates[j].lin_e.w[(o - h) * h..(o - h) * h + h]
             } else {
-                &w.edge_updates[j].lin_e.w[(o - 2 * h) * h..(o - 2 * h) * h + h]
+                &w.convs[j].edge_encoder.w[(o - h) * h..(o - h) * h + h]
             }
         };
         let cb = |o: usize| {
             if j == nl {
                 w.head_hidden.b[o]
-            } else if o < 2 * h {
+            } else if o < h {
                 w.convs[j].edge_encoder.b[o]
+            } else if o < 2 * h {
+                w.edge_updates[j].lin_e.b[o - h]
             } else {
-                w.edge_updates[j].lin_e.b[o - 2 * h]
+                w.convs[j].edge_encoder.b[o - h]
             }
             .to_f32()
         };
@@ -320,7 +326,7 @@ pub fn fold_gnn<W: WeightElem>(w: &GnnWeights<'_, W>, cfg: &Config, out: &mut [f
 /// Scratch floats of [`folded_forward`] for a graph of `e` edges and `n` nodes.
 pub fn folded_scratch_len(cfg: &Config, e: usize, n: usize) -> usize {
     let h = cfg.hid;
-    5 * n * h + 6 * e * h
+    5 * n * h + n * (cfg.max_feat_size * cfg.ctx).max(h) + 4 * e * h
 }
 
 /// Runs the folded GNN on `attr` (`[E, F*c]`) and `lpe` (`[N, lpe]`) for horizon `k`, writing `out`
@@ -354,7 +360,9 @@ pub fn folded_forward(
     let uv = take_mut(&mut rest, 2 * n * h);
     let agg = take_mut(&mut rest, n * h);
     let xt = take_mut(&mut rest, n * h);
-    let (mut za, mut zb) = rest.split_at_mut(3 * e * h);
+    let wide = lay.fmc.max(h);
+    let sx = take_mut(&mut rest, n * wide);
+    let (mut za, mut zb) = rest.split_at_mut(2 * e * h);
 
     // X0 = lpe · W_np^T + (b_np + wte row 0).
     fill_rows(x, m.node_b);
@@ -367,37 +375,53 @@ pub fn folded_forward(
     for l in 0..lay.nl {
         let el = m.edge_lin(l);
         let nd = m.layer_node(l);
-        // Z = [scale | shift | lin_e] per edge, biases added below.
-        let input = if l == 0 {
-            MatRef::row_major(attr, e, fc)
+        // Z = [scale | lin_e] per edge (biases added below). The shift is linear in the edge input, so its
+        // mean over a node's incoming edges is the mean input times the shift weight: a per-node product.
+        let (input, inp) = if l == 0 {
+            (MatRef::row_major(attr, e, fc), fc)
         } else {
-            MatRef { data: &zb[2 * h..], rows: e, cols: h, rs: 3 * h, cs: 1 }
+            (MatRef { data: &zb[h..], rows: e, cols: h, rs: 2 * h, cs: 1 }, h)
         };
-        be.gemm.gemm(input, MatRef::row_major(&el.w[..input.cols * 3 * h], input.cols, 3 * h), za, 3 * h, 0.0)?;
+        let w_sc_le = MatRef { data: &el.w[..inp * 3 * h], rows: inp, cols: 2 * h, rs: 3 * h, cs: 1 };
+        be.gemm.gemm(input, w_sc_le, za, 2 * h, 0.0)?;
         // [U | V] per node, b_pre in U.
         fill_rows(uv, nd.pre_b);
         be.gemm.gemm(MatRef::row_major(x, n, h), MatRef::row_major(nd.pre, h, 2 * h), uv, 2 * h, 1.0)?;
         agg.fill(0.0);
+        let sx = &mut sx[..n * inp];
+        sx.fill(0.0);
         let table = el.b;
         let typed = l == 0 && lay.typed;
+        let zin: &[f32] = &zb;
         for_each_edge(graph, |ei, s, t, kind| {
             let r = if typed { kind.id() } else { 0 };
-            let b = &table[r * 3 * h..r * 3 * h + 2 * h];
-            let (sc, sh) = za[ei * 3 * h..ei * 3 * h + 2 * h].split_at(h);
-            let (bsc, bsh) = b.split_at(h);
+            let b = &table[r * 3 * h..r * 3 * h + 3 * h];
+            let sc = &za[ei * 2 * h..ei * 2 * h + h];
             let (ut, vs) = (&uv[t * 2 * h..t * 2 * h + h], &uv[s * 2 * h + h..s * 2 * h + 2 * h]);
             let a = &mut agg[t * h..t * h + h];
             for i in 0..h {
-                a[i] += (sc[i] + bsc[i]) * (ut[i] + vs[i]) + (sh[i] + bsh[i]);
+                a[i] += (sc[i] + b[i]) * (ut[i] + vs[i]);
             }
+            if typed {
+                a.iter_mut().zip(&b[2 * h..]).for_each(|(a, b)| *a += b);
+            }
+            let xin = if l == 0 { &attr[ei * fc..ei * fc + fc] } else { &zin[ei * 2 * h + h..ei * 2 * h + 2 * h] };
+            sx[t * inp..t * inp + inp].iter_mut().zip(xin).for_each(|(a, b)| *a += b);
         });
+        let bsh = &table[2 * h..3 * h];
         for node in 0..n {
             let d = graph.in_degree(node);
             if d > 0 {
                 let inv = 1.0 / d as f32;
                 agg[node * h..node * h + h].iter_mut().for_each(|a| *a *= inv);
+                sx[node * inp..node * inp + inp].iter_mut().for_each(|a| *a *= inv);
+                if !typed {
+                    agg[node * h..node * h + h].iter_mut().zip(bsh).for_each(|(a, b)| *a += b);
+                }
             }
         }
+        let w_sh = MatRef { data: &el.w[2 * h..inp * 3 * h], rows: inp, cols: h, rs: 3 * h, cs: 1 };
+        be.gemm.gemm(MatRef::row_major(sx, n, inp), w_sh, agg, h, 1.0)?;
         // X~ = [X | agg] · post + post_b.
         fill_rows(xt, nd.post_b);
         be.gemm.gemm(MatRef::row_major(x, n, h), MatRef::row_major(&nd.post[..h * h], h, h), xt, h, 1.0)?;
@@ -405,14 +429,14 @@ pub fn folded_forward(
         obs(Stage::Conv(l), xt);
         x.copy_from_slice(xt);
         (be.silu)(x);
-        // Edge update: G = SiLU(lin_e(Ee) + lin_s(X)[s] + lin_t(X)[t]) in Z's last third.
+        // Edge update: G = SiLU(lin_e(Ee) + lin_s(X)[s] + lin_t(X)[t]) in Z's second half.
         fill_rows(uv, nd.st_b);
         be.gemm.gemm(MatRef::row_major(x, n, h), MatRef::row_major(nd.st, h, 2 * h), uv, 2 * h, 1.0)?;
         for_each_edge(graph, |ei, s, t, kind| {
             let r = if typed { kind.id() } else { 0 };
-            let b = &table[r * 3 * h + 2 * h..r * 3 * h + 3 * h];
+            let b = &table[r * 3 * h + h..r * 3 * h + 2 * h];
             let (ls, lt) = (&uv[s * 2 * h..s * 2 * h + h], &uv[t * 2 * h + h..t * 2 * h + 2 * h]);
-            let g = &mut za[ei * 3 * h + 2 * h..ei * 3 * h + 3 * h];
+            let g = &mut za[ei * 2 * h + h..ei * 2 * h + 2 * h];
             for i in 0..h {
                 g[i] += b[i] + ls[i] + lt[i];
             }
@@ -426,7 +450,7 @@ pub fn folded_forward(
     let input = if lay.nl == 0 {
         MatRef::row_major(attr, e, fc)
     } else {
-        MatRef { data: &zb[2 * h..], rows: e, cols: h, rs: 3 * h, cs: 1 }
+        MatRef { data: &zb[h..], rows: e, cols: h, rs: 2 * h, cs: 1 }
     };
     let hid = &mut za[..e * h];
     be.gemm.gemm(input, MatRef::row_major(&el.w[..input.cols * h], input.cols, h), hid, h, 0.0)?;
