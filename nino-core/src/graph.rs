@@ -128,7 +128,7 @@ impl NeuralGraph {
     pub fn tensor_edges(&self, j: usize) -> Option<Range<usize>> {
         let ln = self.layers.get(j / 2)?;
         let l = self.arch.layers()[j / 2];
-        Some(if j % 2 == 0 { ln.weight_edges..ln.bias_edges } else { ln.bias_edges..ln.bias_edges + l.n_out })
+        Some(if j.is_multiple_of(2) { ln.weight_edges..ln.bias_edges } else { ln.bias_edges..ln.bias_edges + l.n_out })
     }
 
     /// Edge `e`, or `None` past the end.

@@ -128,7 +128,7 @@ impl<'a> Timeline<'a> {
         let p = self.period.period(self.nowcasts, self.ctx);
         let spacing = (p / self.ctx) as u64;
         let u = step.saturating_sub(self.window_start);
-        if u == 0 || u % spacing != 0 {
+        if u == 0 || !u.is_multiple_of(spacing) {
             return Action::Adam;
         }
         self.recorded += 1;
@@ -146,7 +146,7 @@ impl<'a> Timeline<'a> {
     pub fn needs_grads(&self, step: u64) -> bool {
         let spacing = (self.period.period(self.nowcasts, self.ctx) / self.ctx) as u64;
         let u = step.saturating_sub(self.window_start);
-        !(u > 0 && u % spacing == 0 && self.recorded + 1 == self.ctx)
+        !(u > 0 && u.is_multiple_of(spacing) && self.recorded + 1 == self.ctx)
     }
 
     /// Number of context states recorded in the current window.
