@@ -392,7 +392,7 @@ pub fn folded_forward(
         sx.fill(0.0);
         let table = el.b;
         let typed = l == 0 && lay.typed;
-        let zin: &[f32] = &zb;
+        let zin: &[f32] = zb;
         for_each_edge(graph, |ei, s, t, kind| {
             let r = if typed { kind.id() } else { 0 };
             let b = &table[r * 3 * h..r * 3 * h + 3 * h];
