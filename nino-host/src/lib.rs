@@ -9,6 +9,8 @@ pub mod gemm;
 pub mod metrics;
 pub mod nino_hook;
 pub mod nowcaster;
+pub mod plot;
+pub mod run;
 pub mod spectral;
 pub mod train;
 pub mod weights;

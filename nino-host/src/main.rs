@@ -18,6 +18,8 @@ enum Command {
     Train(cmd::train::TrainArgs),
     /// Predict future parameters from a history of states recorded by another training loop.
     Nowcast(cmd::nowcast::NowcastArgs),
+    /// Compare training configurations (Adam, NiNo periods, rollback, WNN+) over seeds: table, JSON, PNG plots.
+    Experiment(cmd::experiment::ExperimentArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -35,6 +37,7 @@ fn main() -> std::process::ExitCode {
     let result = match &cli.command {
         Command::Train(a) => cmd::train::run(a),
         Command::Nowcast(a) => cmd::nowcast::run(a),
+        Command::Experiment(a) => cmd::experiment::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,4 +1,5 @@
 //! The `nino` subcommands, one module each.
 
+pub mod experiment;
 pub mod nowcast;
 pub mod train;

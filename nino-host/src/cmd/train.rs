@@ -1,14 +1,10 @@
 //! `nino train`: train a target network with Adam, optionally with NiNo nowcasts.
 
-use crate::data::{DEFAULT_FASHION_MNIST_DIR, Normalization, Splits, load_splits};
-use crate::engine::{AdamConfig, Engine, init_params};
-use crate::metrics::{MetricsLog, Summary, check_writable_dir};
-use crate::nino_hook::{Fault, NinoHook, NinoHookConfig, PeriodChoice};
-use crate::nowcaster::Nowcaster;
-use crate::train::{NoHook, StepHook, TrainConfig, train};
-use crate::weights::WeightSet;
-use anyhow::{Context, bail};
-use nino_core::rollback::Rule;
+use crate::data::DEFAULT_FASHION_MNIST_DIR;
+use crate::metrics::{MetricsLog, check_writable_dir};
+use crate::nino_hook::{Fault, PeriodChoice};
+use crate::run::{NinoSpec, RunSpec, load_data, run_training};
+use anyhow::bail;
 use nino_core::{Arch, InputShape, Task};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -168,32 +164,6 @@ fn plan(args: &TrainArgs) -> anyhow::Result<Plan> {
     Ok(Plan { task, spec, target, lr })
 }
 
-fn build_arch(plan: &Plan, splits: &Splits, dir: &std::path::Path) -> anyhow::Result<Arch> {
-    let shape = splits.train.shape;
-    match plan.task {
-        Some(t) => {
-            let arch = t.arch();
-            if shape != arch.input || splits.classes > arch.classes {
-                bail!(
-                    "task {} needs 28x28 one-channel images with labels 0..9, but {} has {}x{} images and {} classes",
-                    t.name(),
-                    dir.display(),
-                    shape.height,
-                    shape.width,
-                    splits.classes
-                );
-            }
-            Ok(arch)
-        }
-        None => Arch::parse(&plan.spec, shape, splits.classes).map_err(|e| {
-            anyhow::anyhow!("bad --arch `{}` for {}x{} images: {e}", plan.spec, shape.height, shape.width)
-        }),
-    }
-}
-
-/// Training examples in the fixed probe batch a rollback judges a nowcast by.
-const PROBE_EXAMPLES: usize = 512;
-
 fn parse_fault(s: &str) -> anyhow::Result<Fault> {
     if s == "nan" {
         return Ok(Fault::Nan);
@@ -204,107 +174,47 @@ fn parse_fault(s: &str) -> anyhow::Result<Fault> {
     }
 }
 
-/// The NiNo hook for `--nino`, or `None` for plain Adam.
-fn nino_hook(args: &TrainArgs, arch: &Arch, splits: &Splits) -> anyhow::Result<Option<NinoHook>> {
-    let Some(path) = &args.nino else { return Ok(None) };
-    let weights = WeightSet::load(path).with_context(|| format!("loading NiNo weights {}", path.display()))?;
-    let nowcaster = Nowcaster::new(weights, arch, None, args.f16).context("preparing the nowcaster")?;
-    let rollback = match args.rollback {
-        Some(r) if !(r.is_finite() && r >= 1.0) => bail!("--rollback RATIO must be at least 1, got {r}"),
-        Some(r) => Some(Rule { max_ratio: r, ..Rule::default() }),
-        None => None,
-    };
-    let fault = args.inject_fault.as_deref().map(parse_fault).transpose()?;
-    let cfg = NinoHookConfig { period: args.period.clone(), max_steps: args.steps, rollback, retry: args.retry, fault };
-    let n = PROBE_EXAMPLES.min(splits.train.len());
-    let idx: Vec<u32> = (0..n as u32).collect();
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    splits.train.gather(&idx, &mut x, &mut y);
-    eprintln!(
-        "nowcasting with {} ({}), period {}, rollback {}",
-        path.display(),
-        if nowcaster.config().gnn { "NiNo GNN" } else { "WNN+" },
-        args.period,
-        rollback.map_or("off".to_string(), |r| format!(
-            "at {}x the window's training loss + {}",
-            r.max_ratio, r.max_increase
-        )),
-    );
-    Ok(Some(NinoHook::new(nowcaster, cfg, (x, y)).context("preparing the nowcast schedule")?))
-}
-
 /// Runs `nino train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let plan = plan(args)?;
-    let mut metrics = args.metrics.as_deref().map(MetricsLog::new).transpose()?;
+    // Fail on a bad metrics or summary path before loading data and training.
+    if let Some(p) = &args.metrics {
+        MetricsLog::new(p)?;
+    }
     if let Some(p) = &args.summary_json {
         check_writable_dir(p)?;
     }
-
-    let norm = plan.task.map(|_| Normalization::FASHION_MNIST);
-    let splits = load_splits(&args.data, norm)?;
-    let arch = build_arch(&plan, &splits, &args.data)?;
-    let mut spec = String::new();
-    arch.write_spec(&mut spec).context("formatting the arch spec")?;
-
-    let params = init_params(&arch, args.seed);
-    let adam = AdamConfig { lr: plan.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 };
-    let mut engine = Engine::new(arch.clone(), params, adam, args.batch).context("building the training engine")?;
-
-    eprintln!(
-        "training {} ({spec}, {} params) on {} of {} training images from {}, testing on {}; \
-         batch {}, lr {}, seed {}, normalisation mean {:.4} std {:.4}; evaluating every {} steps",
-        plan.task.map_or("custom net", Task::name),
-        arch.param_count(),
-        splits.train.len(),
-        splits.train_total,
-        args.data.display(),
-        splits.test.len(),
-        args.batch,
-        plan.lr,
-        args.seed,
-        splits.norm.mean,
-        splits.norm.std,
-        args.eval_every,
-    );
-
-    let cfg = TrainConfig {
-        max_steps: args.steps,
-        eval_every: args.eval_every,
+    let nino = match &args.nino {
+        Some(weights) => Some(NinoSpec {
+            weights: weights.clone(),
+            period: args.period.clone(),
+            f16: args.f16,
+            rollback: args.rollback,
+            retry: args.retry,
+            fault: args.inject_fault.as_deref().map(parse_fault).transpose()?,
+        }),
+        None => None,
+    };
+    let spec = RunSpec {
+        task: plan.task,
+        arch: plan.spec,
+        data_dir: args.data.clone(),
         target: plan.target,
-        batch: args.batch,
-        seed: args.seed,
-        progress: !args.no_progress && std::io::stderr().is_terminal(),
-    };
-    let mut nino = nino_hook(args, &arch, &splits)?;
-    let hook: &mut dyn StepHook<Engine> = match nino.as_mut() {
-        Some(h) => h,
-        None => &mut NoHook,
-    };
-    let rep = train(&mut engine, &splits.train, &splits.test, &cfg, hook, metrics.as_mut())?;
-
-    let summary = Summary {
-        task: plan.task.map(|t| t.name().to_string()),
-        arch: spec,
-        seed: args.seed,
         lr: plan.lr,
         batch: args.batch,
+        steps: args.steps,
+        seed: args.seed,
         eval_every: args.eval_every,
-        target: plan.target,
-        steps_to_target: rep.steps_to_target,
-        final_accuracy: rep.final_accuracy(),
-        best_accuracy: rep.best_accuracy(),
-        steps_run: rep.steps_run,
-        train_seconds: rep.train_seconds,
-        eval_seconds: rep.eval_seconds,
-        wall_seconds: rep.wall_seconds,
-        nowcasts: rep.nowcasts,
-        nowcast_seconds: rep.nowcast_seconds,
-        rollbacks: rep.rollbacks,
+        nino,
+        metrics: args.metrics.clone(),
+        progress: !args.no_progress && std::io::stderr().is_terminal(),
+        announce: true,
     };
-    print!("{}", summary.table());
+    let splits = load_data(plan.task, &args.data)?;
+    let out = run_training(&spec, &splits)?;
+    print!("{}", out.summary.table());
     if let Some(p) = &args.summary_json {
-        summary.write_json(p)?;
+        out.summary.write_json(p)?;
     }
     Ok(())
 }

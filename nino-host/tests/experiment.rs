@@ -1,0 +1,106 @@
+//! `nino experiment` end to end on the `fixtures/fashion-mnist-mini` subset: two configurations, two seeds,
+//! every output file written and readable.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn mini() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/fashion-mnist-mini")
+}
+
+fn nino(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nino")).args(args).output().expect("run the nino binary")
+}
+
+/// Checks a PNG file: signature, IHDR chunk, a non-trivial image size and file size.
+fn assert_png(path: &Path) {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(b.len() > 1024, "{} is only {} bytes", path.display(), b.len());
+    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{} is not a PNG", path.display());
+    assert_eq!(&b[12..16], b"IHDR");
+    let w = u32::from_be_bytes(b[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(b[20..24].try_into().unwrap());
+    assert!(w >= 640 && h >= 400, "{w}x{h}");
+    assert_eq!(&b[b.len() - 8..b.len() - 4], b"IEND", "{} is truncated", path.display());
+}
+
+#[test]
+fn experiment_on_the_mini_dataset_writes_table_json_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("exp");
+    let m = mini();
+    let res = nino(&[
+        "experiment",
+        "--task",
+        "debug",
+        "--data",
+        m.to_str().unwrap(),
+        "--steps",
+        "300",
+        "--seeds",
+        "1,2",
+        "--runs",
+        "adam,nino:dynamic",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(res.status.success(), "experiment failed: {err}");
+
+    let table = std::fs::read_to_string(out.join("table.md")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&res.stdout).lines().next(), table.lines().next(), "table printed");
+    assert!(table.contains("evaluation every 100 steps; at most 300 steps; target 70.00%; seeds 1, 2"), "{table}");
+    assert!(table.contains("--runs adam,nino:dynamic"), "the command is in the header: {table}");
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| Adam")).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(rows[0].starts_with("| Adam |") && rows[1].starts_with("| Adam+NiNo (dynamic) |"), "{table}");
+    // The dynamic schedule starts with a 200-step period and grows it, so a 300-step run nowcasts once.
+    assert_eq!(rows[1].split('|').nth(6).map(str::trim), Some("1"), "{table}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let configs = json["configurations"].as_array().unwrap();
+    assert_eq!(configs.len(), 2);
+    for c in configs {
+        let runs = c["runs"].as_array().unwrap();
+        assert_eq!(runs.iter().map(|r| r["seed"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2]);
+        for r in runs {
+            assert_eq!(r["summary"]["steps_run"].as_u64(), r["summary"]["steps_to_target"].as_u64().or(Some(300)));
+            let csv = std::fs::read_to_string(r["metrics_csv"].as_str().unwrap()).unwrap();
+            assert!(csv.lines().count() >= 2, "{csv}");
+            let s: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(r["summary_json"].as_str().unwrap()).unwrap()).unwrap();
+            assert_eq!(s, r["summary"]);
+        }
+    }
+    assert_eq!(json["setup"]["seeds"], serde_json::json!([1, 2]));
+
+    assert_png(&out.join("accuracy_vs_steps.png"));
+    assert_png(&out.join("accuracy_vs_wall.png"));
+    let stray: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".nino-tmp"))
+        .collect();
+    assert!(stray.is_empty(), "temporary files left: {stray:?}");
+}
+
+#[test]
+fn missing_weights_and_bad_runs_are_one_line_errors() {
+    let m = mini();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x");
+    let base = ["experiment", "--task", "debug", "--data", m.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    for (extra, needle) in [
+        (&["--nino", "/nonexistent/w.safetensors"][..], "NiNo weights /nonexistent/w.safetensors not found"),
+        (&["--runs", "adam,sgd"], "bad run `sgd`"),
+        (&["--seeds", "1,1"], "--seeds lists 1 twice"),
+    ] {
+        let res = nino(&[&base[..], extra].concat());
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert!(!res.status.success() && !err.contains("panicked"), "{extra:?}: {err}");
+        assert_eq!(err.lines().filter(|l| !l.trim().is_empty()).count(), 1, "{err}");
+        assert!(err.contains(needle), "`{needle}` not in {err}");
+    }
+    assert!(!out.exists(), "a failed check must not create the output directory");
+}
