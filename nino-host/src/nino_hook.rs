@@ -285,6 +285,28 @@ mod tests {
             PeriodChoice::Geometric { first: 100, growth: 2.0, max: 800 }
         );
         assert!("often".parse::<PeriodChoice>().is_err());
+        assert!("geometric:100,x,800".parse::<PeriodChoice>().is_err());
         assert!("geometric:1,2".parse::<PeriodChoice>().is_err());
+    }
+
+    fn hook(rollback: Option<Rule>) -> NinoHook {
+        let arch = nino_core::Task::Debug.arch();
+        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/weights/nino_mlp_h32.safetensors");
+        let nc = Nowcaster::new(crate::weights::WeightSet::load(p).unwrap(), &arch, None, false).unwrap();
+        let cfg = NinoHookConfig {
+            period: PeriodChoice::Static(1000),
+            max_steps: 10_000,
+            rollback,
+            retry: false,
+            fault: None,
+        };
+        NinoHook::new(nc, cfg, (vec![0.0; 784], vec![0])).unwrap()
+    }
+
+    #[test]
+    fn rollback_holds_one_parameter_snapshot() {
+        // The nowcast leaves Adam's state alone, so one copy of the 662 debug parameters is all it keeps.
+        assert_eq!(hook(Some(Rule::default())).rollback_floats(), 662);
+        assert_eq!(hook(None).rollback_floats(), 0);
     }
 }

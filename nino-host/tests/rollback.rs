@@ -1,0 +1,63 @@
+//! Failure injection: nowcasts replaced by garbage are rolled back and training still reaches its target;
+//! without rollback the same garbage wrecks training (so the rollback tests can fail).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `nino train` on the debug task and the bundled mini Fashion-MNIST with NiNo nowcasting every 100
+/// steps (4 nowcasts before Adam alone reaches 70% at about step 400): the summary JSON, or stderr if
+/// the run failed.
+fn try_run(extra: &[&str]) -> Result<serde_json::Value, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("s.json");
+    let mini = root().join("fixtures/fashion-mnist-mini");
+    let weights = root().join("fixtures/weights/nino_no_posw.safetensors");
+    let mut args: Vec<&str> =
+        vec!["train", "--task", "debug", "--steps", "1500", "--eval-every", "50", "--period", "100"];
+    args.extend(["--data", mini.to_str().unwrap(), "--nino", weights.to_str().unwrap()]);
+    args.extend(["--summary-json", summary.to_str().unwrap()]);
+    args.extend(extra);
+    let out = Command::new(env!("CARGO_BIN_EXE_nino")).args(&args).output().unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap())
+}
+
+fn run(extra: &[&str]) -> serde_json::Value {
+    try_run(extra).unwrap_or_else(|err| panic!("nino train failed: {err}"))
+}
+
+fn reached(s: &serde_json::Value) -> bool {
+    !s["steps_to_target"].is_null()
+}
+
+#[test]
+fn scaled_garbage_is_rolled_back_and_target_reached() {
+    let s = run(&["--rollback", "--inject-fault", "scale:100"]);
+    let n = s["nowcasts"].as_u64().unwrap();
+    assert!(n >= 1, "{s}");
+    assert_eq!(s["rollbacks"].as_u64().unwrap(), n, "every corrupted nowcast is undone: {s}");
+    assert!(reached(&s), "training must still reach 70%: {s}");
+}
+
+#[test]
+fn nan_garbage_is_rolled_back_and_target_reached() {
+    let s = run(&["--rollback", "--inject-fault", "nan"]);
+    let n = s["nowcasts"].as_u64().unwrap();
+    assert!(n >= 1 && s["rollbacks"].as_u64().unwrap() == n, "{s}");
+    assert!(reached(&s), "{s}");
+}
+
+#[test]
+fn without_rollback_scaled_garbage_wrecks_training() {
+    // Negative control: the same fault with rollback off keeps every corrupted nowcast.
+    match try_run(&["--inject-fault", "scale:100"]) {
+        Err(err) => assert!(err.contains("diverged"), "{err}"),
+        Ok(s) => assert!(s["rollbacks"].as_u64() == Some(0) && !reached(&s), "{s}"),
+    }
+}
