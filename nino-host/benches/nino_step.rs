@@ -69,13 +69,13 @@ fn main() {
         let mut scratch = vec![0.0; nowcast::scratch_len(&graph, &w.config)];
         let be = nino_host::nowcaster::host_backend();
         let unfused = median_ms(
-            || nowcast::nowcast(be, &bound, &graph, &h, &lpe, 40, &mut scratch, &mut out).expect("nowcast"),
+            || nowcast::nowcast(be, &bound, &graph, h, &lpe, 40, &mut scratch, &mut out).expect("nowcast"),
             runs,
         );
         let mut rows = vec![("f32 unfused (before folding)", unfused)];
         for f16 in [false, true] {
             let mut nc = Nowcaster::new(w.clone(), &arch, None, f16).expect("nowcaster");
-            let r = median_ms(|| nc.nowcast(&h, 40, &mut out).expect("nowcast"), runs);
+            let r = median_ms(|| nc.nowcast(h, 40, &mut out).expect("nowcast"), runs);
             rows.push((if f16 { "f16 folded (Nowcaster)" } else { "f32 folded (Nowcaster)" }, r));
         }
         for (what, (ms, min, cpu)) in rows {

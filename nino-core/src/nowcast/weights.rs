@@ -235,6 +235,8 @@ pub struct WnnWeights<'a, W> {
 }
 
 /// The two model families.
+// Borrowed views bound once per nowcast; boxing the larger one would need an allocator.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum ModelWeights<'a, W> {
     /// Graph network (`nino_no_posw`).
