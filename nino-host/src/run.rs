@@ -32,6 +32,8 @@ pub struct NinoSpec {
     pub rollback: Option<f32>,
     /// After a rollback, retry once with a quarter of the horizon.
     pub retry: bool,
+    /// Node features from a file (`FILE` with tensor `lpe`, or `FILE:TENSOR`) instead of our own LPE.
+    pub lpe: Option<PathBuf>,
     /// Deliberate corruption of every nowcast (failure-injection tests).
     pub fault: Option<Fault>,
 }
@@ -116,11 +118,22 @@ pub fn build_arch(spec: &RunSpec, splits: &Splits) -> anyhow::Result<Arch> {
     }
 }
 
+/// Reads node features from `FILE` (tensor `lpe`) or `FILE:TENSOR` (e.g. a golden fixture's `lpe8`).
+pub fn read_lpe(arg: &Path) -> anyhow::Result<Vec<f32>> {
+    let s = arg.to_string_lossy();
+    let (file, name) = match s.rsplit_once(':') {
+        Some((f, n)) if !n.is_empty() && !n.contains('/') => (Path::new(f), n),
+        _ => (arg, "lpe"),
+    };
+    Ok(crate::cmd::nowcast::read_tensor(file, name)?.1)
+}
+
 /// The NiNo hook of `nino`, with the probe batch taken from the first training examples.
 fn nino_hook(nino: &NinoSpec, spec: &RunSpec, arch: &Arch, splits: &Splits) -> anyhow::Result<NinoHook> {
     let path = &nino.weights;
     let weights = WeightSet::load(path).with_context(|| format!("loading NiNo weights {}", path.display()))?;
-    let nowcaster = Nowcaster::new(weights, arch, None, nino.f16).context("preparing the nowcaster")?;
+    let lpe = nino.lpe.as_deref().map(read_lpe).transpose()?;
+    let nowcaster = Nowcaster::new(weights, arch, lpe, nino.f16).context("preparing the nowcaster")?;
     let rollback = match nino.rollback {
         Some(r) if !(r.is_finite() && r >= 1.0) => bail!("--rollback RATIO must be at least 1, got {r}"),
         Some(r) => Some(Rule { max_ratio: r, ..Rule::default() }),

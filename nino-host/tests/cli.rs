@@ -173,3 +173,27 @@ fn runs_are_reproducible_for_a_seed() {
     assert_eq!(a, run("7"));
     assert_ne!(a, run("8"));
 }
+
+#[test]
+fn lpe_of_another_graph_is_one_error_line() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let weights = root.join("fixtures/weights/nino_no_posw.safetensors");
+    let lpe = format!("{}:lpe8", root.join("fixtures/golden/fm16.safetensors").display());
+    let out = nino(&[
+        "train",
+        "--task",
+        "debug",
+        "--data",
+        mini().to_str().unwrap(),
+        "--nino",
+        weights.to_str().unwrap(),
+        "--lpe",
+        &lpe,
+    ]);
+    // The run announces itself first; the failure is the one `error:` line that follows.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && !err.contains("panicked"), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("expected 248 (31 nodes x 8)"), "{err}");
+}

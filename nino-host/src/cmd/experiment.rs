@@ -637,6 +637,7 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
                     f16: false,
                     rollback: cfg.rollback,
                     retry: false,
+                    lpe: None,
                     fault: None,
                 }),
                 metrics: Some(metrics_csv.clone()),

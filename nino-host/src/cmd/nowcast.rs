@@ -69,7 +69,8 @@ fn parse_input(s: &str) -> anyhow::Result<InputShape> {
 }
 
 /// Reads the f32 tensor `name` from a safetensors file, with its shape.
-fn read_tensor(path: &Path, name: &str) -> anyhow::Result<(Vec<usize>, Vec<f32>)> {
+/// Reads one f32 tensor with its shape from a safetensors file.
+pub(crate) fn read_tensor(path: &Path, name: &str) -> anyhow::Result<(Vec<usize>, Vec<f32>)> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let st = SafeTensors::deserialize(&bytes)
         .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;

@@ -110,6 +110,11 @@ pub struct TrainArgs {
     #[arg(long, value_name = "RATIO", num_args = 0..=1, default_missing_value = "1.5", requires = "nino")]
     pub rollback: Option<f32>,
 
+    /// Node features for the NiNo GNN from FILE (tensor `lpe` [N, 8]) or FILE:TENSOR (e.g.
+    /// fixtures/golden/fm16.safetensors:lpe8) instead of nino's own deterministic LPE.
+    #[arg(long, value_name = "FILE[:TENSOR]", requires = "nino")]
+    pub lpe: Option<PathBuf>,
+
     /// After a rollback, retry once with a quarter of the horizon.
     #[arg(long, requires = "rollback")]
     pub retry: bool,
@@ -191,6 +196,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             f16: args.f16,
             rollback: args.rollback,
             retry: args.retry,
+            lpe: args.lpe.clone(),
             fault: args.inject_fault.as_deref().map(parse_fault).transpose()?,
         }),
         None => None,
