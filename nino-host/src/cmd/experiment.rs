@@ -1,7 +1,7 @@
 //! `nino experiment`: several training configurations over several seeds on data loaded once, with a
 //! markdown table, a JSON file of every summary and PNG accuracy plots.
 
-use crate::cmd::train::TaskName;
+use crate::cmd::train::{Plan, TaskName, resolve};
 use crate::data::DEFAULT_FASHION_MNIST_DIR;
 use crate::fsutil::write_atomic;
 use crate::metrics::{EvalRow, Summary};
@@ -9,7 +9,7 @@ use crate::nino_hook::PeriodChoice;
 use crate::plot::{LinePlot, Series, write_png};
 use crate::run::{NinoSpec, RunSpec, load_data, run_training};
 use anyhow::{Context, bail};
-use nino_core::{Arch, InputShape, Task};
+use nino_core::Task;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
@@ -531,28 +531,7 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
     if let Some(s) = args.seeds.iter().enumerate().find(|(i, s)| args.seeds[..*i].contains(s)) {
         bail!("--seeds lists {} twice", s.1);
     }
-    let task = args.task.map(TaskName::task);
-    let arch = match (task, &args.arch) {
-        (Some(t), _) => t.spec().to_string(),
-        (None, Some(s)) => s.clone(),
-        (None, None) => bail!("pass --task NAME or --arch SPEC"),
-    };
-    Arch::parse(&arch, InputShape { channels: 1, height: 64, width: 64 }, 10)
-        .map_err(|e| anyhow::anyhow!("bad --arch `{arch}`: {e}"))?;
-    let target = match args.target {
-        Some(t) => {
-            let f = if t > 1.0 { t / 100.0 } else { t };
-            if !(f > 0.0 && f <= 1.0) {
-                bail!("--target must be a fraction in (0, 1] or a percentage in (1, 100], got {t}");
-            }
-            Some(f)
-        }
-        None => task.map(Task::target),
-    };
-    let lr = args.lr.or(task.map(Task::lr)).unwrap_or(Task::Fm16.lr());
-    if !(lr.is_finite() && lr > 0.0) {
-        bail!("--lr must be a positive number, got {lr}");
-    }
+    let Plan { task, spec: arch, target, lr } = resolve(args.task, args.arch.as_deref(), args.target, args.lr)?;
     let (configs, title) = match &args.runs {
         Some(r) => (r.0.clone(), "nino experiment (custom runs)".to_string()),
         None => (

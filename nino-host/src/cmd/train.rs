@@ -128,31 +128,31 @@ pub struct TrainArgs {
     pub no_progress: bool,
 }
 
-/// Checked settings of a run, resolved from the task and the flags.
-struct Plan {
-    task: Option<Task>,
-    spec: String,
-    target: Option<f32>,
-    lr: f32,
+/// Checked settings of a run, resolved from the task and the flags (shared with `nino experiment`).
+pub(crate) struct Plan {
+    pub(crate) task: Option<Task>,
+    pub(crate) spec: String,
+    pub(crate) target: Option<f32>,
+    pub(crate) lr: f32,
 }
 
-fn plan(args: &TrainArgs) -> anyhow::Result<Plan> {
-    if args.batch == 0 {
-        bail!("--batch must be at least 1");
-    }
-    if args.eval_every == 0 {
-        bail!("--eval-every must be at least 1");
-    }
-    let task = args.task.map(TaskName::task);
-    let spec = match (task, &args.arch) {
+/// Resolves the network, target and learning rate from `--task`/`--arch`, `--target` and `--lr`.
+pub(crate) fn resolve(
+    task: Option<TaskName>,
+    arch: Option<&str>,
+    target: Option<f32>,
+    lr: Option<f32>,
+) -> anyhow::Result<Plan> {
+    let task = task.map(TaskName::task);
+    let spec = match (task, arch) {
         (Some(t), _) => t.spec().to_string(),
-        (None, Some(s)) => s.clone(),
+        (None, Some(s)) => s.to_string(),
         (None, None) => bail!("pass --task NAME or --arch SPEC"),
     };
     // Syntax check now, before loading data; the real shapes are checked once the data is known.
     Arch::parse(&spec, InputShape { channels: 1, height: 64, width: 64 }, 10)
         .map_err(|e| anyhow::anyhow!("bad --arch `{spec}`: {e}"))?;
-    let target = match args.target {
+    let target = match target {
         Some(t) => {
             let f = if t > 1.0 { t / 100.0 } else { t };
             if !(f > 0.0 && f <= 1.0) {
@@ -162,11 +162,21 @@ fn plan(args: &TrainArgs) -> anyhow::Result<Plan> {
         }
         None => task.map(Task::target),
     };
-    let lr = args.lr.or(task.map(Task::lr)).unwrap_or(Task::Fm16.lr());
+    let lr = lr.or(task.map(Task::lr)).unwrap_or(Task::Fm16.lr());
     if !(lr.is_finite() && lr > 0.0) {
         bail!("--lr must be a positive number, got {lr}");
     }
     Ok(Plan { task, spec, target, lr })
+}
+
+fn plan(args: &TrainArgs) -> anyhow::Result<Plan> {
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    if args.eval_every == 0 {
+        bail!("--eval-every must be at least 1");
+    }
+    resolve(args.task, args.arch.as_deref(), args.target, args.lr)
 }
 
 fn parse_fault(s: &str) -> anyhow::Result<Fault> {
