@@ -1,8 +1,7 @@
 //! `nino experiment`: several training configurations over several seeds on data loaded once, with a
 //! markdown table, a JSON file of every summary and PNG accuracy plots.
 
-use crate::cmd::train::{Plan, TaskName, resolve};
-use crate::data::DEFAULT_FASHION_MNIST_DIR;
+use crate::cmd::train::{NetArgs, Plan, resolve};
 use crate::fsutil::write_atomic;
 use crate::metrics::{EvalRow, Summary};
 use crate::nino_hook::PeriodChoice;
@@ -213,21 +212,9 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct ExperimentArgs {
-    /// Built-in task (reference settings: lr 0.006, batch 128, at most 10,000 steps).
-    #[arg(long, value_enum, required_unless_present = "arch", conflicts_with = "arch")]
-    pub task: Option<TaskName>,
-
-    /// Target network for --data runs: `conv:W1,W2,...` or `mlp:W1,...`.
-    #[arg(long, value_name = "SPEC")]
-    pub arch: Option<String>,
-
-    /// Directory with the four IDX files.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_FASHION_MNIST_DIR)]
-    pub data: PathBuf,
-
-    /// Target test accuracy, as a fraction or a percentage [default: the task's].
-    #[arg(long, value_name = "ACC")]
-    pub target: Option<f32>,
+    /// Which network and data.
+    #[command(flatten)]
+    pub net: NetArgs,
 
     /// Configurations to compare.
     #[arg(long, value_enum, default_value = "main")]
@@ -531,7 +518,7 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
     if let Some(s) = args.seeds.iter().enumerate().find(|(i, s)| args.seeds[..*i].contains(s)) {
         bail!("--seeds lists {} twice", s.1);
     }
-    let Plan { task, spec: arch, target, lr } = resolve(args.task, args.arch.as_deref(), args.target, args.lr)?;
+    let Plan { task, spec: arch, target, lr } = resolve(&args.net, args.lr)?;
     let (configs, title) = match &args.runs {
         Some(r) => (r.0.clone(), "nino experiment (custom runs)".to_string()),
         None => (
@@ -564,14 +551,14 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
     let runs_dir = out.join("runs");
     std::fs::create_dir_all(&runs_dir).with_context(|| format!("creating {}", runs_dir.display()))?;
 
-    let data = load_data(task, &args.data)?;
+    let data = load_data(task, &args.net.data)?;
     let command = std::iter::once("nino".to_string())
         .chain(std::env::args_os().skip(1).map(|a| shell_word(&a.to_string_lossy())))
         .collect::<Vec<_>>()
         .join(" ");
     let setup = Setup {
         command,
-        dataset: args.data.display().to_string(),
+        dataset: args.net.data.display().to_string(),
         examples: (data.train.len(), data.test.len()),
         task: task_name,
         arch: arch.clone(),
@@ -584,7 +571,7 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
         "experiment: {} x {} seeds on {} ({} training / {} test images), writing to {}",
         configs.iter().map(RunConfig::name).collect::<Vec<_>>().join(", "),
         args.seeds.len(),
-        args.data.display(),
+        args.net.data.display(),
         data.train.len(),
         data.test.len(),
         out.display()
@@ -603,7 +590,7 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
             let spec = RunSpec {
                 task,
                 arch: arch.clone(),
-                data_dir: args.data.clone(),
+                data_dir: args.net.data.clone(),
                 target,
                 lr,
                 batch: args.batch,

@@ -43,10 +43,9 @@ Examples:
   nino train --task debug --data fixtures/fashion-mnist-mini --steps 500 --eval-every 50
   nino train --data DIR --arch mlp:32 --target 85 --metrics run.csv --summary-json run.json";
 
-/// Arguments of `nino train`.
+/// The network, its data and its target: shared by `nino train` and `nino experiment`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = AFTER_HELP)]
-pub struct TrainArgs {
+pub struct NetArgs {
     /// Built-in task (reference settings: lr 0.006, batch 128, at most 10,000 steps).
     #[arg(long, value_enum, required_unless_present = "arch", conflicts_with = "arch")]
     pub task: Option<TaskName>,
@@ -62,6 +61,15 @@ pub struct TrainArgs {
     /// Stop at this test accuracy, as a fraction (0.895) or a percentage (89.5) [default: the task's].
     #[arg(long, value_name = "ACC")]
     pub target: Option<f32>,
+}
+
+/// Arguments of `nino train`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct TrainArgs {
+    /// Which network and data.
+    #[command(flatten)]
+    pub net: NetArgs,
 
     /// Adam learning rate [default: the task's, 0.006].
     #[arg(long)]
@@ -137,13 +145,9 @@ pub(crate) struct Plan {
 }
 
 /// Resolves the network, target and learning rate from `--task`/`--arch`, `--target` and `--lr`.
-pub(crate) fn resolve(
-    task: Option<TaskName>,
-    arch: Option<&str>,
-    target: Option<f32>,
-    lr: Option<f32>,
-) -> anyhow::Result<Plan> {
-    let task = task.map(TaskName::task);
+pub(crate) fn resolve(net: &NetArgs, lr: Option<f32>) -> anyhow::Result<Plan> {
+    let (arch, target) = (net.arch.as_deref(), net.target);
+    let task = net.task.map(TaskName::task);
     let spec = match (task, arch) {
         (Some(t), _) => t.spec().to_string(),
         (None, Some(s)) => s.to_string(),
@@ -176,7 +180,7 @@ fn plan(args: &TrainArgs) -> anyhow::Result<Plan> {
     if args.eval_every == 0 {
         bail!("--eval-every must be at least 1");
     }
-    resolve(args.task, args.arch.as_deref(), args.target, args.lr)
+    resolve(&args.net, args.lr)
 }
 
 fn parse_fault(s: &str) -> anyhow::Result<Fault> {
@@ -214,7 +218,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let spec = RunSpec {
         task: plan.task,
         arch: plan.spec,
-        data_dir: args.data.clone(),
+        data_dir: args.net.data.clone(),
         target: plan.target,
         lr: plan.lr,
         batch: args.batch,
@@ -226,7 +230,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         progress: !args.no_progress && std::io::stderr().is_terminal(),
         announce: true,
     };
-    let splits = load_data(plan.task, &args.data)?;
+    let splits = load_data(plan.task, &args.net.data)?;
     let out = run_training(&spec, &splits)?;
     print!("{}", out.summary.table());
     if let Some(p) = &args.summary_json {
@@ -254,7 +258,7 @@ mod tests {
     fn task_defaults_follow_the_reference() {
         let a = parse(&["--task", "fm16"]).unwrap();
         assert_eq!((a.batch, a.steps, a.seed, a.eval_every), (128, 10_000, 1000, 100));
-        assert_eq!(a.data, PathBuf::from(DEFAULT_FASHION_MNIST_DIR));
+        assert_eq!(a.net.data, PathBuf::from(DEFAULT_FASHION_MNIST_DIR));
         let p = plan(&a).unwrap();
         assert_eq!((p.spec.as_str(), p.target, p.lr), ("conv:16,32,32", Some(0.895), 0.006));
         let p = plan(&parse(&["--task", "fm32", "--target", "91", "--lr", "0.001"]).unwrap()).unwrap();
