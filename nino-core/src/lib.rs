@@ -16,6 +16,7 @@ pub mod net;
 pub mod nowcast;
 pub mod ops;
 pub mod period;
+pub mod plan;
 pub mod rollback;
 pub mod spectral;
 

@@ -20,6 +20,8 @@ enum Command {
     Nowcast(cmd::nowcast::NowcastArgs),
     /// Compare training configurations (Adam, NiNo periods, rollback, WNN+) over seeds: table, JSON, PNG plots.
     Experiment(cmd::experiment::ExperimentArgs),
+    /// Print the memory a nowcaster and a training loop need for a network (f16 and f32 weights).
+    Plan(cmd::plan::PlanArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,6 +40,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(a) => cmd::train::run(a),
         Command::Nowcast(a) => cmd::nowcast::run(a),
         Command::Experiment(a) => cmd::experiment::run(a),
+        Command::Plan(a) => cmd::plan::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

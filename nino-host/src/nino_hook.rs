@@ -176,6 +176,11 @@ impl NinoHook {
         })
     }
 
+    /// Floats of the context history (`c` parameter vectors).
+    pub fn history_floats(&self) -> usize {
+        self.history.len()
+    }
+
     /// Floats held for rollback: one parameter vector (0 with rollback off).
     pub fn rollback_floats(&self) -> usize {
         self.snapshot.len()

@@ -152,6 +152,19 @@ enum Storage {
     F16(WeightSet<f16>),
 }
 
+/// Sizes, in values, of the buffers a [`Nowcaster`] allocated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NowcasterBuffers {
+    /// Stored weights (f16 or f32).
+    pub weights: usize,
+    /// The folded GNN (f32; 0 for WNN+).
+    pub folded: usize,
+    /// Node features.
+    pub node_features: usize,
+    /// Scratch of one nowcast (the folded path's for a GNN).
+    pub scratch: usize,
+}
+
 /// A ready-to-run NiNo model for one target architecture.
 pub struct Nowcaster {
     weights: Storage,
@@ -229,6 +242,20 @@ impl Nowcaster {
     /// The node features in use (`[N, lpe]`; empty for WNN+).
     pub fn lpe(&self) -> &[f32] {
         &self.lpe
+    }
+
+    /// Values of every buffer this nowcaster holds, to check against [`nino_core::plan::NowcastPlan`].
+    pub fn buffers(&self) -> NowcasterBuffers {
+        let weights = match &self.weights {
+            Storage::F32(w) => w.num_values(),
+            Storage::F16(w) => w.num_values(),
+        };
+        NowcasterBuffers {
+            weights,
+            folded: self.folded.as_ref().map_or(0, Vec::len),
+            node_features: self.lpe.len(),
+            scratch: self.scratch.len(),
+        }
     }
 
     /// Context states a nowcast needs (`c`).

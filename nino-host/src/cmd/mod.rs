@@ -2,4 +2,5 @@
 
 pub mod experiment;
 pub mod nowcast;
+pub mod plan;
 pub mod train;

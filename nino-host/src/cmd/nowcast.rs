@@ -56,7 +56,7 @@ pub struct NowcastArgs {
     pub f16: bool,
 }
 
-fn parse_input(s: &str) -> anyhow::Result<InputShape> {
+pub(crate) fn parse_input(s: &str) -> anyhow::Result<InputShape> {
     let d: Vec<usize> = s
         .split('x')
         .map(|p| p.trim().parse())
