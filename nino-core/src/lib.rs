@@ -12,11 +12,13 @@ pub mod adam;
 pub mod arch;
 pub mod error;
 pub mod graph;
+pub mod init;
 pub mod net;
 pub mod nowcast;
 pub mod ops;
 pub mod period;
 pub mod plan;
+pub mod rng;
 pub mod rollback;
 pub mod spectral;
 

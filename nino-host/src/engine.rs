@@ -272,37 +272,11 @@ impl Engine {
     }
 }
 
-/// SplitMix64: a tiny, well-mixed deterministic generator for initialisation.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1) with 24 random bits.
-    fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
-
-/// PyTorch's default initialisation in distribution: every weight and bias of a layer drawn from
-/// `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`, `fan_in = in*kh*kw`; deterministic in `seed`.
+/// PyTorch's default initialisation in distribution ([`nino_core::init::init_params`]); deterministic in
+/// `seed`.
 pub fn init_params(arch: &Arch, seed: u64) -> Vec<f32> {
-    let mut rng = SplitMix(seed);
     let mut p = vec![0.0f32; arch.param_count()];
-    for l in arch.layers() {
-        let bound = 1.0 / ((l.n_in * l.taps()) as f32).sqrt();
-        for r in [l.weight_offset..l.weight_offset + l.weight_len(), l.bias_offset..l.bias_offset + l.n_out] {
-            for v in &mut p[r] {
-                *v = (2.0 * rng.unit() - 1.0) * bound;
-            }
-        }
-    }
+    nino_core::init::init_params(arch, seed, &mut p).expect("buffer sized from the arch");
     p
 }
 
@@ -313,7 +287,7 @@ mod tests {
     use nino_core::ops::gemm::Portable;
 
     fn data(arch: &Arch, n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
-        let mut r = SplitMix(seed);
+        let mut r = nino_core::rng::SplitMix64::new(seed);
         let x = (0..n * arch.input.len()).map(|_| r.unit() * 2.0 - 0.5).collect();
         let y = (0..n).map(|_| (r.next_u64() % arch.classes as u64) as u32).collect();
         (x, y)
