@@ -7,11 +7,13 @@
 #![no_std]
 #![no_main]
 
-use core::fmt::Write;
 use nino_core::adam::{AdamConfig, adam_step};
 use nino_core::nowcast::{Config, TensorScale, scale};
 use nino_core::ops::{Gemm, MatRef, Portable};
 use nino_core::{Arch, ArchError, InputShape, NeuralGraph, Task, net, spectral};
+use rt::Buf;
+
+mod rt;
 
 /// Edges of the `debug` task's graph (`num_edges` in `fixtures/golden/debug.json`).
 const DEBUG_EDGES: usize = 181;
@@ -81,31 +83,6 @@ const TASKS: [(Task, usize, usize, usize); 3] =
 const DEBUG_EDGE_DICT: [(usize, usize); 8] =
     [(0, 4), (4, 8), (8, 32), (32, 38), (38, 74), (74, 80), (80, 140), (140, 150)];
 
-/// A fixed-capacity `core::fmt::Write` sink, since there is no `String` here.
-struct Buf {
-    bytes: [u8; 32],
-    len: usize,
-}
-
-impl Buf {
-    const fn new() -> Self {
-        Buf { bytes: [0; 32], len: 0 }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
-}
-
-impl Write for Buf {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let end = self.len + s.len();
-        self.bytes.get_mut(self.len..end).ok_or(core::fmt::Error)?.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
 fn check(ok: bool, fail: Fail) -> Result<(), Fail> {
     if ok { Ok(()) } else { Err(fail) }
 }
@@ -129,7 +106,7 @@ fn check_tasks() -> Result<(), Fail> {
 fn check_debug_graph() -> Result<(), Fail> {
     let arch = Task::Debug.arch();
     check(arch.tensor_count() == 8, Fail::TensorNames)?;
-    let (mut first, mut last) = (Buf::new(), Buf::new());
+    let (mut first, mut last) = (Buf::<32>::new(), Buf::<32>::new());
     let t0 = arch.tensor(0).ok_or(Fail::TensorNames)?;
     let t6 = arch.tensor(6).ok_or(Fail::TensorNames)?;
     t0.write_name(&mut first).map_err(|_| Fail::TensorNames)?;
@@ -373,33 +350,4 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
             fail as i32
         }
     }
-}
-
-unsafe extern "C" {
-    /// glibc's `abort`: ends the process with SIGABRT.
-    fn abort() -> !;
-}
-
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // SAFETY: `abort` takes no arguments and never returns.
-    unsafe { abort() }
-}
-
-/// A logger that drops every frame: defmt needs one in any binary that keeps a log call, and this check
-/// only proves that the defmt build links, not what it prints.
-#[cfg(feature = "defmt")]
-mod noop_logger {
-    #[defmt::global_logger]
-    struct NoopLogger;
-
-    // SAFETY: nothing is shared, so there is no critical section to guard.
-    unsafe impl defmt::Logger for NoopLogger {
-        fn acquire() {}
-        unsafe fn flush() {}
-        unsafe fn release() {}
-        unsafe fn write(_bytes: &[u8]) {}
-    }
-
-    defmt::timestamp!("{=u32}", 0);
 }
