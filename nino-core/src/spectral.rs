@@ -44,6 +44,41 @@ impl SpectralTable {
     }
 }
 
+/// Most eigenvalues [`lpe_elbow`] looks at: the smallest ones, where positional information lives; counts
+/// beyond it are never worth their cost (the published model uses 8).
+pub const ELBOW_WINDOW: usize = 32;
+
+/// The LPE count at the elbow of the spectrum (`eigenvalues` ascending, the trivial 0 first), the rule that
+/// picks NiNo++'s count: Kneedle on the non-trivial eigenvalues `l_1..l_M`, `M = min(N - 1, ELBOW_WINDOW)`.
+/// Both axes are scaled to `[0, 1]` (`x_j = (j-1)/(M-1)`, `y_j = (l_j - l_1)/(l_M - l_1)`) and the elbow is the
+/// first `j` that maximises `y_j - x_j`, the point farthest above the chord: past it, more eigenvectors add
+/// little new spectrum. The answer is that `j`, the number of eigenvectors up to and including the elbow.
+pub fn lpe_elbow(eigenvalues: &[f32]) -> Result<usize, Error> {
+    if eigenvalues.iter().any(|v| !v.is_finite()) {
+        return Err(Error::NonFinite("eigenvalues"));
+    }
+    if eigenvalues.windows(2).any(|w| w[1] < w[0]) {
+        return Err(Error::InvalidArgument("eigenvalues must be ascending"));
+    }
+    let m = eigenvalues.len().saturating_sub(1).min(ELBOW_WINDOW);
+    if m < 3 {
+        return Ok(m);
+    }
+    let l = &eigenvalues[1..=m];
+    let span = l[m - 1] - l[0];
+    if span <= 0.0 {
+        return Ok(1);
+    }
+    let mut best = (f32::NEG_INFINITY, 1);
+    for (j, &v) in l.iter().enumerate() {
+        let d = (v - l[0]) / span - j as f32 / (m - 1) as f32;
+        if d > best.0 {
+            best = (d, j + 1);
+        }
+    }
+    Ok(best.1)
+}
+
 /// One baked table with the architecture it belongs to.
 struct Builtin {
     spec: &'static str,
@@ -77,6 +112,19 @@ mod tests {
         assert_eq!(builtin(&mlp).map(|t| t.nodes), Some(828));
         let other = Arch::parse("mlp:64", InputShape::FASHION_MNIST, 10).unwrap();
         assert!(builtin(&other).is_none());
+    }
+
+    #[test]
+    fn elbow_of_hand_made_spectra() {
+        // A fast rise to a plateau: y = [0, 7/8, 1, 1, 1], x = [0, 1/4, 1/2, 3/4, 1]; y - x peaks at 5/8, j = 2.
+        assert_eq!(lpe_elbow(&[0.0, 0.2, 0.9, 1.0, 1.0, 1.0]), Ok(2));
+        // A straight line has no elbow above the chord: the first eigenvector.
+        assert_eq!(lpe_elbow(&[0.0, 0.1, 0.2, 0.3, 0.4]), Ok(1));
+        // Too few eigenvalues to have an elbow: all of them.
+        assert_eq!(lpe_elbow(&[0.0, 0.5, 1.0]), Ok(2));
+        assert_eq!(lpe_elbow(&[0.0]), Ok(0));
+        assert!(lpe_elbow(&[0.0, 1.0, 0.5, 2.0]).is_err());
+        assert!(lpe_elbow(&[0.0, f32::NAN, 1.0, 2.0]).is_err());
     }
 
     #[test]

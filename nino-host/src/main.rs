@@ -22,6 +22,8 @@ enum Command {
     Experiment(cmd::experiment::ExperimentArgs),
     /// Print the memory a nowcaster and a training loop need for a network (f16 and f32 weights).
     Plan(cmd::plan::PlanArgs),
+    /// Plot the Laplacian spectrum of a network's neural graph and print the LPE count its elbow picks.
+    Spectrum(cmd::spectrum::SpectrumArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +43,7 @@ fn main() -> std::process::ExitCode {
         Command::Nowcast(a) => cmd::nowcast::run(a),
         Command::Experiment(a) => cmd::experiment::run(a),
         Command::Plan(a) => cmd::plan::run(a),
+        Command::Spectrum(a) => cmd::spectrum::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

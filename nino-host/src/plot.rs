@@ -79,6 +79,8 @@ pub struct LinePlot {
     pub series: Vec<Series>,
     /// A horizontal reference line `(y, legend text)`.
     pub target: Option<(f64, String)>,
+    /// A vertical marker line `(x, legend text)`.
+    pub marker: Option<(f64, String)>,
 }
 
 /// Pixel size of every plot.
@@ -107,7 +109,7 @@ fn bounds(plot: &LinePlot) -> Option<((f64, f64), (f64, f64))> {
         (y0, y1) = (y0.min(*t), y1.max(*t));
     }
     let (x0, x1) = (x0.min(0.0), if x1 > x0.min(0.0) { x1 } else { x0.min(0.0) + 1.0 });
-    let pad = ((y1 - y0) * 0.05).max(0.5);
+    let pad = if y1 > y0 { (y1 - y0) * 0.05 } else { 0.5 };
     Some(((x0, x1 * 1.02), (y0 - pad, y1 + pad)))
 }
 
@@ -153,6 +155,13 @@ fn draw(path: &Path, plot: &LinePlot) -> Result<(), Box<dyn std::error::Error>> 
         let style = BLACK.mix(0.6).stroke_width(2);
         chart
             .draw_series(DashedLineSeries::new([(x0, *t), (x1, *t)], 10, 6, style))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], style));
+    }
+    if let Some((m, label)) = &plot.marker {
+        let style = RGBColor(214, 39, 40).stroke_width(2);
+        chart
+            .draw_series(DashedLineSeries::new([(*m, y0), (*m, y1)], 10, 6, style))?
             .label(label)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], style));
     }
@@ -205,6 +214,7 @@ mod tests {
                 Series { label: "Adam+NiNo".into(), main: vec![(100.0, 55.0), (200.0, 74.0)], faint: vec![] },
             ],
             target: Some((72.0, "target 72%".into())),
+            marker: None,
         }
     }
 

@@ -463,6 +463,7 @@ fn accuracy_plot(setup: &Setup, configs: &[ConfigResult], x: fn(&EvalRow) -> f64
         y_label: "test accuracy (%)".into(),
         series,
         target: setup.target.map(|t| (100.0 * f64::from(t), format!("target {:.2}%", 100.0 * t))),
+        marker: None,
     }
 }
 

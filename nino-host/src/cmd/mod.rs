@@ -3,4 +3,5 @@
 pub mod experiment;
 pub mod nowcast;
 pub mod plan;
+pub mod spectrum;
 pub mod train;
