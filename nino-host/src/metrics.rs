@@ -128,6 +128,14 @@ impl MetricsLog {
             .map_err(|source| MetricsError::Io { path: self.path.clone(), source })
     }
 
+    /// Starts from the rows of a resumed run and rewrites the file with them, so it never holds rows a
+    /// killed run wrote after its last checkpoint (they come again, identical, as training continues).
+    pub fn resume(&mut self, rows: Vec<EvalRow>) -> Result<(), MetricsError> {
+        self.rows = rows;
+        write_atomic(&self.path, render_rows(&self.rows, self.format).as_bytes())
+            .map_err(|source| MetricsError::Io { path: self.path.clone(), source })
+    }
+
     /// The file written to.
     pub fn path(&self) -> &Path {
         &self.path
@@ -275,6 +283,11 @@ mod tests {
         log.push(row(2, Some(1.0))).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap().lines().count(), 3);
         assert!(matches!(MetricsLog::new(&dir.path().join("x/m.csv")), Err(MetricsError::NoDirectory(_))));
+        let mut resumed = MetricsLog::new(&p).unwrap();
+        resumed.resume(vec![row(1, None)]).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap().lines().count(), 2);
+        resumed.push(row(2, Some(1.0))).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap().lines().count(), 3);
     }
 
     #[test]

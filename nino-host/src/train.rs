@@ -7,6 +7,9 @@
 //! NiNo plugs in through [`StepHook`]: before every step the hook sees the step number, the batch drawn
 //! for it and the model, and either lets the optimizer step or replaces the parameters itself (a
 //! nowcast, which counts as a step, as in the reference wrapper).
+//!
+//! [`train_resumable`] also hands the loop's state to a checkpoint writer every few steps ([`Checkpointing`])
+//! and continues from such a state ([`LoopState`]) exactly where it stopped.
 
 use crate::data::{BatchSampler, Dataset};
 use crate::engine::Engine;
@@ -153,6 +156,14 @@ pub enum TrainError {
     /// The metrics file could not be written.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// The checkpoint could not be written.
+    #[error("cannot write the checkpoint after step {step}: {source}")]
+    Checkpoint {
+        /// Steps done.
+        step: u64,
+        /// Why.
+        source: HookError,
+    },
     /// The configuration cannot run (zero batch, zero eval interval, empty split).
     #[error("invalid training setup: {0}")]
     Config(&'static str),
@@ -179,6 +190,8 @@ pub struct TrainReport {
     pub nowcasts: u64,
     /// Nowcasts undone.
     pub rollbacks: u64,
+    /// Training stopped at [`Checkpointing::stop_after`], before its end (a test's stand-in for a crash).
+    pub interrupted: bool,
 }
 
 impl TrainReport {
@@ -191,6 +204,49 @@ impl TrainReport {
     pub fn best_accuracy(&self) -> f32 {
         self.rows.iter().map(|r| r.test_accuracy).fold(0.0, f32::max)
     }
+}
+
+/// Where the loop stands after a step: everything a checkpoint needs besides the model and the hook.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoopState {
+    /// Steps done (nowcasts counted).
+    pub step: u64,
+    /// Every evaluation so far.
+    pub rows: Vec<EvalRow>,
+    /// Sum of the training losses since the last evaluation (the next row's `train_loss`).
+    pub loss_sum: f64,
+    /// Number of losses in `loss_sum`.
+    pub loss_n: u64,
+    /// Epoch of the batch sampler (a check: the sampler is restored by drawing `step` batches again).
+    pub sampler_epoch: u64,
+    /// Nowcasts done.
+    pub nowcasts: u64,
+    /// Nowcasts undone.
+    pub rollbacks: u64,
+    /// Step at which the target was reached (training is over then).
+    pub steps_to_target: Option<u64>,
+    /// Time in optimizer steps so far.
+    pub train_seconds: f64,
+    /// Time in evaluations so far.
+    pub eval_seconds: f64,
+    /// Time in nowcasts so far.
+    pub nowcast_seconds: f64,
+    /// Wall time of the loop so far.
+    pub wall_seconds: f64,
+}
+
+/// Writes checkpoints for [`train_resumable`]: after every `every`-th step and after the last one.
+pub struct Checkpointing<'a, M: ?Sized, H: ?Sized> {
+    /// Steps between checkpoints (at least 1).
+    pub every: u64,
+    /// Stop after this step, right after its checkpoint, as if the process had been killed (tests).
+    pub stop_after: Option<u64>,
+    /// Saves the loop state with the model and the hook (e.g. to a file, atomically).
+    pub save: &'a mut dyn FnMut(&LoopState, &M, &H) -> Result<(), HookError>,
+}
+
+fn duration(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO)
 }
 
 fn progress_bar(cfg: &TrainConfig) -> ProgressBar {
@@ -210,6 +266,8 @@ fn progress_bar(cfg: &TrainConfig) -> ProgressBar {
 struct Run<'m> {
     rep: TrainReport,
     start: Instant,
+    /// Wall time of the loop before a resume.
+    wall_before: f64,
     t_train: Duration,
     t_eval: Duration,
     t_nowcast: Duration,
@@ -234,7 +292,7 @@ impl Run<'_> {
             test_accuracy: e.accuracy(),
             train_seconds: self.t_train.as_secs_f64(),
             eval_seconds: self.t_eval.as_secs_f64(),
-            wall_seconds: self.start.elapsed().as_secs_f64(),
+            wall_seconds: self.wall(),
         };
         (self.loss_sum, self.loss_n) = (0.0, 0);
         if let Some(m) = self.metrics.as_deref_mut() {
@@ -244,21 +302,47 @@ impl Run<'_> {
         Ok(e.accuracy())
     }
 
-    /// Runs the step loop; `train` keeps the progress bar's bookkeeping apart.
-    fn steps<M: Model + ?Sized>(
+    /// Wall time of the loop, resumed runs included.
+    fn wall(&self) -> f64 {
+        self.wall_before + self.start.elapsed().as_secs_f64()
+    }
+
+    /// The state a checkpoint after `step` holds.
+    fn state(&self, step: u64, sampler: &BatchSampler) -> LoopState {
+        LoopState {
+            step,
+            rows: self.rep.rows.clone(),
+            loss_sum: self.loss_sum,
+            loss_n: self.loss_n,
+            sampler_epoch: sampler.epoch(),
+            nowcasts: self.rep.nowcasts,
+            rollbacks: self.rep.rollbacks,
+            steps_to_target: self.rep.steps_to_target,
+            train_seconds: self.t_train.as_secs_f64(),
+            eval_seconds: self.t_eval.as_secs_f64(),
+            nowcast_seconds: self.t_nowcast.as_secs_f64(),
+            wall_seconds: self.wall(),
+        }
+    }
+
+    /// Runs the step loop from step `first`; `train` keeps the progress bar's bookkeeping apart.
+    #[allow(clippy::too_many_arguments)]
+    fn steps<M: Model + ?Sized, H: StepHook<M> + ?Sized>(
         &mut self,
         model: &mut M,
         data: (&Dataset, &Dataset),
         cfg: &TrainConfig,
-        hook: &mut dyn StepHook<M>,
+        hook: &mut H,
         sampler: &mut BatchSampler,
+        first: u64,
+        mut checkpoints: Option<Checkpointing<'_, M, H>>,
         pb: &ProgressBar,
     ) -> Result<(), TrainError> {
         let (train, test) = data;
         let (mut x, mut y) = (Vec::new(), Vec::new());
         let mut last_loss = f32::NAN;
         let mut last_acc: Option<f32> = None;
-        for step in 1..=cfg.max_steps {
+        for step in first..=cfg.max_steps {
             let t0 = Instant::now();
             train.gather(sampler.next_batch(), &mut x, &mut y);
             let gather = t0.elapsed();
@@ -287,16 +371,29 @@ impl Run<'_> {
             }
             self.rep.steps_run = step;
             let evaluated = step % cfg.eval_every == 0 || step == cfg.max_steps;
+            let mut reached = false;
             if evaluated {
                 let acc = self.evaluate(model, test, step)?;
                 last_acc = Some(acc);
                 if cfg.target.is_some_and(|t| acc >= t) {
                     self.rep.steps_to_target = Some(step);
-                    pb.set_position(step);
-                    return Ok(());
+                    reached = true;
+                }
+            }
+            if let Some(ck) = checkpoints.as_mut() {
+                if step % ck.every == 0 || reached || step == cfg.max_steps || ck.stop_after == Some(step) {
+                    let state = self.state(step, sampler);
+                    (ck.save)(&state, model, hook).map_err(|source| TrainError::Checkpoint { step, source })?;
+                }
+                if ck.stop_after == Some(step) && !reached && step < cfg.max_steps {
+                    self.rep.interrupted = true;
+                    reached = true;
                 }
             }
             pb.set_position(step);
+            if reached {
+                return Ok(());
+            }
             if !pb.is_hidden() {
                 pb.set_message(match last_acc {
                     Some(a) => format!("loss {last_loss:.4}, test acc {:.2}%", 100.0 * a),
@@ -325,26 +422,71 @@ pub fn train<M: Model + ?Sized>(
     hook: &mut dyn StepHook<M>,
     metrics: Option<&mut MetricsLog>,
 ) -> Result<TrainReport, TrainError> {
+    train_resumable(model, (train, test), cfg, hook, metrics, None, None)
+}
+
+/// [`train`], continuing from `resume` (the state a checkpoint saved; the caller has restored the model
+/// and the hook to that step) and saving checkpoints as `checkpoints` says.
+///
+/// The batch sampler is restored by drawing the `resume.step` batches again (its order is a function of
+/// the seed and the number of batches drawn), so a resumed run sees exactly the batches an uninterrupted
+/// one would. `metrics` should already hold `resume.rows`.
+pub fn train_resumable<M: Model + ?Sized, H: StepHook<M> + ?Sized>(
+    model: &mut M,
+    data: (&Dataset, &Dataset),
+    cfg: &TrainConfig,
+    hook: &mut H,
+    metrics: Option<&mut MetricsLog>,
+    resume: Option<LoopState>,
+    checkpoints: Option<Checkpointing<'_, M, H>>,
+) -> Result<TrainReport, TrainError> {
+    let (train, test) = data;
     if cfg.eval_every == 0 {
         return Err(TrainError::Config("eval_every must be at least 1"));
+    }
+    if checkpoints.as_ref().is_some_and(|c| c.every == 0) {
+        return Err(TrainError::Config("the checkpoint interval must be at least 1"));
     }
     if test.is_empty() {
         return Err(TrainError::Config("the test set is empty"));
     }
     let mut sampler = BatchSampler::new(train.len(), cfg.batch, cfg.seed)
         .ok_or(TrainError::Config("the batch size and the training set must be non-empty"))?;
+    let state = resume.unwrap_or_default();
+    if state.step > cfg.max_steps {
+        return Err(TrainError::Config("the checkpoint is past the last step"));
+    }
+    for _ in 0..state.step {
+        sampler.next_batch();
+    }
+    if state.step > 0 && sampler.epoch() != state.sampler_epoch {
+        return Err(TrainError::Config("the checkpoint's batch sampler is at another epoch than this data gives"));
+    }
     let pb = progress_bar(cfg);
+    pb.set_position(state.step);
     let mut run = Run {
-        rep: TrainReport::default(),
+        rep: TrainReport {
+            rows: state.rows,
+            steps_run: state.step,
+            steps_to_target: state.steps_to_target,
+            nowcasts: state.nowcasts,
+            rollbacks: state.rollbacks,
+            ..TrainReport::default()
+        },
         start: Instant::now(),
-        t_train: Duration::ZERO,
-        t_eval: Duration::ZERO,
-        t_nowcast: Duration::ZERO,
-        loss_sum: 0.0,
-        loss_n: 0,
+        wall_before: state.wall_seconds,
+        t_train: duration(state.train_seconds),
+        t_eval: duration(state.eval_seconds),
+        t_nowcast: duration(state.nowcast_seconds),
+        loss_sum: state.loss_sum,
+        loss_n: state.loss_n,
         metrics,
     };
-    let result = run.steps(model, (train, test), cfg, hook, &mut sampler, &pb);
+    let result = if state.steps_to_target.is_some() {
+        Ok(())
+    } else {
+        run.steps(model, (train, test), cfg, hook, &mut sampler, state.step + 1, checkpoints, &pb)
+    };
     match result {
         Ok(()) => pb.finish_and_clear(),
         Err(e) => {
@@ -352,11 +494,12 @@ pub fn train<M: Model + ?Sized>(
             return Err(e);
         }
     }
+    let wall = run.wall();
     let mut rep = run.rep;
     rep.train_seconds = run.t_train.as_secs_f64();
     rep.eval_seconds = run.t_eval.as_secs_f64();
     rep.nowcast_seconds = run.t_nowcast.as_secs_f64();
-    rep.wall_seconds = run.start.elapsed().as_secs_f64();
+    rep.wall_seconds = wall;
     Ok(rep)
 }
 
@@ -371,12 +514,14 @@ mod tests {
         gain: f32,
         nan_at: Option<u64>,
         batch_sizes: Vec<usize>,
+        /// First input value of every batch: names its first example (`data` numbers the values).
+        firsts: Vec<f32>,
         evals: u32,
     }
 
     impl Fake {
         fn new(gain: f32) -> Fake {
-            Fake { steps: 0, gain, nan_at: None, batch_sizes: Vec::new(), evals: 0 }
+            Fake { steps: 0, gain, nan_at: None, batch_sizes: Vec::new(), firsts: Vec::new(), evals: 0 }
         }
     }
 
@@ -385,6 +530,7 @@ mod tests {
             assert_eq!(x.len(), y.len() * 4);
             self.steps += 1;
             self.batch_sizes.push(y.len());
+            self.firsts.push(x[0]);
             Ok(if self.nan_at == Some(self.steps) { f32::NAN } else { 1.0 / self.steps as f32 })
         }
 
@@ -484,6 +630,61 @@ mod tests {
         let (tr, te) = (data(20), data(10));
         train(&mut Fake::new(0.01), &tr, &te, &cfg(30, 10, None), &mut NoHook, Some(&mut log)).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap().lines().count(), 3);
+    }
+
+    /// The rows without their timing columns.
+    fn values(rows: &[EvalRow]) -> Vec<(u64, Option<f32>, f32, f32)> {
+        rows.iter().map(|r| (r.step, r.train_loss, r.test_loss, r.test_accuracy)).collect()
+    }
+
+    #[test]
+    fn resuming_a_checkpoint_continues_exactly() {
+        let (tr, te) = (data(20), data(100));
+        let c = cfg(37, 5, None);
+        let mut whole = Fake::new(0.01);
+        let full = train(&mut whole, &tr, &te, &c, &mut NoHook, None).unwrap();
+
+        let mut saved = Vec::new();
+        let mut first = Fake::new(0.01);
+        let mut save = |s: &LoopState, m: &Fake, _: &NoHook| -> Result<(), HookError> {
+            saved.push((s.clone(), m.steps));
+            Ok(())
+        };
+        let ck = Checkpointing { every: 7, stop_after: Some(23), save: &mut save };
+        let rep = train_resumable(&mut first, (&tr, &te), &c, &mut NoHook, None, None, Some(ck)).unwrap();
+        assert!(rep.interrupted && rep.steps_run == 23);
+        // Every 7th step, and the step it was told to stop at.
+        assert_eq!(saved.iter().map(|s| s.0.step).collect::<Vec<_>>(), [7, 14, 21, 23]);
+        let (state, steps) = saved.pop().unwrap();
+        assert_eq!((state.loss_n, state.rows.len(), state.sampler_epoch), (3, 4, 7));
+
+        let mut second = Fake::new(0.01);
+        second.steps = steps;
+        let rep = train_resumable(&mut second, (&tr, &te), &c, &mut NoHook, None, Some(state), None).unwrap();
+        assert!(!rep.interrupted);
+        assert_eq!(rep.steps_run, 37);
+        // Same rows (the train loss at step 25 mixes losses from before and after the stop), same batches.
+        assert_eq!(values(&rep.rows), values(&full.rows));
+        assert_eq!([&first.firsts[..], &second.firsts[..]].concat(), whole.firsts);
+    }
+
+    #[test]
+    fn resuming_a_finished_run_only_reports_it() {
+        let (tr, te) = (data(20), data(100));
+        let c = cfg(1000, 5, Some(0.7));
+        let mut last = None;
+        let mut save = |s: &LoopState, _: &Fake, _: &NoHook| -> Result<(), HookError> {
+            last = Some(s.clone());
+            Ok(())
+        };
+        let ck = Checkpointing { every: 1000, stop_after: None, save: &mut save };
+        let rep = train_resumable(&mut Fake::new(0.01), (&tr, &te), &c, &mut NoHook, None, None, Some(ck)).unwrap();
+        let state = last.expect("a checkpoint at the target");
+        assert_eq!((state.step, state.steps_to_target), (70, Some(70)));
+        let mut m = Fake::new(0.01);
+        let again = train_resumable(&mut m, (&tr, &te), &c, &mut NoHook, None, Some(state), None).unwrap();
+        assert_eq!((m.steps, m.evals), (0, 0));
+        assert_eq!((again.steps_to_target, values(&again.rows)), (rep.steps_to_target, values(&rep.rows)));
     }
 
     #[test]
