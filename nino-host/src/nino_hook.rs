@@ -127,6 +127,26 @@ pub struct NinoHookConfig {
     pub fault: Option<Fault>,
 }
 
+/// What a checkpoint keeps of a [`NinoHook`] to continue it exactly: the context states recorded in the
+/// current window, the rollback baseline being summed, and the nowcasts so far. The timeline's position
+/// is not stored but replayed (it is a function of the step), and checked against these counters. The
+/// rollback snapshot lives only within a nowcast step, so a checkpoint between steps never needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NinoState {
+    /// Context length `c` (rows of `history`).
+    pub ctx: usize,
+    /// `[c, P]` parameter states, the first `recorded` rows valid.
+    pub history: Vec<f32>,
+    /// States recorded in the current window.
+    pub recorded: usize,
+    /// Sum of the finite training losses since the last recorded state (the rollback baseline).
+    pub loss_sum: f64,
+    /// Number of losses in `loss_sum`.
+    pub loss_n: u64,
+    /// Every nowcast made.
+    pub events: Vec<NowcastEvent>,
+}
+
 /// The [`StepHook`] that nowcasts with NiNo.
 pub struct NinoHook {
     nowcaster: Nowcaster,
@@ -189,6 +209,54 @@ impl NinoHook {
     /// Number of nowcasts that were undone.
     pub fn rollbacks(&self) -> usize {
         self.events.iter().filter(|e| e.verdict.rolls_back()).count()
+    }
+
+    /// The state a checkpoint needs to continue this hook exactly.
+    pub fn state(&self) -> NinoState {
+        NinoState {
+            ctx: self.nowcaster.ctx(),
+            history: self.history.clone(),
+            recorded: self.recorded,
+            loss_sum: self.loss_sum,
+            loss_n: self.loss_n,
+            events: self.events.clone(),
+        }
+    }
+
+    /// Continues from `state` saved after step `step` of a run with the same settings: replays the
+    /// timeline to that step and checks it agrees with the saved counters.
+    pub fn restore(&mut self, state: NinoState, step: u64) -> Result<(), String> {
+        if state.ctx != self.nowcaster.ctx() || state.history.len() != self.history.len() {
+            return Err(format!(
+                "NiNo history of {} values in {} states, expected {} in {}",
+                state.history.len(),
+                state.ctx,
+                self.history.len(),
+                self.nowcaster.ctx()
+            ));
+        }
+        let (ctx, seq_len) = (self.nowcaster.ctx(), self.nowcaster.config().seq_len);
+        let mut timeline = Timeline::new(self.cfg.period.period(), ctx, self.cfg.max_steps as usize, seq_len)
+            .map_err(|e| e.to_string())?;
+        for s in 1..=step {
+            timeline.next(s);
+        }
+        if timeline.recorded() != state.recorded || timeline.nowcasts() != state.events.len() {
+            return Err(format!(
+                "NiNo state ({} states recorded, {} nowcasts) does not fit the schedule, which is at {} and {} \
+                 after step {step}",
+                state.recorded,
+                state.events.len(),
+                timeline.recorded(),
+                timeline.nowcasts()
+            ));
+        }
+        self.timeline = timeline;
+        self.history = state.history;
+        self.recorded = state.recorded;
+        (self.loss_sum, self.loss_n) = (state.loss_sum, state.loss_n);
+        self.events = state.events;
+        Ok(())
     }
 
     fn record(&mut self, params: &[f32]) {
