@@ -4,14 +4,18 @@
 //! [`run_training`] builds the network, the engine and the optional NiNo hook, trains, and returns the
 //! report with its [`Summary`].
 
+use crate::checkpoint::{Checkpoint, RunConfig};
 use crate::data::{Normalization, Splits, load_splits};
 use crate::engine::{AdamConfig, Engine, init_params};
+use crate::fsutil::write_atomic;
 use crate::metrics::{MetricsLog, Summary};
-use crate::nino_hook::{Fault, NinoHook, NinoHookConfig, PeriodChoice};
+use crate::nino_hook::{Fault, NinoHook, NinoHookConfig, NinoState, PeriodChoice};
 use crate::nowcaster::Nowcaster;
-use crate::train::{NoHook, StepHook, TrainConfig, TrainReport, train};
+use crate::train::{
+    Checkpointing, HookError, LoopState, NoHook, StepHook, TrainConfig, TrainError, TrainReport, train_resumable,
+};
 use crate::weights::WeightSet;
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use nino_core::rollback::Rule;
 use nino_core::{Arch, Task};
 use std::path::{Path, PathBuf};
@@ -67,6 +71,21 @@ pub struct RunSpec {
     pub progress: bool,
     /// Print the one-line description of the run and of the nowcaster on stderr.
     pub announce: bool,
+}
+
+/// Crash safety of one run: where checkpoints go, what to resume from, where the final parameters go.
+#[derive(Clone, Debug, Default)]
+pub struct Persistence {
+    /// Write a checkpoint here (atomically) every `checkpoint_every` steps and after the last step.
+    pub checkpoint: Option<PathBuf>,
+    /// Steps between checkpoints; `None`: at every evaluation.
+    pub checkpoint_every: Option<u64>,
+    /// Continue the run saved in this checkpoint (and keep checkpointing to it if `checkpoint` is unset).
+    pub resume: Option<PathBuf>,
+    /// Write the final parameters here (safetensors, tensor `params` `[P]`, PyTorch order).
+    pub save_params: Option<PathBuf>,
+    /// Stop right after the checkpoint of this step, as if killed (tests of resuming).
+    pub stop_after: Option<u64>,
 }
 
 /// What [`run_training`] produced.
@@ -165,16 +184,126 @@ fn nino_hook(nino: &NinoSpec, spec: &RunSpec, arch: &Arch, splits: &Splits) -> a
     NinoHook::new(nowcaster, cfg, (x, y)).context("preparing the nowcast schedule")
 }
 
+/// The settings of `spec` that decide its results: recorded in checkpoints, compared when resuming.
+pub fn run_config(spec: &RunSpec, arch_spec: &str, data: &Splits) -> RunConfig {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+    let mut c = RunConfig::default();
+    c.push("--task", spec.task.map_or("none", Task::name));
+    c.push("--arch", arch_spec);
+    c.push("--data", canon(&spec.data_dir));
+    c.push("training images", data.train.len());
+    c.push("test images", data.test.len());
+    c.push("--lr", spec.lr);
+    c.push("--batch", spec.batch);
+    c.push("--steps", spec.steps);
+    c.push("--seed", spec.seed);
+    c.push("--eval-every", spec.eval_every);
+    c.push("--target", spec.target.map_or("none".to_string(), |t| t.to_string()));
+    match &spec.nino {
+        None => c.push("--nino", "none"),
+        Some(n) => {
+            c.push("--nino", canon(&n.weights));
+            c.push("--period", &n.period);
+            c.push("--f16", n.f16);
+            c.push("--rollback", n.rollback.map_or("off".to_string(), |r| r.to_string()));
+            c.push("--retry", n.retry);
+            c.push("--lpe", n.lpe.as_deref().map_or("none".to_string(), canon));
+            c.push("--inject-fault", n.fault.map_or("none".to_string(), |f| format!("{f:?}")));
+        }
+    }
+    c
+}
+
+/// Writes `params` as safetensors (tensor `params` `[P]`), atomically.
+fn save_params(path: &Path, params: &[f32], arch_spec: &str, steps: u64) -> anyhow::Result<()> {
+    let bytes: Vec<u8> = params.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![params.len()], &bytes)?;
+    // One metadata entry, so the same parameters always give the same bytes (a map's order is random).
+    let meta = std::collections::HashMap::from([(
+        "nino".to_string(),
+        serde_json::json!({ "arch": arch_spec, "steps": steps }).to_string(),
+    )]);
+    let file = safetensors::serialize([("params", view)], Some(meta))?;
+    write_atomic(path, &file).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Where and how often [`train_with`] checkpoints.
+struct CheckpointPlan<'a> {
+    path: &'a Path,
+    every: u64,
+    stop_after: Option<u64>,
+    config: &'a RunConfig,
+}
+
+/// Trains with hook `H`, writing checkpoints with the hook's state as `nino_state` extracts it.
+fn train_with<H: StepHook<Engine>>(
+    engine: &mut Engine,
+    data: &Splits,
+    cfg: &TrainConfig,
+    hook: &mut H,
+    metrics: Option<&mut MetricsLog>,
+    resume: Option<LoopState>,
+    plan: Option<CheckpointPlan<'_>>,
+    nino_state: impl Fn(&H) -> Option<NinoState>,
+) -> Result<TrainReport, TrainError> {
+    let splits = (&data.train, &data.test);
+    let Some(plan) = plan else {
+        return train_resumable(engine, splits, cfg, hook, metrics, resume, None);
+    };
+    let mut save = |state: &LoopState, e: &Engine, h: &H| -> Result<(), HookError> {
+        let (m, v) = e.adam_moments();
+        let ck = Checkpoint {
+            config: plan.config.clone(),
+            state: state.clone(),
+            params: e.params().to_vec(),
+            adam_m: m.to_vec(),
+            adam_v: v.to_vec(),
+            adam_t: e.adam_step_count(),
+            nino: nino_state(h),
+        };
+        ck.write(plan.path)?;
+        Ok(())
+    };
+    let ck = Checkpointing { every: plan.every, stop_after: plan.stop_after, save: &mut save };
+    train_resumable(engine, splits, cfg, hook, metrics, resume, Some(ck))
+}
+
 /// Trains one network as `spec` says on already loaded `data`.
 pub fn run_training(spec: &RunSpec, data: &Splits) -> anyhow::Result<RunOutcome> {
+    run_training_with(spec, data, &Persistence::default())
+}
+
+/// [`run_training`] with checkpoints, resuming and the final parameters as `files` says. A checkpoint
+/// to resume is checked (intact, same settings, finite) before anything is written.
+pub fn run_training_with(spec: &RunSpec, data: &Splits, files: &Persistence) -> anyhow::Result<RunOutcome> {
     let mut metrics = spec.metrics.as_deref().map(MetricsLog::new).transpose()?;
     let arch = build_arch(spec, data)?;
     let mut arch_spec = String::new();
     arch.write_spec(&mut arch_spec).context("formatting the arch spec")?;
+    let config = run_config(spec, &arch_spec, data);
+    let resume = match &files.resume {
+        Some(path) => {
+            let ck = Checkpoint::read(path)?;
+            ck.config.check(&config, path)?;
+            if ck.params.len() != arch.param_count() {
+                bail!(
+                    "checkpoint {} holds {} parameters, {arch_spec} has {}",
+                    path.display(),
+                    ck.params.len(),
+                    arch.param_count()
+                );
+            }
+            Some(ck)
+        }
+        None => None,
+    };
 
-    let params = init_params(&arch, spec.seed);
+    let params = resume.as_ref().map_or_else(|| init_params(&arch, spec.seed), |ck| ck.params.clone());
     let adam = AdamConfig { lr: spec.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 };
     let mut engine = Engine::new(arch.clone(), params, adam, spec.batch).context("building the training engine")?;
+    if let Some(ck) = &resume {
+        engine.set_adam_state(&ck.adam_m, &ck.adam_v, ck.adam_t).context("restoring Adam's state")?;
+    }
 
     if spec.announce {
         eprintln!(
@@ -204,11 +333,49 @@ pub fn run_training(spec: &RunSpec, data: &Splits) -> anyhow::Result<RunOutcome>
         progress: spec.progress,
     };
     let mut nino = spec.nino.as_ref().map(|n| nino_hook(n, spec, &arch, data)).transpose()?;
-    let hook: &mut dyn StepHook<Engine> = match nino.as_mut() {
-        Some(h) => h,
-        None => &mut NoHook,
+    let (state, nino_state) = match resume {
+        Some(ck) => (Some(ck.state), ck.nino),
+        None => (None, None),
     };
-    let rep = train(&mut engine, &data.train, &data.test, &cfg, hook, metrics.as_mut())?;
+    let resume_path = files.resume.as_deref().unwrap_or(Path::new(""));
+    match (nino.as_mut(), nino_state, &state) {
+        (Some(hook), Some(ns), Some(st)) => {
+            hook.restore(ns, st.step).map_err(|e| anyhow!("checkpoint {}: {e}", resume_path.display()))?
+        }
+        (Some(_), None, Some(_)) | (None, Some(_), _) => {
+            bail!("checkpoint {} and this command line disagree on --nino", resume_path.display())
+        }
+        _ => {}
+    }
+    if let Some(st) = &state {
+        if let Some(m) = metrics.as_mut() {
+            m.resume(st.rows.clone())?;
+        }
+        if spec.announce {
+            eprintln!(
+                "resuming from {} after step {} ({} evaluations, {} nowcasts)",
+                resume_path.display(),
+                st.step,
+                st.rows.len(),
+                st.nowcasts
+            );
+        }
+    }
+    let plan = files.checkpoint.as_deref().or(files.resume.as_deref()).map(|path| CheckpointPlan {
+        path,
+        every: files.checkpoint_every.unwrap_or(spec.eval_every),
+        stop_after: files.stop_after,
+        config: &config,
+    });
+    let rep = match nino.as_mut() {
+        Some(h) => train_with(&mut engine, data, &cfg, h, metrics.as_mut(), state, plan, |h| Some(h.state()))?,
+        None => train_with(&mut engine, data, &cfg, &mut NoHook, metrics.as_mut(), state, plan, |_| None)?,
+    };
+    if let Some(path) = &files.save_params
+        && !rep.interrupted
+    {
+        save_params(path, engine.params(), &arch_spec, rep.steps_run)?;
+    }
 
     let summary = Summary {
         task: spec.task.map(|t| t.name().to_string()),

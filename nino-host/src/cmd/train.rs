@@ -3,7 +3,7 @@
 use crate::data::DEFAULT_FASHION_MNIST_DIR;
 use crate::metrics::{MetricsLog, check_writable_dir};
 use crate::nino_hook::{Fault, PeriodChoice};
-use crate::run::{NinoSpec, RunSpec, load_data, run_training};
+use crate::run::{NinoSpec, Persistence, RunSpec, load_data, run_training_with};
 use anyhow::bail;
 use nino_core::{Arch, InputShape, Task};
 use std::io::IsTerminal;
@@ -38,10 +38,18 @@ batches differ from PyTorch's), Adam (betas 0.9/0.999, eps 1e-8, no weight decay
 split for accuracy. Tasks normalise with the reference's mean 0.1307 / std 0.3081; --arch runs use the
 mean and std of their training images. Training stops at the first evaluation reaching the target.
 
+Checkpoints: with --checkpoint FILE the run saves everything it needs to continue (parameters, Adam's
+state, the batch order's position, the evaluations so far, timings, NiNo's history and schedule) at
+every evaluation, atomically. If it is killed, the same command with --resume FILE continues it, and
+the result is bit-for-bit the one an uninterrupted run gives; --resume refuses a checkpoint of other
+settings, a damaged one, or one holding NaNs, and then changes no file.
+
 Examples:
   nino train --task fm16
   nino train --task debug --data fixtures/fashion-mnist-mini --steps 500 --eval-every 50
-  nino train --data DIR --arch mlp:32 --target 85 --metrics run.csv --summary-json run.json";
+  nino train --data DIR --arch mlp:32 --target 85 --metrics run.csv --summary-json run.json
+  nino train --task fm16 --metrics fm16.csv --checkpoint fm16.ckpt     # killed? then:
+  nino train --task fm16 --metrics fm16.csv --resume fm16.ckpt";
 
 /// The network, its data and its target: shared by `nino train` and `nino experiment`.
 #[derive(Debug, clap::Args)]
@@ -131,6 +139,30 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FAULT", hide = true, requires = "nino")]
     pub inject_fault: Option<String>,
 
+    /// Save a checkpoint to FILE (safetensors, replaced atomically) at every evaluation and after the last
+    /// step, so that a killed run can continue with --resume FILE. An existing FILE is never overwritten
+    /// by a fresh run: resume it, or remove it.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// Save the checkpoint every N steps instead of at every evaluation.
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<u64>,
+
+    /// Continue the run saved in checkpoint FILE, with the same flags as the run that wrote it (it is
+    /// refused otherwise); the metrics file gets every row, the result is the uninterrupted run's.
+    /// Checkpoints keep going to FILE unless --checkpoint names another file.
+    #[arg(long, value_name = "FILE")]
+    pub resume: Option<PathBuf>,
+
+    /// Write the final parameters to FILE (safetensors, tensor `params` [P] in PyTorch order).
+    #[arg(long, value_name = "FILE")]
+    pub save_params: Option<PathBuf>,
+
+    /// Stop right after the checkpoint of step STEP, as if killed (to test --resume).
+    #[arg(long, value_name = "STEP", hide = true)]
+    pub stop_after: Option<u64>,
+
     /// Do not draw the progress bar (it is never drawn when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
@@ -183,6 +215,43 @@ fn plan(args: &TrainArgs) -> anyhow::Result<Plan> {
     resolve(&args.net, args.lr)
 }
 
+/// Checks the checkpoint flags: where checkpoints go must exist, and a fresh run never overwrites a
+/// checkpoint it was not told to resume.
+fn persistence(args: &TrainArgs) -> anyhow::Result<Persistence> {
+    if args.checkpoint_every.is_some() && args.checkpoint.is_none() && args.resume.is_none() {
+        bail!("--checkpoint-every needs --checkpoint FILE (or --resume FILE)");
+    }
+    if args.checkpoint_every == Some(0) {
+        bail!("--checkpoint-every must be at least 1");
+    }
+    if args.stop_after.is_some() && args.checkpoint.is_none() && args.resume.is_none() {
+        bail!("--stop-after needs --checkpoint FILE (or --resume FILE)");
+    }
+    if let Some(ck) = &args.checkpoint {
+        check_writable_dir(ck)?;
+        let same = |r: &PathBuf| match (std::fs::canonicalize(r), std::fs::canonicalize(ck)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if ck.exists() && !args.resume.as_ref().is_some_and(same) {
+            bail!(
+                "checkpoint {} already exists: continue that run with --resume {0}, or remove it to start afresh",
+                ck.display()
+            );
+        }
+    }
+    if let Some(p) = &args.save_params {
+        check_writable_dir(p)?;
+    }
+    Ok(Persistence {
+        checkpoint: args.checkpoint.clone(),
+        checkpoint_every: args.checkpoint_every,
+        resume: args.resume.clone(),
+        save_params: args.save_params.clone(),
+        stop_after: args.stop_after,
+    })
+}
+
 fn parse_fault(s: &str) -> anyhow::Result<Fault> {
     if s == "nan" {
         return Ok(Fault::Nan);
@@ -203,6 +272,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if let Some(p) = &args.summary_json {
         check_writable_dir(p)?;
     }
+    let files = persistence(args)?;
     let nino = match &args.nino {
         Some(weights) => Some(NinoSpec {
             weights: weights.clone(),
@@ -231,7 +301,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         announce: true,
     };
     let splits = load_data(plan.task, &args.net.data)?;
-    let out = run_training(&spec, &splits)?;
+    let out = run_training_with(&spec, &splits, &files)?;
+    if out.report.interrupted {
+        let ck = files.checkpoint.as_ref().or(files.resume.as_ref()).map_or(String::new(), |p| p.display().to_string());
+        eprintln!("stopped after step {} (--stop-after); continue with --resume {ck}", out.report.steps_run);
+        return Ok(());
+    }
     print!("{}", out.summary.table());
     if let Some(p) = &args.summary_json {
         out.summary.write_json(p)?;
