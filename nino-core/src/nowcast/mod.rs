@@ -6,6 +6,7 @@
 pub mod features;
 pub mod folded;
 pub mod linear;
+pub mod meta;
 pub mod model;
 pub mod scale;
 pub mod schedule;
@@ -17,7 +18,7 @@ pub use linear::Backend;
 pub use model::{Observer, Stage};
 pub use scale::{MAX_TENSORS, TensorScale};
 pub use schedule::Schedule;
-pub use weights::{Config, ModelWeights, NinoWeights, WeightElem};
+pub use weights::{Config, Head, ModelWeights, NinoWeights, WeightElem};
 
 use crate::error::{Error, check_len};
 use crate::graph::NeuralGraph;

@@ -37,6 +37,38 @@ impl WeightElem for half::f16 {
     }
 }
 
+/// The direct-multi-step head that turns final edge features into per-horizon deltas (spec 4.3 step 5, 9.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Head {
+    /// The reference: `Linear(H, H)`, SiLU, `Linear(H, Fm*S)` (`edge_out.fc.0`, `edge_out.fc.2`).
+    Mlp,
+    /// NiNo++: a GRU over each edge's `c` history steps from `h0 = Ee`, then `Linear(H, Fm*S)`.
+    Gru,
+    /// NiNo++: an LSTM over each edge's `c` history steps from `h0 = Ee, c0 = 0`, then `Linear(H, Fm*S)`.
+    Lstm,
+}
+
+impl Head {
+    /// Gates of the recurrent cell (PyTorch's layouts: GRU r, z, n; LSTM i, f, g, o); 0 for the MLP.
+    pub const fn gates(self) -> usize {
+        match self {
+            Head::Mlp => 0,
+            Head::Gru => 3,
+            Head::Lstm => 4,
+        }
+    }
+
+    /// The name used in `model_args` (`"mlp"`, `"gru"`, `"lstm"`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Head::Mlp => "mlp",
+            Head::Gru => "gru",
+            Head::Lstm => "lstm",
+        }
+    }
+}
+
 /// Constructor options of a NiNo checkpoint (spec 4.1), with the reference defaults.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -63,6 +95,10 @@ pub struct Config {
     pub vocab_size: usize,
     /// Multiplier of the predicted delta.
     pub upd_scale: f32,
+    /// The DMS head (NiNo++ adds GRU and LSTM heads; `model_args.head`).
+    pub head: Head,
+    /// Whether eigenvector centrality is a node feature through its own `cent_proj` (NiNo++ `V0*`).
+    pub centrality: bool,
 }
 
 impl Default for Config {
@@ -79,6 +115,8 @@ impl Default for Config {
             wte_pos_enc: true,
             vocab_size: 50257,
             upd_scale: 1.0,
+            head: Head::Mlp,
+            centrality: false,
         }
     }
 }
@@ -104,6 +142,8 @@ struct RawArgs<'a> {
     input_layer: Option<&'a str>,
     act_name: Option<&'a str>,
     scale_method: Option<&'a str>,
+    head: Option<&'a str>,
+    centrality: Option<bool>,
 }
 
 impl Config {
@@ -121,6 +161,12 @@ impl Config {
         unsupported(r.input_layer.unwrap_or("linear") == "linear", "model_args: only input_layer='linear'")?;
         unsupported(r.act_name.unwrap_or("silu") == "silu", "model_args: only act_name='silu' is supported")?;
         unsupported(r.scale_method.unwrap_or("std") == "std", "model_args: only scale_method='std'")?;
+        let head = match r.head.unwrap_or("mlp") {
+            "mlp" => Head::Mlp,
+            "gru" => Head::Gru,
+            "lstm" => Head::Lstm,
+            _ => return Err(Error::InvalidArgument("model_args: head must be 'mlp', 'gru' or 'lstm'")),
+        };
         let c = Config {
             hid: r.hid.unwrap_or(d.hid),
             layers: r.layers.unwrap_or(d.layers),
@@ -133,6 +179,8 @@ impl Config {
             wte_pos_enc: r.wte_pos_enc.unwrap_or(d.wte_pos_enc),
             vocab_size: r.vocab_size.unwrap_or(d.vocab_size),
             upd_scale: r.upd_scale.unwrap_or(d.upd_scale),
+            head,
+            centrality: r.centrality.unwrap_or(d.centrality),
         };
         c.validate()?;
         Ok(c)
@@ -148,6 +196,9 @@ impl Config {
         }
         if self.gnn && self.lpe == 0 && !self.wte_pos_enc {
             return Err(Error::InvalidArgument("model_args: a GNN needs lpe > 0 or wte_pos_enc"));
+        }
+        if !self.gnn && (self.head != Head::Mlp || self.centrality) {
+            return Err(Error::InvalidArgument("model_args: recurrent heads and centrality need the GNN (gnn=true)"));
         }
         if !self.upd_scale.is_finite() {
             return Err(Error::NonFinite("model_args.upd_scale"));
@@ -288,6 +339,11 @@ impl<'a, W: WeightElem> NinoWeights<'a, W> {
         mut get: impl FnMut(&str, &[usize]) -> Option<&'a [W]>,
     ) -> Result<NinoWeights<'a, W>, Error> {
         config.validate()?;
+        if config.head != Head::Mlp || config.centrality {
+            return Err(Error::InvalidArgument(
+                "weights: NiNo++ variants (GRU/LSTM head, centrality) run through nowcast::meta",
+            ));
+        }
         let h = config.hid;
         let mut b = Binder { get: &mut get };
         let layer_embed =
@@ -362,6 +418,10 @@ mod tests {
         assert!(Config::from_json(r#"{"hid": 0}"#).is_err());
         assert!(Config::from_json(r#"{"hid": "#).is_err());
         assert!(Config::from_json(r#"{"chunk_size": 1000000, "lpe": 8}"#).is_ok());
+        let pp = Config::from_json(r#"{"wte_pos_enc": false, "lpe": 5, "head": "lstm", "centrality": true}"#).unwrap();
+        assert!(pp.head == Head::Lstm && pp.centrality && pp.lpe == 5);
+        assert!(Config::from_json(r#"{"head": "transformer"}"#).is_err());
+        assert!(Config::from_json(r#"{"gnn": false, "head": "gru"}"#).is_err());
     }
 
     #[test]

@@ -1,0 +1,615 @@
+//! Meta-training: the trainable NiNo (training-mode forward, spec 4.5) with its backward pass, over a flat
+//! f32 parameter vector laid out by [`Layout`], for the reference model and the NiNo++ variants (centrality
+//! node feature `V0*`, GRU and LSTM heads; spec 9.2, 9.3).
+//!
+//! One call of [`loss_and_grad`] handles one graph (one window of one trajectory): it runs the forward pass
+//! keeping what backward needs in caller scratch ([`scratch_len`]), computes the masked L1 loss against the
+//! targets of every horizon, and adds the gradient of the summed loss to `grad`. A batch is several calls;
+//! dividing by the total count gives the reference's pooled mean (spec 7.3). The last message-passing
+//! layer's node output is unused at inference and in training alike (quirk Q1), so it is skipped and its
+//! weights get a zero gradient.
+
+pub mod layout;
+mod ops;
+
+pub use layout::{Layout, LinSlot, TensorSlot};
+
+use crate::error::{Error, check_len};
+use crate::graph::NeuralGraph;
+use crate::nowcast::features::for_each_edge;
+use crate::nowcast::weights::{Config, Head};
+use crate::ops::{Gemm, MatRef};
+use ops::{lin_bwd, lin_fwd, sigmoid, silu_bwd, silu_fwd};
+
+/// One training (or prediction) graph: the scaled history of one window and what the model reads with it.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample<'a> {
+    /// The target network's neural graph.
+    pub graph: &'a NeuralGraph,
+    /// Scaled history `[E, F*c]`, column `f*c + t`, oldest state first (`history_to_edge_attr`).
+    pub attr: &'a [f32],
+    /// LPE node features `[N, lpe]` (sign-flipped per example in meta-training, spec 7.2).
+    pub lpe: &'a [f32],
+    /// Eigenvector centrality `[N]` when the model has `cent_proj`, else empty.
+    pub centrality: &'a [f32],
+}
+
+/// Float sizes of every buffer one forward/backward needs; [`scratch_len`] is their sum.
+struct Sizes {
+    nh: usize,
+    eh: usize,
+    layers: usize,
+    per_layer: usize,
+    head: usize,
+    out: usize,
+    work: usize,
+}
+
+fn sizes(cfg: &Config, e: usize, n: usize, f: usize) -> Sizes {
+    let h = cfg.hid;
+    let (nh, eh) = (n * h, e * h);
+    let layers = cfg.layers - 1;
+    // ss (2 eh), z, a (eh each); u, v, agg, y1, xt, s, t (nh each).
+    let per_layer = 4 * eh + 7 * nh;
+    let g = cfg.head.gates() * h;
+    let head = match cfg.head {
+        Head::Mlp => 2 * eh,
+        // h_0..h_c, gates per step, and gh_n (GRU) or c_1..c_c (LSTM) per step.
+        Head::Gru | Head::Lstm => (cfg.ctx + 1) * eh + cfg.ctx * e * g + cfg.ctx * eh,
+    };
+    let out = e * f * cfg.seq_len;
+    // dE, dE2, dA (eh each), dSS (2 eh), dX, dX2, dU, dV, dAGG, dY1 (nh each), dD [E, F*S], and for the
+    // recurrent heads dh, dc (eh) plus dGI, dGH (e*g each) and one input step [E, F].
+    let work = 5 * eh + 6 * nh + out + 2 * eh + 2 * e * g + e * f;
+    Sizes { nh, eh, layers, per_layer, head, out, work }
+}
+
+/// Scratch floats [`loss_and_grad`] and [`predict`] need for `graph` with a model of `cfg`.
+pub fn scratch_len(cfg: &Config, graph: &NeuralGraph) -> usize {
+    let z = sizes(cfg, graph.num_edges(), graph.num_nodes(), graph.feat_slots());
+    (z.layers + 1) * (z.nh + z.eh) + z.layers * z.per_layer + z.head + z.out + z.work
+}
+
+/// Splits `n` values off the front of `buf`.
+fn take<'a>(buf: &mut &'a mut [f32], n: usize) -> &'a mut [f32] {
+    let (head, tail) = core::mem::take(buf).split_at_mut(n);
+    *buf = tail;
+    head
+}
+
+/// What the forward pass keeps for backward.
+struct Tape<'a> {
+    /// `X_0..X_L` (`L` = processed layers), `[N, H]` each.
+    xs: &'a mut [f32],
+    /// `E_0..E_L`, `[E, H]` each.
+    es: &'a mut [f32],
+    /// Per processed layer: ss, z, a, u, v, agg, y1, xt, s, t.
+    layers: &'a mut [f32],
+    /// Head activations (see `sizes`).
+    head: &'a mut [f32],
+    /// Predictions `[E, F*S]` (column `f*S + j`), scaled, residual included.
+    out: &'a mut [f32],
+    /// Backward work space.
+    work: &'a mut [f32],
+}
+
+fn tape<'a>(cfg: &Config, graph: &NeuralGraph, scratch: &'a mut [f32]) -> Result<Tape<'a>, Error> {
+    check_len("meta scratch", scratch.len(), scratch_len(cfg, graph))?;
+    let z = sizes(cfg, graph.num_edges(), graph.num_nodes(), graph.feat_slots());
+    let mut buf = scratch;
+    Ok(Tape {
+        xs: take(&mut buf, (z.layers + 1) * z.nh),
+        es: take(&mut buf, (z.layers + 1) * z.eh),
+        layers: take(&mut buf, z.layers * z.per_layer),
+        head: take(&mut buf, z.head),
+        out: take(&mut buf, z.out),
+        work: take(&mut buf, z.work),
+    })
+}
+
+/// One processed layer's slices of the tape.
+struct LayerTape<'a> {
+    ss: &'a mut [f32],
+    z: &'a mut [f32],
+    a: &'a mut [f32],
+    u: &'a mut [f32],
+    v: &'a mut [f32],
+    agg: &'a mut [f32],
+    y1: &'a mut [f32],
+    xt: &'a mut [f32],
+    s: &'a mut [f32],
+    t: &'a mut [f32],
+}
+
+fn layer_tape(buf: &mut [f32], nh: usize, eh: usize) -> LayerTape<'_> {
+    let mut b = buf;
+    LayerTape {
+        ss: take(&mut b, 2 * eh),
+        z: take(&mut b, eh),
+        a: take(&mut b, eh),
+        u: take(&mut b, nh),
+        v: take(&mut b, nh),
+        agg: take(&mut b, nh),
+        y1: take(&mut b, nh),
+        xt: take(&mut b, nh),
+        s: take(&mut b, nh),
+        t: take(&mut b, nh),
+    }
+}
+
+fn check_sample(lay: &Layout, p: &[f32], s: &Sample<'_>) -> Result<(), Error> {
+    let cfg = &lay.cfg;
+    let (e, n, f) = (s.graph.num_edges(), s.graph.num_nodes(), s.graph.feat_slots());
+    check_len("meta params", p.len(), lay.len)?;
+    if f > cfg.max_feat_size {
+        return Err(Error::InvalidArgument("graph has more feature slots than the model (kernel > 3x3)"));
+    }
+    check_len("edge_attr_in", s.attr.len(), e * f * cfg.ctx)?;
+    check_len("lpe", s.lpe.len(), n * cfg.lpe)?;
+    check_len("centrality", s.centrality.len(), if cfg.centrality { n } else { 0 })?;
+    Ok(())
+}
+
+/// Training-mode forward into the tape; `tape.out` ends up holding the predictions of every horizon.
+fn forward(g: &dyn Gemm, lay: &Layout, p: &[f32], s: &Sample<'_>, tp: &mut Tape<'_>) -> Result<(), Error> {
+    let cfg = &lay.cfg;
+    let graph = s.graph;
+    let (e, n, f, c, h, sl) = (graph.num_edges(), graph.num_nodes(), graph.feat_slots(), cfg.ctx, cfg.hid, cfg.seq_len);
+    let (nh, eh) = (n * h, e * h);
+    let nl = cfg.layers - 1;
+
+    // X0 = lpe W_np^T + b_np (+ cent W_cp^T + b_cp).
+    let x0 = &mut tp.xs[..nh];
+    lin_fwd(g, p, &lay.node_proj, MatRef::row_major(s.lpe, n, cfg.lpe), 0, x0, true, false)?;
+    if let Some(cp) = &lay.cent_proj {
+        lin_fwd(g, p, cp, MatRef::row_major(s.centrality, n, 1), 0, x0, true, true)?;
+    }
+    // E0 = attr W_ep[:, :F*c]^T + b_ep + layer_embed[type].
+    let e0 = &mut tp.es[..eh];
+    lin_fwd(g, p, &lay.edge_proj, MatRef::row_major(s.attr, e, f * c), 0, e0, true, false)?;
+    if let Some(emb) = &lay.embed {
+        let mut res = Ok(());
+        for_each_edge(graph, |ei, _, _, kind| {
+            if kind.id() >= emb.rows {
+                res = Err(Error::InvalidArgument("edge type outside the model's embedding"));
+                return;
+            }
+            let row = &p[emb.w + kind.id() * h..][..h];
+            e0[ei * h..ei * h + h].iter_mut().zip(row).for_each(|(a, b)| *a += b);
+        });
+        res?;
+    }
+
+    for l in 0..nl {
+        let conv = &lay.convs[l];
+        let upd = &lay.edge_updates[l];
+        let (x_in, x_out) = tp.xs[l * nh..(l + 2) * nh].split_at_mut(nh);
+        let (e_in, e_out) = tp.es[l * eh..(l + 2) * eh].split_at_mut(eh);
+        let lt = layer_tape(&mut tp.layers[l * sizes(cfg, e, n, f).per_layer..], nh, eh);
+        let xm = MatRef::row_major(x_in, n, h);
+        lin_fwd(g, p, &conv.encoder, MatRef::row_major(e_in, e, h), 0, lt.ss, true, false)?;
+        lin_fwd(g, p, &conv.pre, xm, 0, lt.u, true, false)?;
+        lin_fwd(g, p, &conv.pre, xm, h, lt.v, false, false)?;
+        lt.agg.fill(0.0);
+        let (ss, u, v, agg) = (&*lt.ss, &*lt.u, &*lt.v, &mut *lt.agg);
+        for_each_edge(graph, |ei, src, dst, _| {
+            let (sc, sh) = ss[ei * 2 * h..ei * 2 * h + 2 * h].split_at(h);
+            let (ut, vs) = (&u[dst * h..dst * h + h], &v[src * h..src * h + h]);
+            for ((((a, sc), sh), ut), vs) in agg[dst * h..dst * h + h].iter_mut().zip(sc).zip(sh).zip(ut).zip(vs) {
+                *a += sc * (ut + vs) + sh;
+            }
+        });
+        for node in 0..n {
+            let d = graph.in_degree(node);
+            if d > 0 {
+                let inv = 1.0 / d as f32;
+                agg[node * h..node * h + h].iter_mut().for_each(|a| *a *= inv);
+            }
+        }
+        lin_fwd(g, p, &conv.post, xm, 0, lt.y1, true, false)?;
+        lin_fwd(g, p, &conv.post, MatRef::row_major(lt.agg, n, h), h, lt.y1, false, true)?;
+        lin_fwd(g, p, &conv.lin, MatRef::row_major(lt.y1, n, h), 0, lt.xt, true, false)?;
+        silu_fwd(lt.xt, x_out);
+
+        let xm = MatRef::row_major(x_out, n, h);
+        lin_fwd(g, p, &upd.lin_s, xm, 0, lt.s, true, false)?;
+        lin_fwd(g, p, &upd.lin_t, xm, 0, lt.t, true, false)?;
+        lin_fwd(g, p, &upd.lin_e, MatRef::row_major(e_in, e, h), 0, lt.z, true, false)?;
+        let (sn, tn, z) = (&*lt.s, &*lt.t, &mut *lt.z);
+        for_each_edge(graph, |ei, src, dst, _| {
+            let (ls, ltt) = (&sn[src * h..src * h + h], &tn[dst * h..dst * h + h]);
+            for ((a, s), t) in z[ei * h..ei * h + h].iter_mut().zip(ls).zip(ltt) {
+                *a += s + t;
+            }
+        });
+        silu_fwd(lt.z, lt.a);
+        lin_fwd(g, p, &upd.lin1, MatRef::row_major(lt.a, e, h), 0, e_out, true, false)?;
+    }
+
+    let e_fin = &tp.es[nl * eh..(nl + 1) * eh];
+    let out_rows = LinSlot { rows: f * sl, ..lay.head_out };
+    match (cfg.head, &lay.head_hidden, &lay.cell) {
+        (Head::Mlp, Some(hidden), _) => {
+            let (hp, hs) = tp.head.split_at_mut(eh);
+            lin_fwd(g, p, hidden, MatRef::row_major(e_fin, e, h), 0, hp, true, false)?;
+            silu_fwd(hp, hs);
+            lin_fwd(g, p, &out_rows, MatRef::row_major(hs, e, h), 0, tp.out, true, false)?;
+        }
+        (Head::Gru | Head::Lstm, _, Some(cell)) => {
+            let gw = cfg.head.gates() * h;
+            let mut buf = &mut tp.head[..];
+            let hs = take(&mut buf, (c + 1) * eh);
+            let gates = take(&mut buf, c * e * gw);
+            let extra = take(&mut buf, c * eh);
+            let (xin, wrest) = tp.work.split_at_mut(e * f);
+            hs[..eh].copy_from_slice(e_fin);
+            for t in 0..c {
+                step_input(s.attr, e, f, c, t, xin);
+                let (hprev, hnext) = hs[t * eh..(t + 2) * eh].split_at_mut(eh);
+                let gt = &mut gates[t * e * gw..(t + 1) * e * gw];
+                match cfg.head {
+                    Head::Gru => {
+                        let ghn = &mut extra[t * eh..(t + 1) * eh];
+                        gru_fwd(g, p, cell, xin, e, f, h, hprev, gt, ghn, hnext, wrest)?;
+                    }
+                    _ => {
+                        let (cprev, cnext) = if t == 0 {
+                            (None, &mut extra[..eh])
+                        } else {
+                            let (a, b) = extra[(t - 1) * eh..(t + 1) * eh].split_at_mut(eh);
+                            (Some(&*a), b)
+                        };
+                        lstm_fwd(g, p, cell, xin, e, f, h, hprev, cprev, gt, cnext, hnext)?;
+                    }
+                }
+            }
+            lin_fwd(g, p, &out_rows, MatRef::row_major(&hs[c * eh..], e, h), 0, tp.out, true, false)?;
+        }
+        _ => return Err(Error::InvalidArgument("layout and head disagree")),
+    }
+    // Residual: pred[e, f*S + j] = last[e, f] + upd_scale * delta.
+    for (ei, row) in tp.out.chunks_exact_mut(f * sl).enumerate() {
+        for (fi, hrow) in row.chunks_exact_mut(sl).enumerate() {
+            let last = s.attr[ei * f * c + fi * c + c - 1];
+            hrow.iter_mut().for_each(|d| *d = last + cfg.upd_scale * *d);
+        }
+    }
+    Ok(())
+}
+
+/// The recurrent head's input at step `t`: the `F` slot values of every edge, `[E, F]`.
+fn step_input(attr: &[f32], e: usize, f: usize, c: usize, t: usize, out: &mut [f32]) {
+    for ei in 0..e {
+        for fi in 0..f {
+            out[ei * f + fi] = attr[ei * f * c + fi * c + t];
+        }
+    }
+}
+
+/// One GRU step (PyTorch's gates r, z, n): keeps the activated gates and `gh_n` for backward.
+#[allow(clippy::too_many_arguments)]
+fn gru_fwd(
+    g: &dyn Gemm,
+    p: &[f32],
+    cell: &layout::CellSlots,
+    xin: &[f32],
+    e: usize,
+    f: usize,
+    h: usize,
+    hprev: &[f32],
+    gates: &mut [f32],
+    ghn: &mut [f32],
+    hnext: &mut [f32],
+    work: &mut [f32],
+) -> Result<(), Error> {
+    let gw = 3 * h;
+    let gh = &mut work[..e * gw];
+    lin_fwd(g, p, &cell.ih, MatRef::row_major(xin, e, f), 0, gates, true, false)?;
+    lin_fwd(g, p, &cell.hh, MatRef::row_major(hprev, e, h), 0, gh, true, false)?;
+    for ei in 0..e {
+        let gi = &mut gates[ei * gw..(ei + 1) * gw];
+        let ghr = &gh[ei * gw..(ei + 1) * gw];
+        for j in 0..h {
+            let r = sigmoid(gi[j] + ghr[j]);
+            let z = sigmoid(gi[h + j] + ghr[h + j]);
+            let nn = libm::tanhf(gi[2 * h + j] + r * ghr[2 * h + j]);
+            ghn[ei * h + j] = ghr[2 * h + j];
+            (gi[j], gi[h + j], gi[2 * h + j]) = (r, z, nn);
+            hnext[ei * h + j] = (1.0 - z) * nn + z * hprev[ei * h + j];
+        }
+    }
+    Ok(())
+}
+
+/// One LSTM step (PyTorch's gates i, f, g, o), `c_prev = None` meaning zeros: keeps the activated gates.
+#[allow(clippy::too_many_arguments)]
+fn lstm_fwd(
+    g: &dyn Gemm,
+    p: &[f32],
+    cell: &layout::CellSlots,
+    xin: &[f32],
+    e: usize,
+    f: usize,
+    h: usize,
+    hprev: &[f32],
+    cprev: Option<&[f32]>,
+    gates: &mut [f32],
+    cnext: &mut [f32],
+    hnext: &mut [f32],
+) -> Result<(), Error> {
+    let gw = 4 * h;
+    lin_fwd(g, p, &cell.ih, MatRef::row_major(xin, e, f), 0, gates, true, false)?;
+    lin_fwd(g, p, &cell.hh, MatRef::row_major(hprev, e, h), 0, gates, true, true)?;
+    for ei in 0..e {
+        let gt = &mut gates[ei * gw..(ei + 1) * gw];
+        for j in 0..h {
+            let (i, fg, gg, o) =
+                (sigmoid(gt[j]), sigmoid(gt[h + j]), libm::tanhf(gt[2 * h + j]), sigmoid(gt[3 * h + j]));
+            (gt[j], gt[h + j], gt[2 * h + j], gt[3 * h + j]) = (i, fg, gg, o);
+            let cp = cprev.map_or(0.0, |cp| cp[ei * h + j]);
+            let cn = fg * cp + i * gg;
+            cnext[ei * h + j] = cn;
+            hnext[ei * h + j] = o * libm::tanhf(cn);
+        }
+    }
+    Ok(())
+}
+
+/// Predictions of every horizon, `out [E, F*S]` (column `f*S + j` is slot `f` at horizon `j + 1`), scaled,
+/// residual included.
+pub fn predict(
+    g: &dyn Gemm,
+    lay: &Layout,
+    params: &[f32],
+    sample: &Sample<'_>,
+    scratch: &mut [f32],
+    out: &mut [f32],
+) -> Result<(), Error> {
+    check_sample(lay, params, sample)?;
+    let graph = sample.graph;
+    check_len("predictions", out.len(), graph.num_edges() * graph.feat_slots() * lay.cfg.seq_len)?;
+    let mut tp = tape(&lay.cfg, graph, scratch)?;
+    forward(g, lay, params, sample, &mut tp)?;
+    out.copy_from_slice(tp.out);
+    Ok(())
+}
+
+/// Masked L1 loss of one graph and its gradient: returns `(sum of |pred - target| over the mask, count)`
+/// and adds the gradient of that sum to `grad` (divide by the batch's total count for the mean).
+/// `target` and `mask` are `[E, F*S]` (column `f*S + j`); self-loops must be masked out by the caller
+/// (spec 7.2: `y_mask` false on every edge of type 10 or more).
+pub fn loss_and_grad(
+    g: &dyn Gemm,
+    lay: &Layout,
+    params: &[f32],
+    sample: &Sample<'_>,
+    target: &[f32],
+    mask: &[u8],
+    scratch: &mut [f32],
+    grad: &mut [f32],
+) -> Result<(f32, usize), Error> {
+    let graph = sample.graph;
+    let len = graph.num_edges() * graph.feat_slots() * lay.cfg.seq_len;
+    check_len("targets", target.len(), len)?;
+    check_len("mask", mask.len(), len)?;
+    let (mut loss, mut count) = (0.0f32, 0usize);
+    backprop(g, lay, params, sample, scratch, grad, &mut |pred, dpred| {
+        for ((d, (&pr, &y)), &m) in dpred.iter_mut().zip(pred.iter().zip(target)).zip(mask) {
+            *d = 0.0;
+            if m != 0 {
+                let r = pr - y;
+                loss += libm::fabsf(r);
+                count += 1;
+                *d = if r > 0.0 {
+                    1.0
+                } else if r < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                };
+            }
+        }
+    })?;
+    if !loss.is_finite() {
+        return Err(Error::NonFinite("meta-training loss"));
+    }
+    Ok((loss, count))
+}
+
+/// Forward, then `dloss(pred, dpred)` writes dL/dpred, then the gradient of L is added to `grad`.
+#[allow(clippy::type_complexity)]
+fn backprop(
+    g: &dyn Gemm,
+    lay: &Layout,
+    params: &[f32],
+    sample: &Sample<'_>,
+    scratch: &mut [f32],
+    grad: &mut [f32],
+    dloss: &mut dyn FnMut(&[f32], &mut [f32]),
+) -> Result<(), Error> {
+    check_sample(lay, params, sample)?;
+    let cfg = &lay.cfg;
+    let graph = sample.graph;
+    let (e, n, f, c, h, sl) = (graph.num_edges(), graph.num_nodes(), graph.feat_slots(), cfg.ctx, cfg.hid, cfg.seq_len);
+    check_len("meta grad", grad.len(), lay.len)?;
+    let mut tp = tape(cfg, graph, scratch)?;
+    forward(g, lay, params, sample, &mut tp)?;
+    let (nh, eh) = (n * h, e * h);
+    let nl = cfg.layers - 1;
+    let z = sizes(cfg, e, n, f);
+
+    let mut w = &mut tp.work[..];
+    let de = take(&mut w, eh);
+    let de2 = take(&mut w, eh);
+    let da = take(&mut w, eh);
+    let dss = take(&mut w, 2 * eh);
+    let dx = take(&mut w, nh);
+    let dx2 = take(&mut w, nh);
+    let du = take(&mut w, nh);
+    let dv = take(&mut w, nh);
+    let dagg = take(&mut w, nh);
+    let dy1 = take(&mut w, nh);
+    let dd = take(&mut w, z.out);
+    let rec = w;
+
+    // dL/d(delta) = upd_scale * dL/dpred.
+    dloss(tp.out, dd);
+    dd.iter_mut().for_each(|d| *d *= cfg.upd_scale);
+
+    // Head backward: dE_final into `de`.
+    let e_fin = &tp.es[nl * eh..(nl + 1) * eh];
+    let out_rows = LinSlot { rows: f * sl, ..lay.head_out };
+    match (cfg.head, &lay.head_hidden, &lay.cell) {
+        (Head::Mlp, Some(hidden), _) => {
+            let (hp, hs) = tp.head.split_at(eh);
+            lin_bwd(g, params, grad, &out_rows, MatRef::row_major(hs, e, h), 0, dd, true, Some((da, false)))?;
+            silu_bwd(hp, da);
+            lin_bwd(g, params, grad, hidden, MatRef::row_major(e_fin, e, h), 0, da, true, Some((de, false)))?;
+        }
+        (Head::Gru | Head::Lstm, _, Some(cell)) => {
+            let gw = cfg.head.gates() * h;
+            let hs = &tp.head[..(c + 1) * eh];
+            let gates = &tp.head[(c + 1) * eh..(c + 1) * eh + c * e * gw];
+            let extra = &tp.head[(c + 1) * eh + c * e * gw..];
+            let mut r = rec;
+            let dh = take(&mut r, eh);
+            let dc = take(&mut r, eh);
+            let dgi = take(&mut r, e * gw);
+            let dgh = take(&mut r, e * gw);
+            let xin = take(&mut r, e * f);
+            lin_bwd(
+                g,
+                params,
+                grad,
+                &out_rows,
+                MatRef::row_major(&hs[c * eh..], e, h),
+                0,
+                dd,
+                true,
+                Some((dh, false)),
+            )?;
+            dc.fill(0.0);
+            for t in (0..c).rev() {
+                step_input(sample.attr, e, f, c, t, xin);
+                let hprev = &hs[t * eh..(t + 1) * eh];
+                let gt = &gates[t * e * gw..(t + 1) * e * gw];
+                for ei in 0..e {
+                    for j in 0..h {
+                        let k = ei * h + j;
+                        let gr = &gt[ei * gw..(ei + 1) * gw];
+                        let (gi, ghh) = (&mut dgi[ei * gw..(ei + 1) * gw], &mut dgh[ei * gw..(ei + 1) * gw]);
+                        if cfg.head == Head::Gru {
+                            let (rr, zz, nn) = (gr[j], gr[h + j], gr[2 * h + j]);
+                            let ghn = extra[t * eh + k];
+                            let dn = dh[k] * (1.0 - zz);
+                            let dz = dh[k] * (hprev[k] - nn);
+                            let dan = dn * (1.0 - nn * nn);
+                            let dar = dan * ghn * rr * (1.0 - rr);
+                            let daz = dz * zz * (1.0 - zz);
+                            (gi[j], gi[h + j], gi[2 * h + j]) = (dar, daz, dan);
+                            (ghh[j], ghh[h + j], ghh[2 * h + j]) = (dar, daz, dan * rr);
+                            dh[k] *= zz;
+                        } else {
+                            let (i, fg, gg, o) = (gr[j], gr[h + j], gr[2 * h + j], gr[3 * h + j]);
+                            let cn = extra[t * eh + k];
+                            let cp = if t == 0 { 0.0 } else { extra[(t - 1) * eh + k] };
+                            let tc = libm::tanhf(cn);
+                            let d_o = dh[k] * tc;
+                            let dcc = dc[k] + dh[k] * o * (1.0 - tc * tc);
+                            let (di, df, dg) = (dcc * gg, dcc * cp, dcc * i);
+                            dc[k] = dcc * fg;
+                            let v =
+                                [di * i * (1.0 - i), df * fg * (1.0 - fg), dg * (1.0 - gg * gg), d_o * o * (1.0 - o)];
+                            for (q, val) in v.into_iter().enumerate() {
+                                gi[q * h + j] = val;
+                                ghh[q * h + j] = val;
+                            }
+                            dh[k] = 0.0;
+                        }
+                    }
+                }
+                lin_bwd(g, params, grad, &cell.ih, MatRef::row_major(xin, e, f), 0, dgi, true, None)?;
+                lin_bwd(g, params, grad, &cell.hh, MatRef::row_major(hprev, e, h), 0, dgh, true, Some((dh, true)))?;
+            }
+            de.copy_from_slice(dh);
+        }
+        _ => return Err(Error::InvalidArgument("layout and head disagree")),
+    }
+
+    // Message-passing layers, last to first; `dx` carries dL/dX_{l+1} (zero for the last: quirk Q1).
+    dx.fill(0.0);
+    for l in (0..nl).rev() {
+        let conv = &lay.convs[l];
+        let upd = &lay.edge_updates[l];
+        let x_in = &tp.xs[l * nh..(l + 1) * nh];
+        let x_out = &tp.xs[(l + 1) * nh..(l + 2) * nh];
+        let e_in = &tp.es[l * eh..(l + 1) * eh];
+        let lt = layer_tape(&mut tp.layers[l * z.per_layer..(l + 1) * z.per_layer], nh, eh);
+        // Edge update: E_{l+1} = lin1(SiLU(lin_e(E_l) + lin_s(X_{l+1})[s] + lin_t(X_{l+1})[t])).
+        lin_bwd(g, params, grad, &upd.lin1, MatRef::row_major(lt.a, e, h), 0, de, true, Some((da, false)))?;
+        silu_bwd(lt.z, da);
+        lin_bwd(g, params, grad, &upd.lin_e, MatRef::row_major(e_in, e, h), 0, da, true, Some((de2, false)))?;
+        du.fill(0.0);
+        dv.fill(0.0);
+        for_each_edge(graph, |ei, src, dst, _| {
+            let dz = &da[ei * h..ei * h + h];
+            du[src * h..src * h + h].iter_mut().zip(dz).for_each(|(a, b)| *a += b);
+            dv[dst * h..dst * h + h].iter_mut().zip(dz).for_each(|(a, b)| *a += b);
+        });
+        let xm = MatRef::row_major(x_out, n, h);
+        lin_bwd(g, params, grad, &upd.lin_s, xm, 0, du, true, Some((dx, true)))?;
+        lin_bwd(g, params, grad, &upd.lin_t, xm, 0, dv, true, Some((dx, true)))?;
+        // X_{l+1} = SiLU(X~), X~ = lin(post([X_l | agg])).
+        silu_bwd(lt.xt, dx);
+        lin_bwd(g, params, grad, &conv.lin, MatRef::row_major(lt.y1, n, h), 0, dx, true, Some((dy1, false)))?;
+        let xm = MatRef::row_major(x_in, n, h);
+        lin_bwd(g, params, grad, &conv.post, xm, 0, dy1, true, Some((dx2, false)))?;
+        lin_bwd(g, params, grad, &conv.post, MatRef::row_major(lt.agg, n, h), h, dy1, false, Some((dagg, false)))?;
+        // agg[t] = mean over edges into t of sc * (U[t] + V[s]) + sh.
+        for node in 0..n {
+            let d = graph.in_degree(node);
+            if d > 0 {
+                let inv = 1.0 / d as f32;
+                dagg[node * h..node * h + h].iter_mut().for_each(|a| *a *= inv);
+            }
+        }
+        du.fill(0.0);
+        dv.fill(0.0);
+        let (ss, u, v) = (&*lt.ss, &*lt.u, &*lt.v);
+        for_each_edge(graph, |ei, src, dst, _| {
+            let (sc, _) = ss[ei * 2 * h..ei * 2 * h + 2 * h].split_at(h);
+            let (dsc, dsh) = dss[ei * 2 * h..ei * 2 * h + 2 * h].split_at_mut(h);
+            for j in 0..h {
+                let dm = dagg[dst * h + j];
+                let pj = u[dst * h + j] + v[src * h + j];
+                dsc[j] = dm * pj;
+                dsh[j] = dm;
+                let dp = dm * sc[j];
+                du[dst * h + j] += dp;
+                dv[src * h + j] += dp;
+            }
+        });
+        lin_bwd(g, params, grad, &conv.encoder, MatRef::row_major(e_in, e, h), 0, dss, true, Some((de2, true)))?;
+        lin_bwd(g, params, grad, &conv.pre, xm, 0, du, true, Some((dx2, true)))?;
+        lin_bwd(g, params, grad, &conv.pre, xm, h, dv, false, Some((dx2, true)))?;
+        de.copy_from_slice(de2);
+        dx.copy_from_slice(dx2);
+    }
+
+    // Inputs: E_0 = edge_proj(attr) + layer_embed[type]; X_0 = node_proj(lpe) (+ cent_proj(cent)).
+    lin_bwd(g, params, grad, &lay.edge_proj, MatRef::row_major(sample.attr, e, f * c), 0, de, true, None)?;
+    if let Some(emb) = &lay.embed {
+        for_each_edge(graph, |ei, _, _, kind| {
+            let row = &mut grad[emb.w + kind.id() * h..][..h];
+            row.iter_mut().zip(&de[ei * h..ei * h + h]).for_each(|(a, b)| *a += b);
+        });
+    }
+    lin_bwd(g, params, grad, &lay.node_proj, MatRef::row_major(sample.lpe, n, cfg.lpe), 0, dx, true, None)?;
+    if let Some(cp) = &lay.cent_proj {
+        lin_bwd(g, params, grad, cp, MatRef::row_major(sample.centrality, n, 1), 0, dx, true, None)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

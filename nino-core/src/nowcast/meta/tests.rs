@@ -1,0 +1,210 @@
+//! Gradient checks: every parameter of every variant (MLP, GRU, LSTM head; with and without centrality)
+//! against central finite differences, on a tiny conv net and a tiny MLP.
+
+extern crate std;
+
+use super::*;
+use crate::arch::{Arch, InputShape};
+use crate::graph::EdgeType;
+use crate::ops::Portable;
+use crate::rng::SplitMix64;
+use std::vec;
+use std::vec::Vec;
+
+fn cfg(head: Head, centrality: bool) -> Config {
+    Config {
+        hid: 4,
+        layers: 3,
+        ctx: 3,
+        lpe: 3,
+        seq_len: 4,
+        wte_pos_enc: false,
+        upd_scale: 0.7,
+        head,
+        centrality,
+        ..Config::default()
+    }
+}
+
+fn uniform(r: &mut SplitMix64, n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|_| (2.0 * r.unit() - 1.0) * scale).collect()
+}
+
+struct Data {
+    graph: NeuralGraph,
+    attr: Vec<f32>,
+    lpe: Vec<f32>,
+    cent: Vec<f32>,
+}
+
+fn data(arch: &Arch, c: &Config, seed: u64) -> Data {
+    let graph = NeuralGraph::new(arch);
+    let (e, n, f) = (graph.num_edges(), graph.num_nodes(), graph.feat_slots());
+    let mut r = SplitMix64::new(seed);
+    let attr = uniform(&mut r, e * f * c.ctx, 1.5);
+    let lpe = uniform(&mut r, n * c.lpe, 0.5);
+    let cent = if c.centrality { (0..n).map(|_| r.unit()).collect() } else { vec![] };
+    Data { graph, attr, lpe, cent }
+}
+
+fn sample(d: &Data) -> Sample<'_> {
+    Sample { graph: &d.graph, attr: &d.attr, lpe: &d.lpe, centrality: &d.cent }
+}
+
+/// `L = sum w * pred` (smooth, so finite differences are exact up to rounding) and its gradient.
+fn linear_loss(lay: &Layout, p: &[f32], d: &Data, w: &[f32]) -> (f64, Vec<f32>) {
+    let mut scratch = vec![0.0; scratch_len(&lay.cfg, &d.graph)];
+    let mut grad = vec![0.0; lay.len];
+    let mut value = 0.0f64;
+    backprop(&Portable, lay, p, &sample(d), &mut scratch, &mut grad, &mut |pred, dpred| {
+        value = pred.iter().zip(w).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+        dpred.copy_from_slice(w);
+    })
+    .unwrap();
+    (value, grad)
+}
+
+fn check_variant(arch: &Arch, head: Head, centrality: bool) {
+    let c = cfg(head, centrality);
+    let lay = Layout::new(&c).unwrap();
+    let d = data(arch, &c, 7);
+    let mut r = SplitMix64::new(11);
+    let p = uniform(&mut r, lay.len, 0.6);
+    let outs = d.graph.num_edges() * d.graph.feat_slots() * c.seq_len;
+    let w = uniform(&mut r, outs, 1.0);
+    let (_, grad) = linear_loss(&lay, &p, &d, &w);
+
+    // Every parameter: central differences in f32 with h = 1e-2. The loss is smooth (SiLU, sigmoid, tanh),
+    // so the truncation error is O(h^2) ~ 1e-4 times third derivatives of order one; rounding of a loss of
+    // a few hundred terms in f32 adds ~ 1e-6 / h. Both sit well inside 2e-3 + 2% of the gradient, while a
+    // wrong term (a missing factor, a transposed block, a dropped path) is off by O(gradient).
+    let h = 1e-2f32;
+    let mut q = p.clone();
+    let mut worst = (0.0f32, 0usize);
+    for i in 0..lay.len {
+        q[i] = p[i] + h;
+        let up = linear_loss(&lay, &q, &d, &w).0;
+        q[i] = p[i] - h;
+        let down = linear_loss(&lay, &q, &d, &w).0;
+        q[i] = p[i];
+        let fd = ((up - down) / (2.0 * f64::from(h))) as f32;
+        let err = (fd - grad[i]).abs() - (2e-3 + 2e-2 * grad[i].abs());
+        if err > worst.0 {
+            worst = (err, i);
+        }
+    }
+    let mut name = Key::new();
+    let _ = Layout::visit(&c, &mut |t| {
+        if (t.offset..t.offset + t.len()).contains(&worst.1) {
+            name = t.key.clone();
+        }
+        Ok(())
+    });
+    assert!(
+        worst.0 <= 0.0,
+        "{head:?} centrality={centrality}: gradient of {name} (index {}) off by {}",
+        worst.1,
+        worst.0
+    );
+
+    // Every tensor gets a gradient, except the last message-passing layer, which nothing reads (quirk Q1).
+    Layout::visit(&c, &mut |t| {
+        let norm: f32 = grad[t.offset..t.offset + t.len()].iter().map(|g| g * g).sum();
+        let unused = t.key.starts_with("gnn.convs.2.");
+        // layer_embed rows of edge types the graph lacks stay zero; the tensor as a whole must not.
+        assert_eq!(norm == 0.0, unused, "{}: gradient norm {norm}", t.key);
+        Ok(())
+    })
+    .unwrap();
+}
+
+use layout::Key;
+
+fn tiny_conv() -> Arch {
+    Arch::parse("conv:2,3", InputShape { channels: 1, height: 7, width: 7 }, 2).unwrap()
+}
+
+fn tiny_mlp() -> Arch {
+    Arch::parse("mlp:3", InputShape { channels: 1, height: 2, width: 2 }, 2).unwrap()
+}
+
+#[test]
+fn mlp_head_gradients_match_finite_differences() {
+    check_variant(&tiny_conv(), Head::Mlp, false);
+    check_variant(&tiny_mlp(), Head::Mlp, false);
+}
+
+#[test]
+fn centrality_gradients_match_finite_differences() {
+    check_variant(&tiny_conv(), Head::Mlp, true);
+}
+
+#[test]
+fn gru_head_gradients_match_finite_differences() {
+    check_variant(&tiny_conv(), Head::Gru, false);
+    check_variant(&tiny_mlp(), Head::Gru, true);
+}
+
+#[test]
+fn lstm_head_gradients_match_finite_differences() {
+    check_variant(&tiny_conv(), Head::Lstm, true);
+    check_variant(&tiny_mlp(), Head::Lstm, false);
+}
+
+#[test]
+fn l1_loss_counts_the_mask_and_its_gradient_is_the_sign() {
+    let c = cfg(Head::Mlp, false);
+    let lay = Layout::new(&c).unwrap();
+    let d = data(&tiny_conv(), &c, 3);
+    let mut r = SplitMix64::new(5);
+    let p = uniform(&mut r, lay.len, 0.6);
+    let (e, f, s) = (d.graph.num_edges(), d.graph.feat_slots(), c.seq_len);
+    let target = uniform(&mut r, e * f * s, 1.0);
+    let mut mask = vec![0u8; e * f * s];
+    let mut n_mask = 0;
+    crate::nowcast::features::for_each_edge(&d.graph, |ei, _, _, kind| {
+        if kind != EdgeType::SelfLoop && ei % 2 == 0 {
+            mask[ei * f * s..(ei + 1) * f * s].fill(1);
+            n_mask += f * s;
+        }
+    });
+    let mut scratch = vec![0.0; scratch_len(&c, &d.graph)];
+    let mut pred = vec![0.0; e * f * s];
+    predict(&Portable, &lay, &p, &sample(&d), &mut scratch, &mut pred).unwrap();
+    let want: f32 =
+        pred.iter().zip(&target).zip(&mask).filter(|(_, m)| **m != 0).map(|((a, b), _)| (a - b).abs()).sum();
+    let mut grad = vec![0.0; lay.len];
+    let (loss, count) =
+        loss_and_grad(&Portable, &lay, &p, &sample(&d), &target, &mask, &mut scratch, &mut grad).unwrap();
+    assert_eq!(count, n_mask);
+    assert!((loss - want).abs() <= 1e-4 * want, "{loss} vs {want}");
+    // The L1 gradient is the linear-loss gradient with w = sign(pred - target) on the mask.
+    let w: Vec<f32> =
+        pred.iter().zip(&target).zip(&mask).map(|((a, b), m)| if *m == 0 { 0.0 } else { (a - b).signum() }).collect();
+    let (_, want_grad) = linear_loss(&lay, &p, &d, &w);
+    assert_eq!(grad, want_grad);
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let c = cfg(Head::Lstm, true);
+    let lay = Layout::new(&c).unwrap();
+    let d = data(&tiny_conv(), &c, 3);
+    let p = vec![0.1; lay.len];
+    let mut scratch = vec![0.0; scratch_len(&c, &d.graph)];
+    let mut out = vec![0.0; d.graph.num_edges() * d.graph.feat_slots() * c.seq_len];
+    let no_cent = Sample { centrality: &[], ..sample(&d) };
+    assert!(predict(&Portable, &lay, &p, &no_cent, &mut scratch, &mut out).is_err());
+    assert!(predict(&Portable, &lay, &p[1..], &sample(&d), &mut scratch, &mut out).is_err());
+    let short = scratch.len() - 1;
+    assert!(predict(&Portable, &lay, &p, &sample(&d), &mut scratch[..short], &mut out).is_err());
+    assert!(Layout::new(&Config { wte_pos_enc: true, ..c }).is_err());
+    assert!(Layout::new(&Config { gnn: false, head: Head::Mlp, centrality: false, ..c }).is_err());
+}
+
+#[test]
+fn layout_of_the_published_model_matches_its_parameter_count() {
+    // nino_no_posw: 549,992 values (NINO_REFERENCE.md 4.2).
+    let c = Config { wte_pos_enc: false, ..Config::default() };
+    assert_eq!(Layout::new(&c).unwrap().len, 549_992);
+}
