@@ -118,6 +118,52 @@ pub fn nowcast_folded(
     })
 }
 
+/// Scratch floats of [`nowcast_meta`].
+pub fn meta_scratch_len(graph: &NeuralGraph, cfg: &Config) -> usize {
+    let e = graph.num_edges() * graph.feat_slots();
+    cfg.ctx * graph.arch().param_count()
+        + features::edge_attr_len(graph, cfg.ctx)
+        + features::edge_out_len(graph)
+        + meta::scratch_len(cfg, graph)
+        + e * cfg.seq_len
+}
+
+/// [`nowcast`] for a trainable model in the flat layout of [`meta::Layout`], the path of the NiNo++
+/// variants (GRU/LSTM heads, centrality): all horizons are predicted and horizon `k` is kept. `centrality`
+/// is [`meta::centrality_feature`] of the graph (empty without `cent_proj`); `out` is written only on
+/// success.
+pub fn nowcast_meta(
+    gemm: &dyn crate::ops::Gemm,
+    layout: &meta::Layout,
+    params: &[f32],
+    graph: &NeuralGraph,
+    history: &[f32],
+    lpe: &[f32],
+    centrality: &[f32],
+    k: usize,
+    scratch: &mut [f32],
+    out: &mut [f32],
+) -> Result<(), Error> {
+    let cfg = &layout.cfg;
+    if k == 0 || k > cfg.seq_len {
+        return Err(Error::InvalidArgument("horizon k must be in 1..=seq_len"));
+    }
+    check_len("scratch", scratch.len(), meta_scratch_len(graph, cfg))?;
+    if centrality.iter().any(|x| !x.is_finite()) {
+        return Err(Error::NonFinite("node features (centrality)"));
+    }
+    pipeline(cfg, graph, history, lpe, scratch, out, |attr, rest, edges| {
+        let (mscratch, preds) = rest.split_at_mut(meta::scratch_len(cfg, graph));
+        let sample = meta::Sample { graph, attr, lpe, centrality };
+        meta::predict(gemm, layout, params, &sample, mscratch, preds)?;
+        let s = cfg.seq_len;
+        for (o, row) in edges.iter_mut().zip(preds.chunks_exact(s)) {
+            *o = row[k - 1];
+        }
+        Ok(())
+    })
+}
+
 /// Scaling, edge features, `forward(attr, model scratch, edge outputs)`, gather and unscaling.
 fn pipeline(
     cfg: &Config,

@@ -11,6 +11,7 @@
 
 pub mod layout;
 mod ops;
+pub mod window;
 
 pub use layout::{Layout, LinSlot, TensorSlot};
 
@@ -32,6 +33,16 @@ pub struct Sample<'a> {
     pub lpe: &'a [f32],
     /// Eigenvector centrality `[N]` when the model has `cent_proj`, else empty.
     pub centrality: &'a [f32],
+}
+
+/// The centrality node feature the NiNo++ model reads: the unit-norm Perron vector times `sqrt(N)`, so its
+/// entries are of order one whatever the graph's size (spec 9.2 leaves the scale to the port; meta-training
+/// and inference both use this one).
+pub fn centrality_feature(raw: &[f32], out: &mut [f32]) -> Result<(), Error> {
+    check_len("centrality", out.len(), raw.len())?;
+    let scale = libm::sqrtf(raw.len() as f32);
+    out.iter_mut().zip(raw).for_each(|(o, r)| *o = r * scale);
+    Ok(())
 }
 
 /// Float sizes of every buffer one forward/backward needs; [`scratch_len`] is their sum.

@@ -208,3 +208,51 @@ fn layout_of_the_published_model_matches_its_parameter_count() {
     let c = Config { wte_pos_enc: false, ..Config::default() };
     assert_eq!(Layout::new(&c).unwrap().len, 549_992);
 }
+
+#[test]
+fn window_scales_targets_with_the_inputs_statistics_and_masks_what_does_not_count() {
+    let c = cfg(Head::Mlp, false);
+    let arch = tiny_conv();
+    let graph = NeuralGraph::new(&arch);
+    let (p, e, f, s) = (arch.param_count(), graph.num_edges(), graph.feat_slots(), c.seq_len);
+    let mut r = SplitMix64::new(1);
+    let len = 2; // of S = 4 horizons
+    let states = uniform(&mut r, (c.ctx + len) * p, 1.0);
+    let mut scratch = vec![0.0; window::scratch_len(&c, &graph)];
+    let (mut attr, mut target, mut mask) = (vec![0.0; e * f * c.ctx], vec![0.0; e * f * s], vec![0u8; e * f * s]);
+    window::build(&c, &graph, &states, len, &mut scratch, &mut attr, &mut target, &mut mask).unwrap();
+    // Inputs: exactly what the inference pipeline builds from the same c states.
+    let mut scales = [crate::nowcast::scale::TensorScale::default(); crate::nowcast::MAX_TENSORS];
+    let scales = &mut scales[..arch.tensor_count()];
+    let x = &states[..c.ctx * p];
+    crate::nowcast::scale::tensor_scales(&arch, x, c.ctx, scales).unwrap();
+    let mut sx = vec![0.0; c.ctx * p];
+    crate::nowcast::scale::scale_history(&arch, x, c.ctx, scales, &mut sx).unwrap();
+    let mut want = vec![0.0; e * f * c.ctx];
+    crate::nowcast::features::history_to_edge_attr(&graph, &sx, c.ctx, &mut want).unwrap();
+    assert_eq!(attr, want);
+    // Targets: the first parameter of the first tensor, target state j, scaled by the inputs' (mean, sd).
+    let t0 = arch.tensor(0).unwrap();
+    let (mean, sd) = (scales[0].mean, scales[0].sd + crate::nowcast::scale::SCALE_EPS);
+    for j in 0..len {
+        let y = (states[(c.ctx + j) * p + t0.offset] - mean) / sd;
+        // Parameter 0 is conv weight [0, 0, 0, 0]: edge 0 (input 0 -> output 0), slot 0.
+        assert_eq!(target[j], y);
+        assert_eq!(mask[j], 1);
+    }
+    assert!(target[len..s].iter().all(|&v| v == 0.0) && mask[len..s].iter().all(|&m| m == 0));
+    // Masked: every self-loop, and the padded slots 1..9 of every bias and linear edge (one value each).
+    let mut counted = 0;
+    crate::nowcast::features::for_each_edge(&graph, |ei, _, _, kind| {
+        let row = &mask[ei * f * s..(ei + 1) * f * s];
+        let real_slots = match kind {
+            EdgeType::SelfLoop => 0,
+            EdgeType::Bias | EdgeType::Linear => 1,
+            EdgeType::Conv => f,
+        };
+        assert_eq!(row.iter().filter(|&&m| m == 1).count(), real_slots * len, "edge {ei} ({kind:?})");
+        counted += real_slots;
+    });
+    assert_eq!(counted, p, "one real slot per parameter");
+    assert!(window::build(&c, &graph, &states, 0, &mut scratch, &mut attr, &mut target, &mut mask).is_err());
+}
