@@ -361,36 +361,8 @@ fn is_default_dir(dir: &Path) -> bool {
     dir.components().eq(Path::new(DEFAULT_FASHION_MNIST_DIR).components())
 }
 
-/// SplitMix64: a small, well-mixed generator; the sampler's own RNG (not PyTorch's).
-#[derive(Clone, Debug)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator seeded with `seed`.
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform integer in `0..n` (`n > 0`), unbiased (Lemire's multiply-and-reject).
-    pub fn below(&mut self, n: u64) -> u64 {
-        let threshold = n.wrapping_neg() % n;
-        loop {
-            let m = u128::from(self.next_u64()) * u128::from(n);
-            if (m as u64) >= threshold {
-                return (m >> 64) as u64;
-            }
-        }
-    }
-}
+/// The sampler's own RNG (not PyTorch's), shared with the core's initialisation.
+pub use nino_core::rng::SplitMix64;
 
 /// Seeded epoch shuffler: before epoch `e` (0-based) the order is a fresh Fisher-Yates shuffle seeded by
 /// `seed + e`, as the reference reseeds per epoch; batches of `batch`, the last partial batch kept.
