@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod cmd;
+pub mod collect;
 pub mod data;
 pub mod engine;
 pub mod fsutil;

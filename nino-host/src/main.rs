@@ -24,6 +24,8 @@ enum Command {
     Plan(cmd::plan::PlanArgs),
     /// Plot the Laplacian spectrum of a network's neural graph and print the LPE count its elbow picks.
     Spectrum(cmd::spectrum::SpectrumArgs),
+    /// Record Adam trajectories of many networks (archs x lrs x seeds) as a dataset for meta-training NiNo.
+    Collect(cmd::collect::CollectArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +46,7 @@ fn main() -> std::process::ExitCode {
         Command::Experiment(a) => cmd::experiment::run(a),
         Command::Plan(a) => cmd::plan::run(a),
         Command::Spectrum(a) => cmd::spectrum::run(a),
+        Command::Collect(a) => cmd::collect::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! The `nino` subcommands, one module each.
 
+pub mod collect;
 pub mod experiment;
 pub mod nowcast;
 pub mod plan;
