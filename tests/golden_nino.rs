@@ -447,3 +447,37 @@ fn cli_nowcast_matches_the_reference() {
     assert_eq!(std::fs::read(dir.join("out.safetensors")).unwrap(), bytes);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The meta-training model (training-mode forward over the flat layout, every horizon at once) loaded with
+/// the published weights predicts what the reference predicts: the path NiNo++ variants run through is
+/// the same model, held to the same bound.
+#[test]
+fn trainable_model_matches_the_reference() {
+    let w = weights("nino_no_posw");
+    let model = nino_host::metatrain::MetaModel::from_weights(&w).unwrap();
+    for (name, spec) in [("debug", "conv:4,6,6"), ("fm16", "conv:16,32,32")] {
+        let fx = Fixture::load("golden", name);
+        let g = graph(spec);
+        let mut scratch = vec![0.0; nowcast::meta_scratch_len(&g, &w.config)];
+        let mut out = vec![0.0; g.arch().param_count()];
+        for k in KS {
+            let (history, lpe) = (fx.f32("history"), fx.f32("lpe8"));
+            let be = nino_host::gemm::HostGemm;
+            nowcast::nowcast_meta(
+                &be,
+                &model.layout,
+                &model.params,
+                &g,
+                &history,
+                &lpe,
+                &[],
+                k,
+                &mut scratch,
+                &mut out,
+            )
+            .unwrap();
+            let want = fx.f32(&format!("nino_no_posw.pred_params_k{k}"));
+            assert_close(&format!("{name} meta k{k}"), &out, &want, PRED_REL, 0.0);
+        }
+    }
+}

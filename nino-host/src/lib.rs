@@ -8,6 +8,7 @@ pub mod data;
 pub mod engine;
 pub mod fsutil;
 pub mod gemm;
+pub mod metatrain;
 pub mod metrics;
 pub mod nino_hook;
 pub mod nowcaster;

@@ -26,6 +26,8 @@ enum Command {
     Spectrum(cmd::spectrum::SpectrumArgs),
     /// Record Adam trajectories of many networks (archs x lrs x seeds) as a dataset for meta-training NiNo.
     Collect(cmd::collect::CollectArgs),
+    /// Meta-train a NiNo (reference or NiNo++: GRU/LSTM head, centrality, LPE count) on collected trajectories.
+    MetaTrain(cmd::meta_train::MetaTrainArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +49,7 @@ fn main() -> std::process::ExitCode {
         Command::Plan(a) => cmd::plan::run(a),
         Command::Spectrum(a) => cmd::spectrum::run(a),
         Command::Collect(a) => cmd::collect::run(a),
+        Command::MetaTrain(a) => cmd::meta_train::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

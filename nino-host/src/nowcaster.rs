@@ -4,6 +4,7 @@
 //! loop pays only for the prediction itself.
 
 use crate::gemm::HostGemm;
+use crate::metatrain::MetaModel;
 use crate::weights::{WeightSet, WeightsError};
 use half::f16;
 use nino_core::nowcast::{self, Backend, Config};
@@ -16,6 +17,9 @@ pub enum NowcastError {
     /// The weights are unusable.
     #[error(transparent)]
     Weights(#[from] WeightsError),
+    /// A NiNo++ model file does not fit its own layout.
+    #[error("{0}")]
+    Meta(String),
     /// The core refused the inputs (wrong sizes, non-finite values, k out of range...).
     #[error("nowcast: {0}")]
     Core(#[from] nino_core::Error),
@@ -150,6 +154,9 @@ pub fn host_backend() -> Backend<'static> {
 enum Storage {
     F32(WeightSet<f32>),
     F16(WeightSet<f16>),
+    /// A NiNo++ variant in the trainable layout (f32; with `--f16` the values are rounded through f16),
+    /// with the centrality feature it reads.
+    Meta(Box<MetaModel>, Vec<f32>),
 }
 
 /// Sizes, in values, of the buffers a [`Nowcaster`] allocated.
@@ -202,6 +209,29 @@ impl Nowcaster {
             }
             lpe
         };
+        if weights.is_meta() {
+            let mut model = MetaModel::from_weights(&weights).map_err(|e| NowcastError::Meta(format!("{e:#}")))?;
+            if f16 {
+                model.params.iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32());
+            }
+            let mut cent = Vec::new();
+            if cfg.centrality {
+                let raw = crate::spectral::centrality(arch);
+                cent = vec![0.0; raw.len()];
+                nowcast::meta::centrality_feature(&raw, &mut cent)?;
+            }
+            let scratch = vec![0.0; nowcast::meta_scratch_len(&graph, &cfg)];
+            let weights = Storage::Meta(Box::new(model), cent);
+            return Ok(Nowcaster {
+                weights,
+                folded: None,
+                graph,
+                lpe,
+                scratch,
+                gemm: Box::new(ThreadedGemm),
+                silu: fast_silu,
+            });
+        }
         let weights = if f16 { Storage::F16(weights.to_f16()?) } else { Storage::F32(weights) };
         // f16 is a storage format: the folded working set is f32, folded from the f16-rounded values.
         let folded = if cfg.gnn {
@@ -209,6 +239,7 @@ impl Nowcaster {
             match &weights {
                 Storage::F32(w) => fold(&w.bind()?, &mut buf)?,
                 Storage::F16(w) => fold(&w.bind()?, &mut buf)?,
+                Storage::Meta(..) => unreachable!("variants returned above"),
             }
             Some(buf)
         } else {
@@ -231,6 +262,7 @@ impl Nowcaster {
         match &self.weights {
             Storage::F32(w) => &w.config,
             Storage::F16(w) => &w.config,
+            Storage::Meta(m, _) => &m.layout.cfg,
         }
     }
 
@@ -249,6 +281,7 @@ impl Nowcaster {
         let weights = match &self.weights {
             Storage::F32(w) => w.num_values(),
             Storage::F16(w) => w.num_values(),
+            Storage::Meta(m, _) => m.params.len(),
         };
         NowcasterBuffers {
             weights,
@@ -276,6 +309,9 @@ impl Nowcaster {
         match &self.weights {
             Storage::F32(w) => nowcast::nowcast(be, &w.bind()?, g, history, lpe, k, scratch, out)?,
             Storage::F16(w) => nowcast::nowcast(be, &w.bind()?, g, history, lpe, k, scratch, out)?,
+            Storage::Meta(m, cent) => {
+                nowcast::nowcast_meta(&*self.gemm, &m.layout, &m.params, g, history, lpe, cent, k, scratch, out)?
+            }
         }
         Ok(())
     }

@@ -5,7 +5,8 @@
 //! will read (keys, shapes, dtypes, finiteness), so a bad file fails at load with the key it concerns.
 
 use half::f16;
-use nino_core::nowcast::{Config, NinoWeights, WeightElem};
+use nino_core::nowcast::meta::Layout;
+use nino_core::nowcast::{Config, Head, NinoWeights, WeightElem};
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -161,7 +162,7 @@ impl WeightSet<f32> {
             tensors.insert(name.to_string(), Tensor { shape: view.shape().to_vec(), dtype: view.dtype(), data });
         }
         let set = WeightSet { config, path: path.into(), tensors };
-        set.bind()?;
+        set.check()?;
         Ok(set)
     }
 
@@ -181,6 +182,51 @@ impl WeightSet<f32> {
 }
 
 impl<W: WeightElem> WeightSet<W> {
+    /// Whether the model is a NiNo++ variant (GRU/LSTM head or centrality), which runs through the
+    /// core's trainable path (`nowcast::meta`) instead of [`WeightSet::bind`].
+    pub fn is_meta(&self) -> bool {
+        self.config.head != Head::Mlp || self.config.centrality
+    }
+
+    /// One tensor by state-dict key: its shape and values.
+    pub fn tensor(&self, key: &str) -> Option<(&[usize], &[W])> {
+        self.tensors.get(key).map(|t| (t.shape.as_slice(), t.data.as_slice()))
+    }
+
+    /// Checks every key, shape and dtype the model reads, for the reference models and the variants.
+    fn check(&self) -> Result<(), WeightsError> {
+        if !self.is_meta() {
+            return self.bind().map(|_| ());
+        }
+        let mut err = None;
+        let visited = Layout::visit(&self.config, &mut |t| {
+            let (want, nd) = t.shape();
+            let found = match self.tensors.get(t.key.as_str()) {
+                None => Err(WeightsError::MissingKey {
+                    path: self.path.clone(),
+                    key: t.key.to_string(),
+                    expected: want[..nd].to_vec(),
+                }),
+                Some(x) if x.shape != want[..nd] => Err(WeightsError::Shape {
+                    path: self.path.clone(),
+                    key: t.key.to_string(),
+                    got: x.shape.clone(),
+                    expected: want[..nd].to_vec(),
+                }),
+                Some(_) => Ok(()),
+            };
+            found.map_err(|e| {
+                err = Some(e);
+                nino_core::Error::InvalidArgument("weights: tensor missing or misshapen")
+            })
+        });
+        match (visited, err) {
+            (Ok(_), _) => Ok(()),
+            (Err(_), Some(e)) => Err(e),
+            (Err(source), None) => Err(WeightsError::Core { path: self.path.clone(), source }),
+        }
+    }
+
     /// Lends the weights to the core model, checking every key, shape and dtype it asks for.
     pub fn bind(&self) -> Result<NinoWeights<'_, W>, WeightsError> {
         let mut err = None;

@@ -2,6 +2,7 @@
 
 pub mod collect;
 pub mod experiment;
+pub mod meta_train;
 pub mod nowcast;
 pub mod plan;
 pub mod spectrum;

@@ -1,0 +1,569 @@
+//! Meta-training driver: samples windows from collected trajectories (spec 7.2), runs the core's trainable
+//! NiNo ([`nino_core::nowcast::meta`]) over them in parallel, and optimises it with AdamW, a cosine learning
+//! rate and gradient clipping (spec 7.3). Models and checkpoints are safetensors files written atomically.
+
+use crate::collect::{Manifest, Trajectory};
+use crate::fsutil::write_atomic;
+use crate::weights::WeightSet;
+use anyhow::{Context, anyhow, bail};
+use nino_core::adam::{AdamConfig, adam_step};
+use nino_core::nowcast::meta::{self, Layout, Sample, window};
+use nino_core::nowcast::{Config, Head};
+use nino_core::rng::SplitMix64;
+use nino_core::{Arch, InputShape, NeuralGraph};
+use rayon::prelude::*;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Format tag of meta-training checkpoints.
+pub const CHECKPOINT_FORMAT: &str = "nino-meta-checkpoint/1";
+
+/// A trainable NiNo: its layout and its flat parameters.
+#[derive(Clone, Debug)]
+pub struct MetaModel {
+    /// Where each tensor lives.
+    pub layout: Layout,
+    /// All parameters.
+    pub params: Vec<f32>,
+}
+
+/// A standard normal deviate (Box-Muller) from two uniforms of `rng`.
+fn normal(rng: &mut SplitMix64) -> f32 {
+    let u1 = ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    let u2 = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+}
+
+/// The JSON `model_args` that describes `cfg` to every loader (the published keys plus `head`, `centrality`).
+pub fn model_args_json(cfg: &Config) -> String {
+    serde_json::json!({
+        "hid": cfg.hid, "layers": cfg.layers, "ctx": cfg.ctx, "lpe": cfg.lpe, "seq_len": cfg.seq_len,
+        "max_feat_size": cfg.max_feat_size, "edge_types": cfg.edge_types, "gnn": true, "wte_pos_enc": false,
+        "upd_scale": cfg.upd_scale, "head": cfg.head.name(), "centrality": cfg.centrality,
+    })
+    .to_string()
+}
+
+impl MetaModel {
+    /// The reference initialisation (spec 4.2): weights and embeddings from N(0, 0.02^2), biases 0.
+    pub fn init(cfg: &Config, seed: u64) -> anyhow::Result<MetaModel> {
+        let layout = Layout::new(cfg).map_err(|e| anyhow!("model: {e}"))?;
+        let mut params = vec![0.0; layout.len];
+        let mut rng = SplitMix64::new(seed);
+        Layout::visit(cfg, &mut |t| {
+            if t.cols > 0 {
+                params[t.offset..t.offset + t.len()].iter_mut().for_each(|p| *p = 0.02 * normal(&mut rng));
+            }
+            Ok(())
+        })
+        .map_err(|e| anyhow!("model: {e}"))?;
+        Ok(MetaModel { layout, params })
+    }
+
+    /// [`MetaModel::init`], then every tensor `init` has with the same key and shape copied over. Two
+    /// adaptations: a smaller LPE count takes the first columns of `node_proj`, and a recurrent head's
+    /// output layer `edge_out.fc` starts from the MLP head's `edge_out.fc.2`. Returns the keys copied.
+    pub fn init_from(cfg: &Config, seed: u64, init: &WeightSet<f32>) -> anyhow::Result<(MetaModel, Vec<String>)> {
+        let mut m = MetaModel::init(cfg, seed)?;
+        let mut copied = Vec::new();
+        let slots = m.slots()?;
+        for t in &slots {
+            let src_key = match t.key.as_str() {
+                "edge_out.fc.weight" => "edge_out.fc.2.weight",
+                "edge_out.fc.bias" => "edge_out.fc.2.bias",
+                k => k,
+            };
+            let Some((shape, data)) = init.tensor(src_key) else { continue };
+            let dst = &mut m.params[t.offset..t.offset + t.len()];
+            let (want, nd) = t.shape();
+            if *shape == want[..nd] {
+                dst.copy_from_slice(data);
+            } else if nd == 2 && shape.len() == 2 && shape[0] == want[0] && shape[1] > want[1] {
+                for (r, row) in dst.chunks_exact_mut(want[1]).enumerate() {
+                    row.copy_from_slice(&data[r * shape[1]..r * shape[1] + want[1]]);
+                }
+            } else {
+                continue;
+            }
+            copied.push(t.key.to_string());
+        }
+        Ok((m, copied))
+    }
+
+    /// Every tensor of the layout.
+    pub fn slots(&self) -> anyhow::Result<Vec<meta::TensorSlot>> {
+        let mut v = Vec::new();
+        Layout::visit(&self.layout.cfg, &mut |t| {
+            v.push(t);
+            Ok(())
+        })
+        .map_err(|e| anyhow!("model: {e}"))?;
+        Ok(v)
+    }
+
+    /// Reads a model in the layout of its own `model_args` (any variant; every tensor must be present).
+    pub fn from_weights(w: &WeightSet<f32>) -> anyhow::Result<MetaModel> {
+        let layout = Layout::new(&w.config).map_err(|e| anyhow!("{}: {e}", w.path.display()))?;
+        let mut m = MetaModel { layout, params: vec![0.0; layout.len] };
+        for t in m.slots()? {
+            let (want, nd) = t.shape();
+            let (shape, data) =
+                w.tensor(&t.key).ok_or_else(|| anyhow!("{}: no tensor `{}`", w.path.display(), t.key))?;
+            if *shape != want[..nd] {
+                bail!("{}: tensor `{}` is {shape:?}, expected {:?}", w.path.display(), t.key, &want[..nd]);
+            }
+            m.params[t.offset..t.offset + t.len()].copy_from_slice(data);
+        }
+        Ok(m)
+    }
+
+    /// The model as safetensors bytes (f32 tensors by key, `model_args` and `extra` in the metadata).
+    pub fn to_bytes(&self, extra: &[(&str, String)]) -> anyhow::Result<Vec<u8>> {
+        let slots = self.slots()?;
+        let bytes: Vec<Vec<u8>> = slots
+            .iter()
+            .map(|t| self.params[t.offset..t.offset + t.len()].iter().flat_map(|v| v.to_le_bytes()).collect())
+            .collect();
+        let views: Vec<(String, TensorView<'_>)> = slots
+            .iter()
+            .zip(&bytes)
+            .map(|(t, b)| {
+                let (s, nd) = t.shape();
+                TensorView::new(Dtype::F32, s[..nd].to_vec(), b).map(|v| (t.key.to_string(), v))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut meta: HashMap<String, String> = extra.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        meta.insert("model_args".into(), model_args_json(&self.layout.cfg));
+        Ok(safetensors::serialize(views, Some(meta))?)
+    }
+
+    /// Writes [`MetaModel::to_bytes`] atomically: the format `nino train --nino` loads.
+    pub fn save(&self, path: &Path, extra: &[(&str, String)]) -> anyhow::Result<()> {
+        let bytes = self.to_bytes(extra)?;
+        write_atomic(path, &bytes).with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+/// Optimisation settings (spec 7.3 unless changed on the command line).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetaTrainConfig {
+    /// Steps (updates).
+    pub steps: u64,
+    /// Examples per batch; each gives `windows` graphs.
+    pub batch: usize,
+    /// Overlapping windows per example (`samples_per_traj`).
+    pub windows: usize,
+    /// Peak learning rate of the cosine schedule (it ends at 1e-6).
+    pub lr: f32,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f32,
+    /// Global gradient-norm clip.
+    pub clip: f32,
+    /// Optimizer steps between context states (the reference: 200).
+    pub spacing: u64,
+    /// Seed of the sampler.
+    pub seed: u64,
+}
+
+impl Default for MetaTrainConfig {
+    fn default() -> Self {
+        MetaTrainConfig {
+            steps: 20_000,
+            batch: 4,
+            windows: 4,
+            lr: 3e-3,
+            weight_decay: 1e-2,
+            clip: 5.0,
+            spacing: 200,
+            seed: 0,
+        }
+    }
+}
+
+/// The learning rate at update `t` of `total`: cosine from `lr` to 1e-6 (spec 7.3).
+pub fn cosine_lr(lr: f32, t: u64, total: u64) -> f32 {
+    let x = std::f64::consts::PI * t as f64 / total.max(1) as f64;
+    (1e-6 + (f64::from(lr) - 1e-6) * (1.0 + x.cos()) / 2.0) as f32
+}
+
+/// A trajectory ready for sampling, with its graph's node features.
+pub struct Source {
+    arch_spec: String,
+    graph: NeuralGraph,
+    lpe: Vec<f32>,
+    centrality: Vec<f32>,
+    traj: Trajectory,
+}
+
+/// The collected trajectories of a dataset folder, loaded and prepared once.
+pub struct MetaData {
+    sources: Vec<Source>,
+    /// Stored states between optimizer steps (the collection's `every`).
+    pub every: u64,
+}
+
+impl MetaData {
+    /// Loads every trajectory of the collection in `dir` and computes its graph's features for `cfg`.
+    pub fn load(dir: &Path, cfg: &Config) -> anyhow::Result<MetaData> {
+        let manifest = Manifest::load(dir)?;
+        if manifest.trajectories.is_empty() {
+            bail!("{}: the collection has no finished trajectory yet (run `nino collect` first)", dir.display());
+        }
+        let mut feats: HashMap<String, (Vec<f32>, Vec<f32>)> = HashMap::new();
+        let mut sources = Vec::new();
+        for entry in &manifest.trajectories {
+            let traj = manifest.load_trajectory(dir, entry)?;
+            let m = &traj.meta;
+            let input = InputShape { channels: m.input[0], height: m.input[1], width: m.input[2] };
+            let arch = Arch::parse(&m.arch, input, m.classes).map_err(|e| anyhow!("{}: {e}", m.arch))?;
+            let graph = NeuralGraph::new(&arch);
+            if graph.feat_slots() > cfg.max_feat_size {
+                bail!("{}: kernels wider than the model's {} slots", m.arch, cfg.max_feat_size);
+            }
+            let (lpe, centrality) = match feats.get(&m.arch) {
+                Some(f) => f.clone(),
+                None => {
+                    let lpe = crate::spectral::lpe(&arch, cfg.lpe)?;
+                    let mut cent = Vec::new();
+                    if cfg.centrality {
+                        let raw = crate::spectral::centrality(&arch);
+                        cent = vec![0.0; raw.len()];
+                        meta::centrality_feature(&raw, &mut cent)?;
+                    }
+                    feats.insert(m.arch.clone(), (lpe.clone(), cent.clone()));
+                    (lpe, cent)
+                }
+            };
+            sources.push(Source { arch_spec: m.arch.clone(), graph, lpe, centrality, traj });
+        }
+        Ok(MetaData { sources, every: manifest.config.every })
+    }
+
+    /// Number of trajectories.
+    pub fn len(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.sources.is_empty()
+    }
+
+    /// Checks that every trajectory is long enough for the windows `mc` asks for (spec 7.2 step 3).
+    pub fn check_lengths(&self, cfg: &Config, mc: &MetaTrainConfig) -> anyhow::Result<()> {
+        let need = window_span(cfg, mc, self.every);
+        if let Some((i, s)) = self.sources.iter().enumerate().find(|(_, s)| s.traj.n_states <= need) {
+            bail!(
+                "trajectory {i} has {} states; windows of spacing {} need more than {need} (collect longer runs or lower --spacing)",
+                s.traj.n_states,
+                mc.spacing
+            );
+        }
+        Ok(())
+    }
+
+    /// The distinct architectures, for messages.
+    pub fn archs(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.sources.iter().map(|s| s.arch_spec.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// One graph to train on: a window of one trajectory.
+struct Window {
+    source: usize,
+    /// Stored-state indices, oldest first: `c` inputs then `len` targets.
+    states: Vec<usize>,
+    len: usize,
+    /// Sign of each LPE column for this example.
+    signs: Vec<f32>,
+}
+
+/// Stored states an example spans before its start can be drawn: `(c + min(S, 2c) + windows) * stride`.
+fn window_span(cfg: &Config, mc: &MetaTrainConfig, every: u64) -> usize {
+    let stride = (mc.spacing / every).max(1) as usize;
+    (cfg.ctx + cfg.seq_len.min(2 * cfg.ctx) + mc.windows) * stride
+}
+
+/// Draws one batch: `batch` examples of `windows` overlapping windows each (spec 7.2).
+fn sample_batch(
+    data: &MetaData,
+    cfg: &Config,
+    mc: &MetaTrainConfig,
+    rng: &mut SplitMix64,
+) -> anyhow::Result<Vec<Window>> {
+    let (c, s) = (cfg.ctx, cfg.seq_len);
+    let stride = (mc.spacing / data.every).max(1) as usize;
+    let mut out = Vec::new();
+    for _ in 0..mc.batch {
+        let source = rng.below(data.sources.len() as u64) as usize;
+        let n_states = data.sources[source].traj.n_states;
+        let need = window_span(cfg, mc, data.every);
+        if n_states <= need {
+            bail!("trajectory {source} has {n_states} states, windows need more than {need}");
+        }
+        let start = rng.below((n_states - need) as u64) as usize;
+        let idx: Vec<usize> = (0..s + c).map(|i| start + i * stride).take_while(|&j| j < n_states).collect();
+        let signs: Vec<f32> = (0..cfg.lpe).map(|_| if rng.next_u64() & 1 == 0 { 1.0 } else { -1.0 }).collect();
+        for shift in 0..mc.windows {
+            let states: Vec<usize> = idx[shift..].to_vec();
+            let len = (states.len() - c).min(s);
+            out.push(Window { source, states: states[..c + len].to_vec(), len, signs: signs.clone() });
+        }
+    }
+    Ok(out)
+}
+
+/// Summed masked L1 loss, masked count, and the summed gradient over `windows`, two threads or more.
+fn batch_grad(
+    lay: &Layout,
+    params: &[f32],
+    data: &MetaData,
+    windows: &[Window],
+) -> anyhow::Result<(f64, usize, Vec<f32>)> {
+    let cfg = &lay.cfg;
+    let gemm = crate::gemm::HostGemm;
+    let parts: Vec<anyhow::Result<(f64, usize, Vec<f32>)>> = windows
+        .par_iter()
+        .map(|w| {
+            let src = &data.sources[w.source];
+            let g = &src.graph;
+            let p = g.arch().param_count();
+            let (e, f, s) = (g.num_edges(), g.feat_slots(), cfg.seq_len);
+            let mut states = Vec::with_capacity(w.states.len() * p);
+            for &j in &w.states {
+                states.extend_from_slice(src.traj.state(j));
+            }
+            let mut wscratch = vec![0.0; window::scratch_len(cfg, g)];
+            let mut attr = vec![0.0; e * f * cfg.ctx];
+            let mut target = vec![0.0; e * f * s];
+            let mut mask = vec![0u8; e * f * s];
+            window::build(cfg, g, &states, w.len, &mut wscratch, &mut attr, &mut target, &mut mask)?;
+            let lpe: Vec<f32> = src.lpe.iter().enumerate().map(|(i, v)| v * w.signs[i % cfg.lpe]).collect();
+            let sample = Sample { graph: g, attr: &attr, lpe: &lpe, centrality: &src.centrality };
+            let mut scratch = vec![0.0; meta::scratch_len(cfg, g)];
+            let mut grad = vec![0.0; lay.len];
+            let (loss, count) =
+                meta::loss_and_grad(&gemm, lay, params, &sample, &target, &mask, &mut scratch, &mut grad)?;
+            Ok((f64::from(loss), count, grad))
+        })
+        .collect();
+    let mut total = (0.0, 0, vec![0.0; lay.len]);
+    for part in parts {
+        let (l, n, g) = part?;
+        total.0 += l;
+        total.1 += n;
+        total.2.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
+    }
+    Ok(total)
+}
+
+/// Pooled loss of `model` on `batches` batches drawn with a fixed `seed`: the same windows for every model,
+/// so two models (before and after training) compare on equal terms.
+pub fn fixed_sample_loss(
+    model: &MetaModel,
+    data: &MetaData,
+    mc: &MetaTrainConfig,
+    seed: u64,
+    batches: usize,
+) -> anyhow::Result<f64> {
+    let mut rng = SplitMix64::new(seed);
+    let (mut loss, mut count) = (0.0, 0);
+    for _ in 0..batches {
+        let windows = sample_batch(data, &model.layout.cfg, mc, &mut rng)?;
+        let (l, n, _) = batch_grad(&model.layout, &model.params, data, &windows)?;
+        (loss, count) = (loss + l, count + n);
+    }
+    Ok(loss / count.max(1) as f64)
+}
+
+/// One row of the loss curve.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LossRow {
+    /// Update number (1-based).
+    pub step: u64,
+    /// Pooled masked L1 loss of the batch, before the update.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f32,
+    /// Gradient norm before clipping.
+    pub grad_norm: f32,
+    /// Seconds since the start of the run (resumed runs continue the count).
+    pub seconds: f64,
+}
+
+/// The optimizer state of a meta-training run, saved and restored whole.
+pub struct MetaTrainer {
+    /// The model being trained.
+    pub model: MetaModel,
+    /// AdamW's first moments.
+    pub m: Vec<f32>,
+    /// AdamW's second moments.
+    pub v: Vec<f32>,
+    /// Updates made.
+    pub step: u64,
+    /// Adam's step counter.
+    pub t: u64,
+    /// The sampler's generator.
+    pub rng: SplitMix64,
+    /// The loss curve so far.
+    pub rows: Vec<LossRow>,
+    /// Settings.
+    pub cfg: MetaTrainConfig,
+}
+
+impl MetaTrainer {
+    /// A fresh run.
+    pub fn new(model: MetaModel, cfg: MetaTrainConfig) -> MetaTrainer {
+        let n = model.params.len();
+        MetaTrainer {
+            model,
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+            step: 0,
+            t: 0,
+            rng: SplitMix64::new(cfg.seed),
+            rows: Vec::new(),
+            cfg,
+        }
+    }
+
+    /// One update: sample a batch, pooled loss and gradient, clip, AdamW with the cosine rate.
+    pub fn update(
+        &mut self,
+        data: &MetaData,
+        seconds_before: f64,
+        started: std::time::Instant,
+    ) -> anyhow::Result<&LossRow> {
+        let lay = self.model.layout;
+        let windows = sample_batch(data, &lay.cfg, &self.cfg, &mut self.rng)?;
+        let (loss, count, mut grad) = batch_grad(&lay, &self.model.params, data, &windows)?;
+        if count == 0 {
+            bail!("a batch had no target to learn (every target masked)");
+        }
+        let inv = 1.0 / count as f32;
+        grad.iter_mut().for_each(|g| *g *= inv);
+        let norm = grad.iter().map(|g| f64::from(*g) * f64::from(*g)).sum::<f64>().sqrt() as f32;
+        if !norm.is_finite() {
+            bail!("update {}: the gradient is not finite", self.step + 1);
+        }
+        if norm > self.cfg.clip {
+            let k = self.cfg.clip / norm;
+            grad.iter_mut().for_each(|g| *g *= k);
+        }
+        let lr = cosine_lr(self.cfg.lr, self.step, self.cfg.steps);
+        let adam = AdamConfig { lr, weight_decay: self.cfg.weight_decay, ..AdamConfig::new(lr) };
+        adam_step(&adam, &mut self.model.params, &grad, &mut self.m, &mut self.v, &mut self.t)?;
+        self.step += 1;
+        let seconds = seconds_before + started.elapsed().as_secs_f64();
+        self.rows.push(LossRow { step: self.step, loss: loss / count as f64, lr, grad_norm: norm, seconds });
+        Ok(self.rows.last().expect("just pushed"))
+    }
+
+    /// The whole state as safetensors bytes: the model, the moments, and the counters as JSON metadata.
+    pub fn checkpoint_bytes(&self, data_dir: &str) -> anyhow::Result<Vec<u8>> {
+        let f32b = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let (p, m, v) = (f32b(&self.model.params), f32b(&self.m), f32b(&self.v));
+        let n = self.model.params.len();
+        let views = vec![
+            ("params".to_string(), TensorView::new(Dtype::F32, vec![n], &p)?),
+            ("adam.m".to_string(), TensorView::new(Dtype::F32, vec![n], &m)?),
+            ("adam.v".to_string(), TensorView::new(Dtype::F32, vec![n], &v)?),
+        ];
+        let state = serde_json::json!({
+            "step": self.step, "t": self.t, "rng": self.rng.state(), "rows": self.rows,
+            "steps": self.cfg.steps, "batch": self.cfg.batch, "windows": self.cfg.windows, "lr": self.cfg.lr,
+            "weight_decay": self.cfg.weight_decay, "clip": self.cfg.clip, "spacing": self.cfg.spacing,
+            "seed": self.cfg.seed, "data": data_dir,
+        });
+        let meta: HashMap<String, String> = [
+            ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
+            ("model_args".to_string(), model_args_json(&self.model.layout.cfg)),
+            ("state".to_string(), state.to_string()),
+        ]
+        .into();
+        Ok(safetensors::serialize(views, Some(meta))?)
+    }
+
+    /// Restores a run from [`MetaTrainer::checkpoint_bytes`]; `cfg` and `data_dir` must be the saved ones.
+    pub fn from_checkpoint(
+        bytes: &[u8],
+        cfg: &Config,
+        mc: &MetaTrainConfig,
+        data_dir: &str,
+    ) -> anyhow::Result<MetaTrainer> {
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("not a checkpoint ({e})"))?;
+        let meta = header.metadata().as_ref().ok_or_else(|| anyhow!("not a meta-training checkpoint (no metadata)"))?;
+        if meta.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
+            bail!("not a meta-training checkpoint (format is not {CHECKPOINT_FORMAT})");
+        }
+        let saved_cfg = Config::from_json(meta.get("model_args").map_or("", String::as_str))
+            .map_err(|e| anyhow!("checkpoint model_args: {e}"))?;
+        if saved_cfg != *cfg {
+            bail!("the checkpoint is of another model ({}), not {}", model_args_json(&saved_cfg), model_args_json(cfg));
+        }
+        let state: serde_json::Value = serde_json::from_str(meta.get("state").map_or("", String::as_str))?;
+        let same = |k: &str, v: serde_json::Value| state.get(k) == Some(&v);
+        let checks = [
+            ("steps", serde_json::json!(mc.steps)),
+            ("batch", serde_json::json!(mc.batch)),
+            ("windows", serde_json::json!(mc.windows)),
+            ("lr", serde_json::json!(mc.lr)),
+            ("weight_decay", serde_json::json!(mc.weight_decay)),
+            ("clip", serde_json::json!(mc.clip)),
+            ("spacing", serde_json::json!(mc.spacing)),
+            ("seed", serde_json::json!(mc.seed)),
+            ("data", serde_json::json!(data_dir)),
+        ];
+        for (k, v) in checks {
+            if !same(k, v.clone()) {
+                bail!(
+                    "--{} is {} in the checkpoint but {v} here",
+                    k.replace('_', "-"),
+                    state.get(k).unwrap_or(&serde_json::Value::Null)
+                );
+            }
+        }
+        let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("corrupt checkpoint ({e})"))?;
+        let layout = Layout::new(cfg).map_err(|e| anyhow!("model: {e}"))?;
+        let read = |name: &str| -> anyhow::Result<Vec<f32>> {
+            let t = st.tensor(name).map_err(|_| anyhow!("checkpoint has no `{name}`"))?;
+            if t.dtype() != Dtype::F32 || t.shape() != [layout.len] {
+                bail!("checkpoint `{name}` is {:?} {:?}, expected F32 [{}]", t.dtype(), t.shape(), layout.len);
+            }
+            let v: Vec<f32> = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            if v.iter().any(|x| !x.is_finite()) {
+                bail!("checkpoint `{name}` holds NaN or infinite values");
+            }
+            Ok(v)
+        };
+        let num = |k: &str| {
+            state.get(k).and_then(serde_json::Value::as_u64).ok_or_else(|| anyhow!("checkpoint state lacks `{k}`"))
+        };
+        let rows: Vec<LossRow> = serde_json::from_value(state.get("rows").cloned().unwrap_or_default())?;
+        Ok(MetaTrainer {
+            model: MetaModel { layout, params: read("params")? },
+            m: read("adam.m")?,
+            v: read("adam.v")?,
+            step: num("step")?,
+            t: num("t")?,
+            rng: SplitMix64::new(num("rng")?),
+            rows,
+            cfg: mc.clone(),
+        })
+    }
+}
+
+/// Head names for the command line.
+pub fn parse_head(s: &str) -> Result<Head, String> {
+    match s {
+        "mlp" => Ok(Head::Mlp),
+        "gru" => Ok(Head::Gru),
+        "lstm" => Ok(Head::Lstm),
+        _ => Err(format!("unknown head `{s}` (mlp, gru or lstm)")),
+    }
+}

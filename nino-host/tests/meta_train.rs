@@ -1,0 +1,170 @@
+//! `nino meta-train` end to end on trajectories collected from the bundled subset: a tiny run lowers the
+//! loss on a fixed sample of windows, its model drives `nino train --nino`, and a stopped run resumes to
+//! the same parameters.
+
+use nino_host::metatrain::MetaModel;
+use nino_host::weights::WeightSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn nino(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nino")).args(args).output().unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = nino(args);
+    assert!(out.status.success(), "nino {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Two trajectories of the debug net, 240 steps, a state every 4: collected once per test binary.
+fn collection() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep().join("traj");
+        let mini = root().join("fixtures/fashion-mnist-mini");
+        ok(&[
+            "collect",
+            "--out",
+            dir.to_str().unwrap(),
+            "--task",
+            "debug",
+            "--data",
+            mini.to_str().unwrap(),
+            "--seeds",
+            "1-2",
+            "--steps",
+            "240",
+            "--every",
+            "4",
+            "--no-progress",
+        ]);
+        dir
+    })
+}
+
+/// A small NiNo++ (LSTM head, centrality, 4 LPE columns, H = 16, 8 horizons of 16 steps).
+fn meta_args<'a>(out: &'a str, data: &'a str, steps: &'a str) -> Vec<&'a str> {
+    vec![
+        "meta-train",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--head",
+        "lstm",
+        "--centrality",
+        "--lpe",
+        "4",
+        "--hid",
+        "16",
+        "--ctx",
+        "3",
+        "--hor",
+        "8",
+        "--spacing",
+        "16",
+        "--steps",
+        steps,
+        "--checkpoint-every",
+        "5",
+        "--no-progress",
+    ]
+}
+
+fn params(path: &Path) -> Vec<f32> {
+    MetaModel::from_weights(&WeightSet::load(path).unwrap()).unwrap().params
+}
+
+#[test]
+fn a_tiny_run_lowers_the_loss_and_its_model_nowcasts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.safetensors");
+    let data = collection().to_str().unwrap().to_string();
+    let text = ok(&meta_args(out.to_str().unwrap(), &data, "40"));
+    // "loss on a fixed sample of windows: B before this session, A after; ..."
+    let num = |tag: &str| -> f64 {
+        let i = text.find(tag).unwrap_or_else(|| panic!("{text}"));
+        text[..i].split_whitespace().last().unwrap().trim_end_matches(',').parse().unwrap()
+    };
+    let (before, after) = (num(" before"), num(" after"));
+    assert!(after < 0.97 * before, "40 updates must lower the loss by 3%: {before} -> {after}");
+    let csv = std::fs::read_to_string(dir.path().join("m.loss.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 41, "a header and one row per update");
+    assert!(dir.path().join("m.loss.png").exists());
+
+    // The model is a NiNo++ file the trainer loads and nowcasts with.
+    let w = WeightSet::load(&out).unwrap();
+    assert!(w.is_meta() && w.config.centrality && w.config.lpe == 4);
+    let summary = dir.path().join("s.json");
+    let mini = root().join("fixtures/fashion-mnist-mini");
+    ok(&[
+        "train",
+        "--task",
+        "debug",
+        "--data",
+        mini.to_str().unwrap(),
+        "--nino",
+        out.to_str().unwrap(),
+        "--period",
+        "48",
+        "--steps",
+        "150",
+        "--summary-json",
+        summary.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert!(s["nowcasts"].as_u64().unwrap() >= 3, "{s}");
+}
+
+#[test]
+fn a_stopped_run_resumes_to_the_same_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = collection().to_str().unwrap().to_string();
+    let whole = dir.path().join("whole.safetensors");
+    ok(&meta_args(whole.to_str().unwrap(), &data, "12"));
+
+    let part = dir.path().join("part.safetensors");
+    let mut args = meta_args(part.to_str().unwrap(), &data, "12");
+    args.extend(["--stop-after", "7"]);
+    let stopped = nino(&args);
+    assert!(!stopped.status.success() && !part.exists());
+    let mut args = meta_args(part.to_str().unwrap(), &data, "12");
+    args.push("--resume");
+    ok(&args);
+    assert_eq!(params(&part), params(&whole));
+
+    // Other settings than the checkpoint's: one line, nothing written.
+    let ckpt = dir.path().join("part.ckpt.safetensors");
+    let before = std::fs::read(&ckpt).unwrap();
+    let mut args = meta_args(part.to_str().unwrap(), &data, "12");
+    args.extend(["--resume", "--lr", "0.01"]);
+    let bad = nino(&args);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("--lr") && err.lines().count() == 1, "{err}");
+    assert_eq!(std::fs::read(&ckpt).unwrap(), before);
+}
+
+#[test]
+fn bad_setups_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.safetensors");
+    let o = out.to_str().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for args in [
+        vec!["meta-train", "--data", empty.to_str().unwrap(), "--out", o],
+        vec!["meta-train", "--data", collection().to_str().unwrap(), "--out", o, "--head", "transformer"],
+        vec!["meta-train", "--data", collection().to_str().unwrap(), "--out", o, "--spacing", "400"],
+    ] {
+        let r = nino(&args);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success() && err.lines().count() == 1, "{args:?}: {err}");
+    }
+}
