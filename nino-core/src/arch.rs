@@ -9,6 +9,33 @@ use heapless::Vec;
 /// Most layers (classifier included) an [`Arch`] can hold.
 pub const MAX_LAYERS: usize = 8;
 
+/// Most parameters, neural-graph nodes, neural-graph edges and values of one example's input or any layer's
+/// output an [`Arch`] may have: the graph's edge index is `u32`, and every size derived from an arch then
+/// fits a `usize`. Specs and input shapes come from users and file headers, so this is checked, not assumed.
+pub const MAX_SIZE: usize = u32::MAX as usize;
+
+/// `a * b * c`, or [`ArchError::TooLarge`] when it exceeds [`MAX_SIZE`].
+fn size3(a: usize, b: usize, c: usize) -> Result<usize, ArchError> {
+    a.checked_mul(b).and_then(|x| x.checked_mul(c)).filter(|&x| x <= MAX_SIZE).ok_or(ArchError::TooLarge)
+}
+
+/// `a + b`, or [`ArchError::TooLarge`] when it exceeds [`MAX_SIZE`].
+fn sum(a: usize, b: usize) -> Result<usize, ArchError> {
+    a.checked_add(b).filter(|&x| x <= MAX_SIZE).ok_or(ArchError::TooLarge)
+}
+
+/// Checks that the neural graph of `layers` (after `inputs` input nodes) has at most [`MAX_SIZE`] nodes and
+/// edges in all (the layout in [`crate::graph`]: one bias node and `n_out` nodes per layer, `n_in * n_out`
+/// weight edges and `n_out` bias edges per layer, one self-loop per node).
+fn check_graph(inputs: usize, layers: &[Layer]) -> Result<(), ArchError> {
+    let (mut nodes, mut edges) = (inputs, 0);
+    for l in layers {
+        nodes = sum(nodes, sum(l.n_out, 1)?)?;
+        edges = sum(edges, sum(size3(l.n_in, l.n_out, 1)?, l.n_out)?)?;
+    }
+    sum(edges, nodes).map(|_| ())
+}
+
 /// Shape of one input example, channels first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -272,6 +299,7 @@ impl Arch {
         if input.height < 3 || input.width < 3 {
             return Err(ArchError::ImageTooSmall);
         }
+        size3(input.channels, input.height, input.width)?;
         let mut layers = Vec::new();
         let mut off = 0;
         let mut n_in = input.channels;
@@ -279,6 +307,8 @@ impl Arch {
         for (i, &n_out) in hidden.iter().enumerate() {
             let (stride, pad) = if i == 0 { (2, 0) } else { (1, 1) };
             let out_hw = ((hw.0 + 2 * pad - 3) / stride + 1, (hw.1 + 2 * pad - 3) / stride + 1);
+            size3(n_out, out_hw.0, out_hw.1)?;
+            let weights = size3(n_in, n_out, 9)?;
             let mut l = Layer {
                 kind: LayerKind::Conv { kernel: 3, stride, pad },
                 n_in,
@@ -291,8 +321,8 @@ impl Arch {
                 weight_offset: off,
                 bias_offset: 0,
             };
-            l.bias_offset = off + l.weight_len();
-            off = l.bias_offset + n_out;
+            l.bias_offset = sum(off, weights)?;
+            off = sum(l.bias_offset, n_out)?;
             let _ = layers.push(l);
             n_in = n_out;
             hw = out_hw;
@@ -309,15 +339,17 @@ impl Arch {
             weight_offset: off,
             bias_offset: 0,
         };
-        l.bias_offset = off + l.weight_len();
-        off = l.bias_offset + classes;
+        l.bias_offset = sum(off, size3(n_in, classes, 1)?)?;
+        off = sum(l.bias_offset, classes)?;
         let _ = layers.push(l);
+        check_graph(input.channels, &layers)?;
         Ok(Arch { family: Family::Conv, input, classes, layers, params: off })
     }
 
     /// The reference `Net(hid, conv=False)`.
     pub fn mlp(hidden: &[usize], input: InputShape, classes: usize) -> Result<Arch, ArchError> {
-        if input.is_empty() || classes == 0 {
+        // Not `input.is_empty()`: its product may overflow before `size3` below checks it.
+        if input.channels == 0 || input.height == 0 || input.width == 0 || classes == 0 {
             return Err(ArchError::ZeroSize);
         }
         if hidden.len() + 1 > MAX_LAYERS {
@@ -328,7 +360,7 @@ impl Arch {
         }
         let mut layers = Vec::new();
         let mut off = 0;
-        let mut n_in = input.len();
+        let mut n_in = size3(input.channels, input.height, input.width)?;
         let n = hidden.len() + 1;
         for i in 0..n {
             let last = i + 1 == n;
@@ -345,11 +377,12 @@ impl Arch {
                 weight_offset: off,
                 bias_offset: 0,
             };
-            l.bias_offset = off + l.weight_len();
-            off = l.bias_offset + n_out;
+            l.bias_offset = sum(off, size3(n_in, n_out, 1)?)?;
+            off = sum(l.bias_offset, n_out)?;
             let _ = layers.push(l);
             n_in = n_out;
         }
+        check_graph(input.len(), &layers)?;
         Ok(Arch { family: Family::Mlp, input, classes, layers, params: off })
     }
 
@@ -459,5 +492,29 @@ mod tests {
         assert_eq!(Arch::parse("mlp:1,1,1,1,1,1,1,1", i, 10), Err(ArchError::TooManyLayers));
         let tiny = InputShape { channels: 1, height: 2, width: 2 };
         assert_eq!(Arch::parse("conv:4", tiny, 10), Err(ArchError::ImageTooSmall));
+    }
+
+    #[test]
+    fn sizes_past_max_size_are_errors_not_overflows() {
+        // A linear classifier on n inputs: n + 1 parameters, n + 2 nodes, n + 1 param edges + n + 2 self-loops.
+        let row = |n| InputShape { channels: 1, height: 1, width: n };
+        let n = (MAX_SIZE - 3) / 2;
+        assert_eq!(Arch::mlp(&[], row(n), 1).map(|a| a.param_count()), Ok(n + 1));
+        assert_eq!(Arch::mlp(&[], row(n + 1), 1), Err(ArchError::TooLarge));
+        let huge = InputShape { channels: usize::MAX, height: usize::MAX, width: 3 };
+        assert_eq!(Arch::parse("mlp:4", huge, 10), Err(ArchError::TooLarge));
+        assert_eq!(Arch::parse("conv:4", huge, 10), Err(ArchError::TooLarge));
+        let i = InputShape::FASHION_MNIST;
+        assert_eq!(Arch::parse("mlp:18446744073709551615", i, 10), Err(ArchError::TooLarge));
+        assert_eq!(Arch::parse("conv:65536,65536", i, 10), Err(ArchError::TooLarge));
+        // Activations: a 65535 x 65535 image fits; its first conv outputs 32767^2 values per channel, so four
+        // channels fit and five do not.
+        let wide = InputShape { channels: 1, height: 65535, width: 65535 };
+        assert_eq!(Arch::parse("conv:4", wide, 10).map(|a| a.layers()[0].out_hw), Ok((32767, 32767)));
+        assert_eq!(Arch::parse("conv:5", wide, 10), Err(ArchError::TooLarge));
+        assert_eq!(
+            Arch::parse("conv:4", InputShape { channels: 1, height: 65536, width: 65536 }, 10),
+            Err(ArchError::TooLarge)
+        );
     }
 }

@@ -20,6 +20,9 @@ pub enum ArchError {
     ImageTooSmall,
     /// Zero channels, classes or pixels.
     ZeroSize,
+    /// The parameters, the neural graph's nodes or edges, or one example's activations exceed
+    /// [`crate::arch::MAX_SIZE`].
+    TooLarge,
 }
 
 impl fmt::Display for ArchError {
@@ -32,6 +35,9 @@ impl fmt::Display for ArchError {
             ArchError::NoLayers => "a conv arch needs at least one conv width",
             ArchError::ImageTooSmall => "input image too small for a 3x3 stride-2 conv",
             ArchError::ZeroSize => "input channels, image size and classes must be positive",
+            ArchError::TooLarge => {
+                "arch too large: its parameters, graph nodes, graph edges or one example's activations exceed 2^32 - 1"
+            }
         };
         f.write_str(s)
     }
