@@ -146,9 +146,23 @@ struct RawArgs<'a> {
     centrality: Option<bool>,
 }
 
+/// Largest `hid`, `ctx`, `lpe`, `seq_len`, `max_feat_size`, `edge_types` and `vocab_size` a `model_args` may
+/// give (the published models' largest is `vocab_size` 50257). With it, every tensor shape of every model
+/// variant (at most three sizes and a gate count multiplied, summed over fewer than 200 tensors) fits a 64-bit
+/// `usize`; [`Config::validate`] also checks each tensor's size on any target.
+pub const MAX_DIM: usize = 1 << 20;
+
+/// Most `[` and `{` a `model_args` JSON may hold. serde-json-core skips an unknown field's value by
+/// recursing once per nesting level, so without a bound a file of `[[[[...` overflows the stack; the number
+/// of openers bounds the depth whatever the strings around them (the published `model_args` have one).
+pub const MAX_JSON_OPENERS: usize = 64;
+
 impl Config {
     /// Parses a checkpoint's `model_args` JSON over the defaults, rejecting options this port does not run.
     pub fn from_json(json: &str) -> Result<Config, Error> {
+        if json.bytes().filter(|b| matches!(b, b'[' | b'{')).count() > MAX_JSON_OPENERS {
+            return Err(Error::InvalidArgument("model_args: more than 64 '[' or '{' (too deeply nested)"));
+        }
         let (r, _): (RawArgs<'_>, usize) =
             serde_json_core::from_str(json).map_err(|_| Error::InvalidArgument("model_args: malformed JSON"))?;
         let d = Config::default();
@@ -202,6 +216,25 @@ impl Config {
         }
         if !self.upd_scale.is_finite() {
             return Err(Error::NonFinite("model_args.upd_scale"));
+        }
+        // Sizes come from a file, and every shape below is computed before any tensor is looked up.
+        let dims = [self.hid, self.ctx, self.lpe, self.seq_len, self.max_feat_size, self.edge_types, self.vocab_size];
+        if dims.iter().any(|&d| d > MAX_DIM) {
+            return Err(Error::InvalidArgument("model_args: sizes must be at most 2^20"));
+        }
+        let (h, fm) = (self.hid, self.max_feat_size);
+        let shapes = [
+            (Some(self.edge_types), h),
+            (self.vocab_size.checked_add(1), h),
+            (Some(self.lpe), h),
+            (fm.checked_mul(self.ctx), h),
+            (h.checked_mul(2), h),
+            (fm.checked_mul(self.seq_len), h),
+            (h.checked_mul(Head::Lstm.gates()), h),
+            (h.checked_mul(Head::Lstm.gates()), fm),
+        ];
+        if !shapes.iter().all(|&(rows, cols)| rows.and_then(|r| r.checked_mul(cols)).is_some()) {
+            return Err(Error::InvalidArgument("model_args: a tensor's size overflows usize"));
         }
         Ok(())
     }
@@ -314,8 +347,8 @@ struct Binder<'a, 'g, W: 'a, G: FnMut(&str, &[usize]) -> Option<&'a [W]>> {
 impl<'a, W: WeightElem, G: FnMut(&str, &[usize]) -> Option<&'a [W]>> Binder<'a, '_, W, G> {
     fn tensor(&mut self, name: &str, shape: &[usize]) -> Result<&'a [W], Error> {
         let t = (self.get)(name, shape).ok_or(Error::InvalidArgument("weights: tensor missing or misshapen"))?;
-        let n: usize = shape.iter().product();
-        if t.len() != n {
+        let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if n != Some(t.len()) {
             return Err(Error::InvalidArgument("weights: tensor has the wrong number of values"));
         }
         Ok(t)
@@ -422,6 +455,31 @@ mod tests {
         assert!(pp.head == Head::Lstm && pp.centrality && pp.lpe == 5);
         assert!(Config::from_json(r#"{"head": "transformer"}"#).is_err());
         assert!(Config::from_json(r#"{"gnn": false, "head": "gru"}"#).is_err());
+    }
+
+    #[test]
+    fn model_args_sizes_are_bounded_before_any_shape_is_computed() {
+        let too_large = Err(Error::InvalidArgument("model_args: sizes must be at most 2^20"));
+        assert_eq!(Config::from_json(r#"{"vocab_size": 18446744073709551615}"#), too_large);
+        assert_eq!(Config::from_json(r#"{"hid": 9223372036854775808}"#), too_large);
+        assert_eq!(Config::from_json(r#"{"max_feat_size": 1048577}"#), too_large);
+        let c = Config::from_json(r#"{"hid": 1048576, "vocab_size": 1048576, "max_feat_size": 1048576}"#).unwrap();
+        assert!(NinoWeights::<f32>::bind(c, |_, _| None).is_err());
+    }
+
+    #[test]
+    fn model_args_nesting_is_bounded() {
+        extern crate std;
+        let nested = |depth: usize| {
+            let mut s = std::string::String::from(r#"{"extra": "#);
+            s.extend(core::iter::repeat_n('[', depth).chain(core::iter::repeat_n(']', depth)));
+            s.push_str(r#", "hid": 8}"#);
+            s
+        };
+        assert_eq!(Config::from_json(&nested(63)).map(|c| c.hid), Ok(8));
+        assert!(matches!(Config::from_json(&nested(64)), Err(Error::InvalidArgument(m)) if m.contains("nested")));
+        // Deep enough to overflow any stack if it were parsed.
+        assert!(Config::from_json(&nested(1_000_000)).is_err());
     }
 
     #[test]
