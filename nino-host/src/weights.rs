@@ -4,6 +4,7 @@
 //! [`WeightSet::bind`] lends them to the core as [`NinoWeights`]. Loading validates everything the model
 //! will read (keys, shapes, dtypes, finiteness), so a bad file fails at load with the key it concerns.
 
+use anyhow::{Context, bail};
 use half::f16;
 use nino_core::nowcast::meta::Layout;
 use nino_core::nowcast::{Config, Head, NinoWeights, WeightElem};
@@ -259,6 +260,21 @@ impl<W: WeightElem> WeightSet<W> {
     pub fn num_values(&self) -> usize {
         self.tensors.values().map(|t| t.data.len()).sum()
     }
+}
+
+/// Reads the F32 tensor `name` (a parameter history, an LPE) from safetensors bytes, with its shape;
+/// `path` names the file in errors. Kept apart from the file read so that it can be fuzzed.
+pub fn f32_tensor_from_bytes(bytes: &[u8], name: &str, path: &Path) -> anyhow::Result<(Vec<usize>, Vec<f32>)> {
+    let st = SafeTensors::deserialize(bytes)
+        .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
+    let t = st
+        .tensor(name)
+        .map_err(|_| anyhow::anyhow!("{}: no tensor `{name}` (it holds: {})", path.display(), st.names().join(", ")))?;
+    if t.dtype() != Dtype::F32 {
+        bail!("{}: tensor `{name}` is {:?}, expected F32", path.display(), t.dtype());
+    }
+    let v = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    Ok((t.shape().to_vec(), v))
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! `nino nowcast`: one NiNo prediction for a parameter history recorded elsewhere.
 
 use crate::nowcaster::Nowcaster;
-use crate::weights::WeightSet;
+use crate::weights::{WeightSet, f32_tensor_from_bytes};
 use anyhow::{Context, bail};
 use nino_core::{Arch, InputShape};
+use safetensors::Dtype;
 use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -69,19 +69,9 @@ pub(crate) fn parse_input(s: &str) -> anyhow::Result<InputShape> {
 }
 
 /// Reads the f32 tensor `name` from a safetensors file, with its shape.
-/// Reads one f32 tensor with its shape from a safetensors file.
 pub(crate) fn read_tensor(path: &Path, name: &str) -> anyhow::Result<(Vec<usize>, Vec<f32>)> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let st = SafeTensors::deserialize(&bytes)
-        .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
-    let t = st
-        .tensor(name)
-        .map_err(|_| anyhow::anyhow!("{}: no tensor `{name}` (it holds: {})", path.display(), st.names().join(", ")))?;
-    if t.dtype() != Dtype::F32 {
-        bail!("{}: tensor `{name}` is {:?}, expected F32", path.display(), t.dtype());
-    }
-    let v = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    Ok((t.shape().to_vec(), v))
+    f32_tensor_from_bytes(&bytes, name, path)
 }
 
 /// Runs `nino nowcast`.
