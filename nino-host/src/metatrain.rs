@@ -567,3 +567,56 @@ pub fn parse_head(s: &str) -> Result<Head, String> {
         _ => Err(format!("unknown head `{s}` (mlp, gru or lstm)")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn published() -> WeightSet<f32> {
+        WeightSet::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/weights/nino_no_posw.safetensors")).unwrap()
+    }
+
+    fn slice<'a>(m: &'a MetaModel, key: &str) -> &'a [f32] {
+        let t = m.slots().unwrap().into_iter().find(|t| t.key == key).unwrap();
+        &m.params[t.offset..t.offset + t.len()]
+    }
+
+    #[test]
+    fn init_from_copies_what_fits_and_adapts_lpe_and_head() {
+        let w = published();
+        let cfg = Config { wte_pos_enc: false, lpe: 5, head: Head::Lstm, centrality: true, ..Config::default() };
+        let (m, copied) = MetaModel::init_from(&cfg, 1, &w).unwrap();
+        let (_, np) = w.tensor("node_proj.fc.0.weight").unwrap();
+        let ours = slice(&m, "node_proj.fc.0.weight");
+        for r in 0..128 {
+            assert_eq!(ours[r * 5..r * 5 + 5], np[r * 8..r * 8 + 5]);
+        }
+        assert_eq!(slice(&m, "edge_out.fc.weight"), w.tensor("edge_out.fc.2.weight").unwrap().1);
+        assert_eq!(slice(&m, "gnn.convs.1.lin.weight"), w.tensor("gnn.convs.1.lin.weight").unwrap().1);
+        assert!(!copied.iter().any(|k| k.starts_with("cent_proj") || k.starts_with("edge_out.rnn")));
+        // Fresh tensors follow the reference's initialisation: N(0, 0.02^2) weights, zero biases.
+        let cw = slice(&m, "edge_out.rnn.weight_hh_l0");
+        let sd = (cw.iter().map(|v| v * v).sum::<f32>() / cw.len() as f32).sqrt();
+        assert!((sd - 0.02).abs() < 0.002, "{sd}");
+        assert!(slice(&m, "cent_proj.fc.0.bias").iter().all(|&b| b == 0.0));
+    }
+
+    #[test]
+    fn saved_models_load_back_exactly() {
+        let cfg = Config { wte_pos_enc: false, hid: 8, lpe: 5, head: Head::Gru, centrality: true, ..Config::default() };
+        let m = MetaModel::init(&cfg, 3).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        m.save(&p, &[]).unwrap();
+        let w = WeightSet::load(&p).unwrap();
+        assert_eq!(w.config, cfg);
+        assert_eq!(MetaModel::from_weights(&w).unwrap().params, m.params);
+    }
+
+    #[test]
+    fn cosine_schedule_ends_at_its_floor() {
+        assert_eq!(cosine_lr(3e-3, 0, 100), 3e-3);
+        assert!((cosine_lr(3e-3, 100, 100) - 1e-6).abs() < 1e-9);
+        assert!((cosine_lr(3e-3, 50, 100) - (1e-6 + (3e-3 - 1e-6) / 2.0)).abs() < 1e-7);
+    }
+}
