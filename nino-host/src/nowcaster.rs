@@ -134,6 +134,13 @@ pub fn fast_silu(x: &mut [f32]) {
     silu_vec_body(x)
 }
 
+/// The folded form of a bound GNN ([`nowcast::folded_len`] floats).
+fn fold_into<W: nowcast::WeightElem>(w: &nowcast::NinoWeights<'_, W>, cfg: &Config) -> Result<Vec<f32>, NowcastError> {
+    let mut buf = vec![0.0; nowcast::folded_len(cfg)];
+    fold(w, &mut buf)?;
+    Ok(buf)
+}
+
 /// Folds a bound GNN into `buf` (sized by [`nowcast::folded_len`]).
 fn fold<W: nowcast::WeightElem>(w: &nowcast::NinoWeights<'_, W>, buf: &mut [f32]) -> Result<(), NowcastError> {
     match &w.model {
@@ -234,16 +241,10 @@ impl Nowcaster {
         }
         let weights = if f16 { Storage::F16(weights.to_f16()?) } else { Storage::F32(weights) };
         // f16 is a storage format: the folded working set is f32, folded from the f16-rounded values.
-        let folded = if cfg.gnn {
-            let mut buf = vec![0.0; nowcast::folded_len(&cfg)];
-            match &weights {
-                Storage::F32(w) => fold(&w.bind()?, &mut buf)?,
-                Storage::F16(w) => fold(&w.bind()?, &mut buf)?,
-                Storage::Meta(..) => unreachable!("variants returned above"),
-            }
-            Some(buf)
-        } else {
-            None
+        let folded = match (&weights, cfg.gnn) {
+            (Storage::F32(w), true) => Some(fold_into(&w.bind()?, &cfg)?),
+            (Storage::F16(w), true) => Some(fold_into(&w.bind()?, &cfg)?),
+            _ => None,
         };
         let len = if cfg.gnn { nowcast::folded_scratch_len(&graph, &cfg) } else { nowcast::scratch_len(&graph, &cfg) };
         let scratch = vec![0.0; len];
