@@ -189,7 +189,12 @@ pub fn write_png(path: &Path, plot: &LinePlot) -> Result<(), PlotError> {
         _ => Path::new("."),
     };
     // plotters picks the encoder from the extension, so the temporary file ends in `.png` too.
-    let tmp = tempfile::Builder::new().prefix(".nino-tmp-").suffix(".png").tempfile_in(dir).map_err(io)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".nino-tmp-").suffix(".png");
+    // Temporary files are private (0600) by default; the plot is an ordinary file others may read.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    let tmp = builder.tempfile_in(dir).map_err(io)?;
     draw(tmp.path(), plot).map_err(|e| PlotError::Draw { path: path.to_path_buf(), msg: e.to_string() })?;
     std::fs::File::open(tmp.path()).and_then(|f| f.sync_all()).map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
@@ -231,6 +236,11 @@ mod tests {
         assert_eq!((w, h), SIZE);
         assert!(b.len() > 10_000, "a chart with text is more than a blank image: {} bytes", b.len());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
+        }
     }
 
     #[test]
