@@ -308,7 +308,10 @@ fn sample_batch(
         }
         let start = rng.below((n_states - need) as u64) as usize;
         let idx: Vec<usize> = (0..s + c).map(|i| start + i * stride).take_while(|&j| j < n_states).collect();
-        let signs: Vec<f32> = (0..cfg.lpe).map(|_| if rng.next_u64() & 1 == 0 { 1.0 } else { -1.0 }).collect();
+        // At least 8 signs are drawn whatever the LPE count, so models with 5 and 8 columns see the same windows.
+        let signs: Vec<f32> = (0..cfg.lpe.max(nino_core::spectral::LPE_COLS))
+            .map(|_| if rng.next_u64() & 1 == 0 { 1.0 } else { -1.0 })
+            .collect();
         for shift in 0..mc.windows {
             let states: Vec<usize> = idx[shift..].to_vec();
             let len = (states.len() - c).min(s);
