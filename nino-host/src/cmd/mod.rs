@@ -3,6 +3,7 @@
 pub mod collect;
 pub mod experiment;
 pub mod meta_train;
+pub mod net_spec;
 pub mod nowcast;
 pub mod plan;
 pub mod spectrum;

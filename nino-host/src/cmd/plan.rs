@@ -1,10 +1,9 @@
 //! `nino plan`: the memory a nowcaster and a training loop need for one network, from the core's own
 //! size functions, before anything is allocated.
 
-use super::nowcast::parse_input;
-use super::train::TaskName;
+use super::net_spec::NetSpecArgs;
 use crate::weights::WeightSet;
-use anyhow::{Context, bail};
+use anyhow::bail;
 use nino_core::plan::{NowcastPlan, TrainPlan, WeightStorage};
 use nino_core::{Arch, NeuralGraph};
 use std::fmt::Write;
@@ -28,18 +27,9 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct PlanArgs {
-    /// Built-in task.
-    #[arg(long, value_enum, conflicts_with = "arch", required_unless_present = "arch")]
-    pub task: Option<TaskName>,
-    /// Target network instead of a task: `conv:W1,W2,...` or `mlp:W1,...`.
-    #[arg(long, value_name = "SPEC")]
-    pub arch: Option<String>,
-    /// Input image shape for --arch, `CxHxW`.
-    #[arg(long, value_name = "CxHxW", default_value = "1x28x28")]
-    pub input: String,
-    /// Classes for --arch.
-    #[arg(long, default_value_t = 10)]
-    pub classes: usize,
+    /// The network.
+    #[command(flatten)]
+    pub net: NetSpecArgs,
     /// NiNo weights whose model the plan is for.
     #[arg(long, value_name = "FILE", default_value = "fixtures/weights/nino_no_posw.safetensors")]
     pub weights: PathBuf,
@@ -53,15 +43,7 @@ pub struct PlanArgs {
 
 /// Runs `nino plan`.
 pub fn run(args: &PlanArgs) -> anyhow::Result<()> {
-    let (arch, name) = match (args.task, &args.arch) {
-        (Some(t), _) => (t.task().arch(), t.task().name().to_string()),
-        (None, Some(spec)) => {
-            let arch = Arch::parse(spec, parse_input(&args.input)?, args.classes)
-                .with_context(|| format!("--arch `{spec}`"))?;
-            (arch, spec.clone())
-        }
-        (None, None) => bail!("give --task or --arch"),
-    };
+    let (arch, name) = args.net.resolve()?;
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }

@@ -1,12 +1,11 @@
 //! `nino spectrum`: the Laplacian spectrum of a network's neural graph, plotted, with the LPE count the
 //! elbow rule picks.
 
-use super::nowcast::parse_input;
-use super::train::TaskName;
+use super::net_spec::NetSpecArgs;
 use crate::plot::{LinePlot, Series, write_png};
-use anyhow::{Context, bail};
+use anyhow::bail;
+use nino_core::NeuralGraph;
 use nino_core::spectral::{ELBOW_WINDOW, lpe_elbow};
-use nino_core::{Arch, NeuralGraph};
 use std::path::PathBuf;
 
 const AFTER_HELP: &str = "\
@@ -24,18 +23,9 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct SpectrumArgs {
-    /// Built-in task.
-    #[arg(long, value_enum, conflicts_with = "arch", required_unless_present = "arch")]
-    pub task: Option<TaskName>,
-    /// Target network instead of a task: `conv:W1,W2,...` or `mlp:W1,...`.
-    #[arg(long, value_name = "SPEC")]
-    pub arch: Option<String>,
-    /// Input image shape for --arch, `CxHxW`.
-    #[arg(long, value_name = "CxHxW", default_value = "1x28x28")]
-    pub input: String,
-    /// Classes for --arch.
-    #[arg(long, default_value_t = 10)]
-    pub classes: usize,
+    /// The network.
+    #[command(flatten)]
+    pub net: NetSpecArgs,
     /// PNG to write (atomically) [default: spectrum-TASK.png, or spectrum.png for --arch].
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -46,15 +36,7 @@ pub struct SpectrumArgs {
 
 /// Runs `nino spectrum`.
 pub fn run(args: &SpectrumArgs) -> anyhow::Result<()> {
-    let (arch, name) = match (args.task, &args.arch) {
-        (Some(t), _) => (t.task().arch(), t.task().name().to_string()),
-        (None, Some(spec)) => {
-            let arch = Arch::parse(spec, parse_input(&args.input)?, args.classes)
-                .with_context(|| format!("--arch `{spec}`"))?;
-            (arch, spec.clone())
-        }
-        (None, None) => bail!("give --task or --arch"),
-    };
+    let (arch, name) = args.net.resolve()?;
     if args.show < 2 {
         bail!("--show must be at least 2");
     }
@@ -66,7 +48,7 @@ pub fn run(args: &SpectrumArgs) -> anyhow::Result<()> {
     let as_f32: Vec<f32> = values.iter().map(|&v| v as f32).collect();
     let k = lpe_elbow(&as_f32)?;
     let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from(if args.task.is_some() { format!("spectrum-{name}.png") } else { "spectrum.png".into() })
+        PathBuf::from(if args.net.task.is_some() { format!("spectrum-{name}.png") } else { "spectrum.png".into() })
     });
     let shown = args.show.min(values.len());
     let plot = LinePlot {
