@@ -22,7 +22,7 @@ use crate::fsutil::write_atomic;
 use anyhow::{Context, anyhow, bail};
 use half::f16;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use nino_core::{Arch, InputShape, Task};
+use nino_core::{Arch, Task};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
@@ -501,17 +501,8 @@ pub fn check(spec: &CollectSpec) -> anyhow::Result<()> {
 pub fn plan(spec: &CollectSpec, data: &Splits) -> anyhow::Result<(CollectConfig, Vec<Arch>)> {
     check(spec)?;
     let shape = data.train.shape;
-    if let Some(t) = spec.task
-        && (shape != InputShape::FASHION_MNIST || data.classes > 10)
-    {
-        bail!(
-            "task {} needs 28x28 one-channel images with labels 0..9, but {} has {}x{} images and {} classes",
-            t.name(),
-            spec.data_dir.display(),
-            shape.height,
-            shape.width,
-            data.classes
-        );
+    if let Some(t) = spec.task {
+        crate::run::check_task_data(t, data, &spec.data_dir)?;
     }
     let mut archs = Vec::new();
     let mut specs: Vec<String> = Vec::new();

@@ -113,23 +113,29 @@ pub fn load_data(task: Option<Task>, dir: &Path) -> anyhow::Result<Splits> {
     Ok(load_splits(dir, norm)?)
 }
 
+/// Refuses data a built-in task's network cannot read (another image shape, more classes).
+pub fn check_task_data(task: Task, splits: &Splits, dir: &Path) -> anyhow::Result<()> {
+    let (shape, arch) = (splits.train.shape, task.arch());
+    if shape != arch.input || splits.classes > arch.classes {
+        bail!(
+            "task {} needs 28x28 one-channel images with labels 0..9, but {} has {}x{} images and {} classes",
+            task.name(),
+            dir.display(),
+            shape.height,
+            shape.width,
+            splits.classes
+        );
+    }
+    Ok(())
+}
+
 /// The network `spec` describes, checked against the data.
 pub fn build_arch(spec: &RunSpec, splits: &Splits) -> anyhow::Result<Arch> {
     let shape = splits.train.shape;
     match spec.task {
         Some(t) => {
-            let arch = t.arch();
-            if shape != arch.input || splits.classes > arch.classes {
-                bail!(
-                    "task {} needs 28x28 one-channel images with labels 0..9, but {} has {}x{} images and {} classes",
-                    t.name(),
-                    spec.data_dir.display(),
-                    shape.height,
-                    shape.width,
-                    splits.classes
-                );
-            }
-            Ok(arch)
+            check_task_data(t, splits, &spec.data_dir)?;
+            Ok(t.arch())
         }
         None => Arch::parse(&spec.arch, shape, splits.classes).map_err(|e| {
             anyhow::anyhow!("bad --arch `{}` for {}x{} images: {e}", spec.arch, shape.height, shape.width)
