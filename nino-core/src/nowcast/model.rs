@@ -133,21 +133,7 @@ pub fn gnn_forward<W: WeightElem>(
         let xm = MatRef::row_major(x, n, h);
         linear(be.gemm, xm, &conv.pre, 0, u, h, true, false, stage)?;
         linear(be.gemm, xm, &conv.pre, h, v, h, false, false, stage)?;
-        agg.fill(0.0);
-        for_each_edge(graph, |ei, s, t, _| {
-            let (sc, sh) = big[ei * 2 * h..ei * 2 * h + 2 * h].split_at(h);
-            let (ut, vs) = (&u[t * h..t * h + h], &v[s * h..s * h + h]);
-            for ((((a, sc), sh), ut), vs) in agg[t * h..t * h + h].iter_mut().zip(sc).zip(sh).zip(ut).zip(vs) {
-                *a += sc * (ut + vs) + sh;
-            }
-        });
-        for node in 0..n {
-            let d = graph.in_degree(node);
-            if d > 0 {
-                let inv = 1.0 / d as f32;
-                agg[node * h..node * h + h].iter_mut().for_each(|a| *a *= inv);
-            }
-        }
+        aggregate_messages(graph, big, u, v, agg, h);
         // X~ = ([X | agg] W_post^T + b_post) W_lin^T + b_lin.
         linear(be.gemm, xm, &conv.post, 0, xt, h, true, false, stage)?;
         linear(be.gemm, MatRef::row_major(agg, n, h), &conv.post, h, xt, h, false, true, stage)?;
@@ -163,12 +149,7 @@ pub fn gnn_forward<W: WeightElem>(
         linear(be.gemm, xm, &upd.lin_t, 0, agg, h, true, false, stage)?;
         let tmp = &mut big[..e * h];
         linear(be.gemm, MatRef::row_major(ee, e, h), &upd.lin_e, 0, tmp, h, true, false, stage)?;
-        for_each_edge(graph, |ei, s, t, _| {
-            let (ls, lt) = (&v[s * h..s * h + h], &agg[t * h..t * h + h]);
-            for ((a, s), t) in tmp[ei * h..ei * h + h].iter_mut().zip(ls).zip(lt) {
-                *a += s + t;
-            }
-        });
+        add_node_terms(graph, v, agg, tmp, h);
         (be.silu)(tmp);
         linear(be.gemm, MatRef::row_major(tmp, e, h), &upd.lin1, 0, ee, h, true, false, stage)?;
         obs(Stage::EdgeUpdate(l), ee);
@@ -182,6 +163,36 @@ pub fn gnn_forward<W: WeightElem>(
     obs(Stage::Delta, out);
     add_residual(out, attr, f, c, cfg.upd_scale);
     Ok(())
+}
+
+/// `agg[t] = mean over edges e into t of sc_e * (U[t] + V[s]) + sh_e`, `ss` holding `[sc | sh]` per edge
+/// (spec 4.3 step 4); a node without incoming edges gets 0.
+pub(crate) fn aggregate_messages(graph: &NeuralGraph, ss: &[f32], u: &[f32], v: &[f32], agg: &mut [f32], h: usize) {
+    agg.fill(0.0);
+    for_each_edge(graph, |ei, s, t, _| {
+        let (sc, sh) = ss[ei * 2 * h..ei * 2 * h + 2 * h].split_at(h);
+        let (ut, vs) = (&u[t * h..t * h + h], &v[s * h..s * h + h]);
+        for ((((a, sc), sh), ut), vs) in agg[t * h..t * h + h].iter_mut().zip(sc).zip(sh).zip(ut).zip(vs) {
+            *a += sc * (ut + vs) + sh;
+        }
+    });
+    for node in 0..graph.num_nodes() {
+        let d = graph.in_degree(node);
+        if d > 0 {
+            let inv = 1.0 / d as f32;
+            agg[node * h..node * h + h].iter_mut().for_each(|a| *a *= inv);
+        }
+    }
+}
+
+/// `z[e] += src_term[s(e)] + dst_term[t(e)]`: the per-node halves of an edge update.
+pub(crate) fn add_node_terms(graph: &NeuralGraph, src_term: &[f32], dst_term: &[f32], z: &mut [f32], h: usize) {
+    for_each_edge(graph, |ei, s, t, _| {
+        let (ls, lt) = (&src_term[s * h..s * h + h], &dst_term[t * h..t * h + h]);
+        for ((a, s), t) in z[ei * h..ei * h + h].iter_mut().zip(ls).zip(lt) {
+            *a += s + t;
+        }
+    });
 }
 
 fn fill_bias<W: WeightElem>(out: &mut [f32], h: usize, b: &[W]) {

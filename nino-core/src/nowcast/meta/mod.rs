@@ -18,6 +18,7 @@ pub use layout::{Layout, LinSlot, TensorSlot};
 use crate::error::{Error, check_len};
 use crate::graph::NeuralGraph;
 use crate::nowcast::features::for_each_edge;
+use crate::nowcast::model::{add_node_terms, aggregate_messages};
 use crate::nowcast::weights::{Config, Head};
 use crate::ops::{Gemm, MatRef};
 use ops::{lin_bwd, lin_fwd, sigmoid, silu_bwd, silu_fwd};
@@ -201,22 +202,7 @@ fn forward(g: &dyn Gemm, lay: &Layout, p: &[f32], s: &Sample<'_>, tp: &mut Tape<
         lin_fwd(g, p, &conv.encoder, MatRef::row_major(e_in, e, h), 0, lt.ss, true, false)?;
         lin_fwd(g, p, &conv.pre, xm, 0, lt.u, true, false)?;
         lin_fwd(g, p, &conv.pre, xm, h, lt.v, false, false)?;
-        lt.agg.fill(0.0);
-        let (ss, u, v, agg) = (&*lt.ss, &*lt.u, &*lt.v, &mut *lt.agg);
-        for_each_edge(graph, |ei, src, dst, _| {
-            let (sc, sh) = ss[ei * 2 * h..ei * 2 * h + 2 * h].split_at(h);
-            let (ut, vs) = (&u[dst * h..dst * h + h], &v[src * h..src * h + h]);
-            for ((((a, sc), sh), ut), vs) in agg[dst * h..dst * h + h].iter_mut().zip(sc).zip(sh).zip(ut).zip(vs) {
-                *a += sc * (ut + vs) + sh;
-            }
-        });
-        for node in 0..n {
-            let d = graph.in_degree(node);
-            if d > 0 {
-                let inv = 1.0 / d as f32;
-                agg[node * h..node * h + h].iter_mut().for_each(|a| *a *= inv);
-            }
-        }
+        aggregate_messages(graph, lt.ss, lt.u, lt.v, lt.agg, h);
         lin_fwd(g, p, &conv.post, xm, 0, lt.y1, true, false)?;
         lin_fwd(g, p, &conv.post, MatRef::row_major(lt.agg, n, h), h, lt.y1, false, true)?;
         lin_fwd(g, p, &conv.lin, MatRef::row_major(lt.y1, n, h), 0, lt.xt, true, false)?;
@@ -226,13 +212,7 @@ fn forward(g: &dyn Gemm, lay: &Layout, p: &[f32], s: &Sample<'_>, tp: &mut Tape<
         lin_fwd(g, p, &upd.lin_s, xm, 0, lt.s, true, false)?;
         lin_fwd(g, p, &upd.lin_t, xm, 0, lt.t, true, false)?;
         lin_fwd(g, p, &upd.lin_e, MatRef::row_major(e_in, e, h), 0, lt.z, true, false)?;
-        let (sn, tn, z) = (&*lt.s, &*lt.t, &mut *lt.z);
-        for_each_edge(graph, |ei, src, dst, _| {
-            let (ls, ltt) = (&sn[src * h..src * h + h], &tn[dst * h..dst * h + h]);
-            for ((a, s), t) in z[ei * h..ei * h + h].iter_mut().zip(ls).zip(ltt) {
-                *a += s + t;
-            }
-        });
+        add_node_terms(graph, lt.s, lt.t, lt.z, h);
         silu_fwd(lt.z, lt.a);
         lin_fwd(g, p, &upd.lin1, MatRef::row_major(lt.a, e, h), 0, e_out, true, false)?;
     }
