@@ -169,6 +169,7 @@ fn forward(g: &dyn Gemm, lay: &Layout, p: &[f32], s: &Sample<'_>, tp: &mut Tape<
     let (e, n, f, c, h, sl) = (graph.num_edges(), graph.num_nodes(), graph.feat_slots(), cfg.ctx, cfg.hid, cfg.seq_len);
     let (nh, eh) = (n * h, e * h);
     let nl = cfg.layers - 1;
+    let per_layer = sizes(cfg, e, n, f).per_layer;
 
     // X0 = lpe W_np^T + b_np (+ cent W_cp^T + b_cp).
     let x0 = &mut tp.xs[..nh];
@@ -197,7 +198,7 @@ fn forward(g: &dyn Gemm, lay: &Layout, p: &[f32], s: &Sample<'_>, tp: &mut Tape<
         let upd = &lay.edge_updates[l];
         let (x_in, x_out) = tp.xs[l * nh..(l + 2) * nh].split_at_mut(nh);
         let (e_in, e_out) = tp.es[l * eh..(l + 2) * eh].split_at_mut(eh);
-        let lt = layer_tape(&mut tp.layers[l * sizes(cfg, e, n, f).per_layer..], nh, eh);
+        let lt = layer_tape(&mut tp.layers[l * per_layer..(l + 1) * per_layer], nh, eh);
         let xm = MatRef::row_major(x_in, n, h);
         lin_fwd(g, p, &conv.encoder, MatRef::row_major(e_in, e, h), 0, lt.ss, true, false)?;
         lin_fwd(g, p, &conv.pre, xm, 0, lt.u, true, false)?;
