@@ -1,6 +1,7 @@
 //! Training-step and evaluation timings of the host engine beside the PyTorch figures of BASELINE.md.
 //!
-//! Run with `cargo bench -p nino-host --bench train_step`. Synthetic data (the cost does not depend on
+//! Run with `cargo bench -p nino-host --bench train_step`; with `NINO_TORCH_PYTHON=python-with-torch` it
+//! also times PyTorch on the same shapes in the same run (`scripts/torch_baseline.py`). Synthetic data (the cost does not depend on
 //! the values); median of the timed runs after warm-up. Set `NINO_BENCH_RUNS` to change the run count.
 
 use nino_core::{Arch, Task};
@@ -64,52 +65,97 @@ fn gemm_rates(runs: usize) {
     }
 }
 
+/// Same-run PyTorch medians `(step ms, eval ms)` from `scripts/torch_baseline.py`, when
+/// `NINO_TORCH_PYTHON` names a Python with torch; `None` otherwise or if the script fails.
+fn torch_same_run(task: Task, runs: usize, eval: bool) -> Option<(f64, Option<f64>)> {
+    let python = std::env::var_os("NINO_TORCH_PYTHON")?;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/torch_baseline.py");
+    let mut cmd = std::process::Command::new(python);
+    cmd.args([script, "--task", task.name(), "--runs", &runs.to_string()]);
+    if eval {
+        cmd.arg("--eval");
+    }
+    let out = cmd.stderr(std::process::Stdio::null()).output().ok().filter(|o| o.status.success())?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some((v["step_ms"].as_f64()?, v["eval_ms"].as_f64()))
+}
+
 fn main() {
     let runs: usize = std::env::var("NINO_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    let skip_eval = std::env::var_os("NINO_BENCH_SKIP_EVAL").is_some();
     let batch = 128;
     gemm_rates(runs);
     // PyTorch 2 threads on this machine, from BASELINE.md; None where it has no figure.
-    let rows: [(Task, Option<f64>, Option<f64>); 2] = [(Task::Fm16, Some(16.8), None), (Task::Fm32, None, None)];
-    println!("{:<34} {:>10} {:>12} {:>16}", "benchmark", "ours ms", "PyTorch ms", "PyTorch / ours");
+    let rows: [(Task, Option<f64>); 2] = [(Task::Fm16, Some(16.8)), (Task::Fm32, None)];
+    let same_run = std::env::var_os("NINO_TORCH_PYTHON").is_some();
+    println!(
+        "{:<34} {:>10} {:>14} {:>10} {:>14} {:>10}",
+        "benchmark", "ours ms", "BASELINE.md", "ratio", "PyTorch now", "ratio"
+    );
     let fmt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.1}"));
-    for (task, torch_step, torch_eval) in rows {
+    let ratio = |t: Option<f64>, ours: f64| t.map_or("n/a".to_string(), |t| format!("{:.2}", t / ours));
+    for (task, torch_step) in rows {
         let arch = task.arch();
         let mut e = Engine::new(arch.clone(), init_params(&arch, 1000), AdamConfig::new(task.lr()), batch).unwrap();
         let (x, y) = data(&arch, batch);
         for _ in 0..5 {
             e.train_step(&x, &y).unwrap();
         }
+        // The machine's speed drifts (shared host): PyTorch runs right before and right after ours, and
+        // the same-run figure is the mean of the two medians.
+        let before = if same_run { torch_same_run(task, runs, !skip_eval) } else { None };
         let cpu0 = cpu_ms();
         let step = median_ms(runs, || {
             e.train_step(&x, &y).unwrap();
         });
         let cpu = (cpu_ms() - cpu0) / runs as f64;
-        let ratio = torch_step.map_or("n/a".to_string(), |t| format!("{:.2}", t / step));
+        let mut eval = None;
+        if !skip_eval {
+            let (tx, ty) = data(&arch, 10_000);
+            e.evaluate(&tx, &ty).unwrap();
+            eval = Some(median_ms(runs.div_ceil(10).max(3), || {
+                e.evaluate(&tx, &ty).unwrap();
+            }));
+        }
+        let after = if same_run { torch_same_run(task, runs, !skip_eval) } else { None };
+        let mean =
+            |f: fn(&(f64, Option<f64>)) -> Option<f64>| match (before.as_ref().and_then(f), after.as_ref().and_then(f))
+            {
+                (Some(a), Some(b)) => Some((a + b) / 2.0),
+                (a, b) => a.or(b),
+            };
+        let now_step = mean(|r| Some(r.0));
+        let now_eval = mean(|r| r.1);
         println!(
-            "{:<34} {:>10.2} {:>12} {:>16}",
+            "{:<34} {:>10.2} {:>14} {:>10} {:>14} {:>10}",
             format!("{} train step, batch 128", task.name()),
             step,
             fmt(torch_step),
-            ratio
+            ratio(torch_step, step),
+            fmt(now_step),
+            ratio(now_step, step)
         );
         println!("{:<34} {:>10.2}   (mean CPU ms per step, all threads; on idle cores wall is about half)", "", cpu);
-        if std::env::var_os("NINO_BENCH_SKIP_EVAL").is_some() {
-            continue;
+        if let Some(eval) = eval {
+            println!(
+                "{:<34} {:>10.2} {:>14} {:>10} {:>14} {:>10}",
+                format!("{} evaluate 10,000 images", task.name()),
+                eval,
+                "n/a",
+                "n/a",
+                fmt(now_eval),
+                ratio(now_eval, eval)
+            );
         }
-        let (tx, ty) = data(&arch, 10_000);
-        e.evaluate(&tx, &ty).unwrap();
-        let eval = median_ms(runs.div_ceil(10).max(3), || {
-            e.evaluate(&tx, &ty).unwrap();
-        });
-        let ratio = torch_eval.map_or("n/a".to_string(), |t: f64| format!("{:.2}", t / eval));
+    }
+    println!("BASELINE.md: FM-16 Adam step 16.8 ms (PyTorch, 2 threads, quiet machine); it has no FM-32 step time");
+    println!("and no evaluation time (n/a, not invented). Ratios are PyTorch / ours: above 1 means we are faster.");
+    if same_run {
+        println!("PyTorch now: scripts/torch_baseline.py run by $NINO_TORCH_PYTHON before and after ours (mean of the");
+        println!("two medians), so both see the same machine load; n/a if that Python could not run it.");
+    } else {
         println!(
-            "{:<34} {:>10.2} {:>12} {:>16}",
-            format!("{} evaluate 10,000 images", task.name()),
-            eval,
-            fmt(torch_eval),
-            ratio
+            "Set NINO_TORCH_PYTHON to a Python with torch for a same-run PyTorch column (the machine's speed drifts)."
         );
     }
-    println!("PyTorch figures: BASELINE.md (FM-16 Adam step 16.8 ms, 2 threads). It has no FM-32 step time");
-    println!("(its FM-32 runs shared the cores) and no evaluation time: those are n/a, not invented.");
 }

@@ -146,16 +146,14 @@ pub fn unpack_grad_add(c: &Conv2d, packed: &[f32], grad: &mut [f32]) -> Result<(
     Ok(())
 }
 
-/// Copies a short run in 16-wide blocks (fixed-size moves instead of a `memcpy` call per run).
+/// Copies a run of taps; the 3-wide run of a single-channel 3x3 kernel gets a fixed-size move instead
+/// of a `memcpy` call (the first conv of every reference net).
 #[inline]
 fn copy_run(dst: &mut [f32], src: &[f32]) {
-    let (d16, dt) = dst.as_chunks_mut::<16>();
-    let (s16, st) = src.as_chunks::<16>();
-    for (d, s) in d16.iter_mut().zip(s16) {
+    if let (Ok(d), Ok(s)) = (<&mut [f32; 3]>::try_from(&mut *dst), <&[f32; 3]>::try_from(src)) {
         *d = *s;
-    }
-    for (d, s) in dt.iter_mut().zip(st) {
-        *d = *s;
+    } else {
+        dst.copy_from_slice(src);
     }
 }
 
@@ -187,6 +185,16 @@ pub fn im2col(c: &Conv2d, x: &[f32], layout: Layout, n: usize, col: &mut [f32]) 
                         seg.fill(0.0);
                         continue;
                     };
+                    // Channels-last with every tap of the row inside: one contiguous run of k*cin values.
+                    if (sc == 1 || cin == 1)
+                        && sx == cin
+                        && ox * c.stride >= c.pad
+                        && ox * c.stride + k <= c.in_hw.1 + c.pad
+                    {
+                        let base = iy * sy + (ox * c.stride - c.pad) * sx;
+                        copy_run(seg, &xb[base..base + k * cin]);
+                        continue;
+                    }
                     for kx in 0..k {
                         let dst = &mut seg[kx * cin..(kx + 1) * cin];
                         match c.src(ox, kx, c.in_hw.1) {
@@ -194,7 +202,7 @@ pub fn im2col(c: &Conv2d, x: &[f32], layout: Layout, n: usize, col: &mut [f32]) 
                             Some(ix) => {
                                 let base = iy * sy + ix * sx;
                                 if sc == 1 {
-                                    copy_run(dst, &xb[base..base + cin]);
+                                    dst.copy_from_slice(&xb[base..base + cin]);
                                 } else {
                                     for (ci, d) in dst.iter_mut().enumerate() {
                                         *d = xb[base + ci * sc];
@@ -225,6 +233,15 @@ pub fn col2im(c: &Conv2d, col: &[f32], n: usize, layout: Layout, dx: &mut [f32])
                 let Some(row) = rows.next() else { return Err(Error::InvalidArgument("col2im: scratch")) };
                 for ky in 0..k {
                     let Some(iy) = c.src(oy, ky, c.in_hw.0) else { continue };
+                    // Channels-last with every tap of the row inside: one contiguous run of k*cin values.
+                    if sc == 1 && sx == cin && ox * c.stride >= c.pad && ox * c.stride + k <= c.in_hw.1 + c.pad {
+                        let base = iy * sy + (ox * c.stride - c.pad) * sx;
+                        let src = &row[ky * k * cin..(ky + 1) * k * cin];
+                        for (d, s) in db[base..base + k * cin].iter_mut().zip(src) {
+                            *d += s;
+                        }
+                        continue;
+                    }
                     for kx in 0..k {
                         let Some(ix) = c.src(ox, kx, c.in_hw.1) else { continue };
                         let src = &row[(ky * k + kx) * cin..(ky * k + kx + 1) * cin];
