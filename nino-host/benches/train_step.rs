@@ -5,6 +5,7 @@
 //! the values); median of the timed runs after warm-up. Set `NINO_BENCH_RUNS` to change the run count.
 
 use nino_core::{Arch, Task};
+use nino_host::baseline::{self, TorchTimes};
 use nino_host::engine::{AdamConfig, Engine, init_params};
 use std::time::Instant;
 
@@ -65,21 +66,6 @@ fn gemm_rates(runs: usize) {
     }
 }
 
-/// Same-run PyTorch medians `(step ms, eval ms)` from `scripts/torch_baseline.py`, when
-/// `NINO_TORCH_PYTHON` names a Python with torch; `None` otherwise or if the script fails.
-fn torch_same_run(task: Task, runs: usize, eval: bool) -> Option<(f64, Option<f64>)> {
-    let python = std::env::var_os("NINO_TORCH_PYTHON")?;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/torch_baseline.py");
-    let mut cmd = std::process::Command::new(python);
-    cmd.args([script, "--task", task.name(), "--runs", &runs.to_string()]);
-    if eval {
-        cmd.arg("--eval");
-    }
-    let out = cmd.stderr(std::process::Stdio::null()).output().ok().filter(|o| o.status.success())?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some((v["step_ms"].as_f64()?, v["eval_ms"].as_f64()))
-}
-
 fn main() {
     let runs: usize = std::env::var("NINO_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
     let skip_eval = std::env::var_os("NINO_BENCH_SKIP_EVAL").is_some();
@@ -87,7 +73,7 @@ fn main() {
     gemm_rates(runs);
     // PyTorch 2 threads on this machine, from BASELINE.md; None where it has no figure.
     let rows: [(Task, Option<f64>); 2] = [(Task::Fm16, Some(16.8)), (Task::Fm32, None)];
-    let same_run = std::env::var_os("NINO_TORCH_PYTHON").is_some();
+    let same_run = baseline::enabled();
     println!(
         "{:<34} {:>10} {:>14} {:>10} {:>14} {:>10}",
         "benchmark", "ours ms", "BASELINE.md", "ratio", "PyTorch now", "ratio"
@@ -103,7 +89,7 @@ fn main() {
         }
         // The machine's speed drifts (shared host): PyTorch runs right before and right after ours, and
         // the same-run figure is the mean of the two medians.
-        let before = if same_run { torch_same_run(task, runs, !skip_eval) } else { None };
+        let before = baseline::torch_times(task, runs, !skip_eval);
         let cpu0 = cpu_ms();
         let step = median_ms(runs, || {
             e.train_step(&x, &y).unwrap();
@@ -117,15 +103,8 @@ fn main() {
                 e.evaluate(&tx, &ty).unwrap();
             }));
         }
-        let after = if same_run { torch_same_run(task, runs, !skip_eval) } else { None };
-        let mean =
-            |f: fn(&(f64, Option<f64>)) -> Option<f64>| match (before.as_ref().and_then(f), after.as_ref().and_then(f))
-            {
-                (Some(a), Some(b)) => Some((a + b) / 2.0),
-                (a, b) => a.or(b),
-            };
-        let now_step = mean(|r| Some(r.0));
-        let now_eval = mean(|r| r.1);
+        let now = TorchTimes::mean(before, baseline::torch_times(task, runs, !skip_eval));
+        let (now_step, now_eval) = (now.map(|t| t.step_ms), now.and_then(|t| t.eval_ms));
         println!(
             "{:<34} {:>10.2} {:>14} {:>10} {:>14} {:>10}",
             format!("{} train step, batch 128", task.name()),

@@ -1,6 +1,7 @@
 //! nino-host: drives `nino-core` on a machine with std (data, weights, training, experiments).
 #![warn(missing_docs)]
 
+pub mod baseline;
 pub mod checkpoint;
 pub mod cmd;
 pub mod collect;
