@@ -13,7 +13,9 @@
 use crate::arch::{Arch, Layer, LayerKind};
 use crate::error::{Error, check_len};
 use crate::ops::act::{relu_backward, relu_forward};
-use crate::ops::conv::{Conv2d, Layout, conv2d_backward, conv2d_forward, pack_weight, unpack_grad_add};
+use crate::ops::conv::{
+    Conv2d, Layout, conv2d_backward, conv2d_forward, pack_weight, transpose_packed, unpack_grad_add,
+};
 use crate::ops::gemm::Gemm;
 use crate::ops::linear::{linear_backward, linear_forward};
 use crate::ops::loss::{count_correct, cross_entropy_sum};
@@ -55,9 +57,22 @@ pub fn work_len(arch: &Arch, batch: usize) -> usize {
 }
 
 /// f32 values of the scratch buffer of [`forward`], [`loss_and_grad`] and [`evaluate`] for `batch` examples
-/// (two parameter-sized buffers, for the packed parameters and gradient, plus [`work_len`]).
+/// (the packed parameters, a packed gradient, plus [`work_len`]).
 pub fn scratch_len(arch: &Arch, batch: usize) -> usize {
-    2 * arch.param_count() + work_len(arch, batch)
+    packed_len(arch) + arch.param_count() + work_len(arch, batch)
+}
+
+/// f32 values of the packed parameters: the parameters with conv weights as `[kh*kw*in, out]`, then
+/// each conv weight again as `[out, kh*kw*in]` for the input-gradient product, so backward reads it
+/// row-major instead of transposing it once per call.
+pub fn packed_len(arch: &Arch) -> usize {
+    arch.param_count() + arch.layers().iter().filter(|l| conv_of(l).is_ok()).map(Layer::weight_len).sum::<usize>()
+}
+
+/// Offset in the packed parameters of conv layer `index`'s `[out, kh*kw*in]` copy.
+fn transposed_offset(arch: &Arch, index: usize) -> usize {
+    let before = &arch.layers()[..index];
+    arch.param_count() + before.iter().filter(|l| conv_of(l).is_ok()).map(Layer::weight_len).sum::<usize>()
 }
 
 /// Length of the gradient: one value per parameter.
@@ -65,16 +80,21 @@ pub const fn grad_len(arch: &Arch) -> usize {
     arch.param_count()
 }
 
-/// Converts a PyTorch-ordered parameter vector into the packed order (conv weights permuted).
+/// Converts a PyTorch-ordered parameter vector into the packed order ([`packed_len`] values: conv
+/// weights permuted, plus their transposes).
 pub fn pack(arch: &Arch, params: &[f32], packed: &mut [f32]) -> Result<(), Error> {
     let p = arch.param_count();
     check_len("params", params.len(), p)?;
-    check_len("packed params", packed.len(), p)?;
-    packed.copy_from_slice(params);
+    check_len("packed params", packed.len(), packed_len(arch))?;
+    let (head, tail) = packed.split_at_mut(p);
+    head.copy_from_slice(params);
+    let mut t = 0;
     for l in arch.layers() {
         if let Ok(c) = conv_of(l) {
             let r = l.weight_offset..l.weight_offset + l.weight_len();
-            pack_weight(&c, &params[r.clone()], &mut packed[r])?;
+            pack_weight(&c, &params[r.clone()], &mut head[r.clone()])?;
+            transpose_packed(&c, &head[r], &mut tail[t..t + l.weight_len()])?;
+            t += l.weight_len();
         }
     }
     Ok(())
@@ -135,7 +155,7 @@ pub fn forward_packed<'a>(
     work: &mut [f32],
     gemm: &dyn Gemm,
 ) -> Result<&'a [f32], Error> {
-    check_len("packed params", packed.len(), arch.param_count())?;
+    check_len("packed params", packed.len(), packed_len(arch))?;
     let n = examples(arch, x)?;
     let acts = at_least("activations", acts, activation_len(arch, n))?;
     let work = at_least("work", work, work_len(arch, n))?;
@@ -229,7 +249,9 @@ pub fn accumulate_grad_packed(
                 let c = conv_of(l)?;
                 let layout = if i == 0 { Layout::Nchw } else { Layout::Nhwc };
                 let dx = if need_dx { Some(&mut gb[..dx_len]) } else { None };
-                conv2d_backward(&c, input, layout, n, w, dy, gw, gbias, dx, &mut col[..c.col_len(n)], gemm)?;
+                let to = transposed_offset(arch, i);
+                let wt = &packed[to..to + l.weight_len()];
+                conv2d_backward(&c, input, layout, n, w, wt, dy, gw, gbias, dx, &mut col[..c.col_len(n)], gemm)?;
             }
             LayerKind::Linear => {
                 let dx = if need_dx || l.gap_before { Some(&mut gb[..dx_len]) } else { None };
@@ -276,9 +298,10 @@ pub fn forward<'a>(
     let p = arch.param_count();
     let n = examples(arch, x)?;
     let scratch = at_least("scratch", scratch, scratch_len(arch, n))?;
-    let (packed, rest) = scratch.split_at_mut(2 * p);
-    pack(arch, params, &mut packed[..p])?;
-    forward_packed(arch, &packed[..p], x, acts, rest, gemm)
+    let (packed, rest) = scratch.split_at_mut(packed_len(arch) + p);
+    let packed = &mut packed[..packed_len(arch)];
+    pack(arch, params, packed)?;
+    forward_packed(arch, packed, x, acts, rest, gemm)
 }
 
 /// Mean cross-entropy of the batch and its gradient (overwritten into `grad`, PyTorch order).
@@ -296,7 +319,7 @@ pub fn loss_and_grad(
     check_len("grad", grad.len(), p)?;
     let n = examples(arch, x)?;
     let scratch = at_least("scratch", scratch, scratch_len(arch, n))?;
-    let (packed, rest) = scratch.split_at_mut(p);
+    let (packed, rest) = scratch.split_at_mut(packed_len(arch));
     let (gpacked, work) = rest.split_at_mut(p);
     pack(arch, params, packed)?;
     gpacked.fill(0.0);

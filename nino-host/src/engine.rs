@@ -125,7 +125,7 @@ impl Engine {
             m: vec![0.0; p],
             v: vec![0.0; p],
             t: 0,
-            packed: vec![0.0; p],
+            packed: vec![0.0; net::packed_len(&arch)],
             grad: vec![0.0; p],
             workers,
             arch,

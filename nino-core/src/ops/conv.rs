@@ -131,6 +131,20 @@ pub fn pack_weight(c: &Conv2d, w: &[f32], packed: &mut [f32]) -> Result<(), Erro
     Ok(())
 }
 
+/// Transposes a packed weight `[kh*kw*in, out]` into `[out, kh*kw*in]`, the row-major right operand of
+/// the input-gradient product in [`conv2d_backward`].
+pub fn transpose_packed(c: &Conv2d, wp: &[f32], wt: &mut [f32]) -> Result<(), Error> {
+    check_len("packed conv weight", wp.len(), c.weight_len())?;
+    check_len("transposed conv weight", wt.len(), c.weight_len())?;
+    let depth = c.depth();
+    for (d, row) in wp.chunks_exact(c.n_out).enumerate() {
+        for (o, v) in row.iter().enumerate() {
+            wt[o * depth + d] = *v;
+        }
+    }
+    Ok(())
+}
+
 /// Adds a packed weight gradient `[kh*kw*in, out]` into a PyTorch-ordered gradient `[out, in, kh, kw]`.
 pub fn unpack_grad_add(c: &Conv2d, packed: &[f32], grad: &mut [f32]) -> Result<(), Error> {
     check_len("conv weight grad", grad.len(), c.weight_len())?;
@@ -288,13 +302,15 @@ pub fn conv2d_forward(
 
 /// Backward of [`conv2d_forward`]: adds to `dwp` (packed) and `db`, and overwrites `dx` if given.
 ///
-/// `dy` is the channels-last output gradient; `col` is scratch (its forward content is recomputed).
+/// `wt` is the packed weight transposed (`[n_out, kh*kw*n_in]`); `dy` is the channels-last output
+/// gradient; `col` is scratch (its forward content is recomputed).
 pub fn conv2d_backward(
     c: &Conv2d,
     x: &[f32],
     layout: Layout,
     n: usize,
     wp: &[f32],
+    wt: &[f32],
     dy: &[f32],
     dwp: &mut [f32],
     db: &mut [f32],
@@ -303,6 +319,7 @@ pub fn conv2d_backward(
     gemm: &dyn Gemm,
 ) -> Result<(), Error> {
     check_len("packed conv weight", wp.len(), c.weight_len())?;
+    check_len("transposed conv weight", wt.len(), c.weight_len())?;
     check_len("conv output grad", dy.len(), n * c.out_len())?;
     check_len("packed conv weight grad", dwp.len(), c.weight_len())?;
     check_len("conv bias grad", db.len(), c.n_out)?;
@@ -318,7 +335,7 @@ pub fn conv2d_backward(
         check_len("conv input grad", dx.len(), n * c.in_len())?;
         gemm.gemm(
             MatRef::row_major(dy, rows, c.n_out),
-            MatRef::transposed(wp, c.depth(), c.n_out),
+            MatRef::row_major(wt, c.n_out, c.depth()),
             col,
             c.depth(),
             0.0,
@@ -434,8 +451,10 @@ mod tests {
             }
             let mut wp = [0f32; 54];
             pack_weight(&c, &w, &mut wp).unwrap();
+            let mut wt = [0f32; 54];
+            transpose_packed(&c, &wp, &mut wt).unwrap();
             let (mut dwp, mut db, mut dx, mut col) = ([0f32; 54], [0f32; 3], [0f32; 80], [0f32; 720]);
-            conv2d_backward(&c, &xin, layout, n, &wp, &r, &mut dwp, &mut db, Some(&mut dx), &mut col, &Portable)
+            conv2d_backward(&c, &xin, layout, n, &wp, &wt, &r, &mut dwp, &mut db, Some(&mut dx), &mut col, &Portable)
                 .unwrap();
             let mut dw = [0f32; 54];
             unpack_grad_add(&c, &dwp, &mut dw).unwrap();

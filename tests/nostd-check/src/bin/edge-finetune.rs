@@ -56,7 +56,7 @@ const PROBE: usize = BATCH;
 // the core's plan against them before touching anything.
 const P: usize = 662;
 const TRAIN_ACTS: usize = 174_080;
-const TRAIN_SCRATCH: usize = 715_180;
+const TRAIN_SCRATCH: usize = 715_756;
 const CTX: usize = 5;
 const NODES: usize = 31;
 const LPE: usize = 8;
