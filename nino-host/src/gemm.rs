@@ -147,26 +147,51 @@ fn fast(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], ldc: usize, beta: f32) {
     });
 }
 
+#[cfg(target_arch = "x86_64")]
+thread_local! {
+    /// One column panel of the right operand copied contiguously (`k x 16*NV`).
+    static PANEL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Sweeps the output in column panels of up to 64 and row blocks of the kernel's height.
+///
+/// A panel narrower than `b`'s rows is first copied contiguously when many row tiles will reuse it: rows
+/// of a wide `b` lie a power-of-two stride apart and would evict one another from the L1 cache.
 #[cfg(target_arch = "x86_64")]
 fn tiles(a: MatRef<'_>, b: &[f32], ldb: usize, n: usize, c: &mut [f32], ldc: usize, beta: f32) {
     let (m, k) = (a.rows, a.cols);
-    let (ap, bp, cp) = (a.data.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+    let (ap, cp) = (a.data.as_ptr(), c.as_mut_ptr());
     let mut j0 = 0;
     while j0 < n {
         let nv = ((n - j0) / 16).min(4);
-        // SAFETY: AVX-512F was detected; check_gemm bounded every row < m, column < n and depth < k
-        // of a, b (row stride ldb, contiguous rows: b.cs == 1 or the packed copy) and c.
-        unsafe {
-            let (b0, c0) = (bp.add(j0), cp.add(j0));
-            match nv {
-                4 => panel::<6, 4>(m, k, ap, a.rs, a.cs, b0, ldb, c0, ldc, beta),
-                3 => panel::<8, 3>(m, k, ap, a.rs, a.cs, b0, ldb, c0, ldc, beta),
-                2 => panel::<12, 2>(m, k, ap, a.rs, a.cs, b0, ldb, c0, ldc, beta),
-                _ => panel::<16, 1>(m, k, ap, a.rs, a.cs, b0, ldb, c0, ldc, beta),
+        let w = 16 * nv;
+        let copy = ldb > w && m >= 24;
+        PANEL.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            let (bp, ldp) = if copy {
+                buf.clear();
+                for p in 0..k {
+                    buf.extend_from_slice(&b[p * ldb + j0..p * ldb + j0 + w]);
+                }
+                (buf.as_ptr(), w)
+            } else {
+                // SAFETY: j0 < n <= ldb, so the offset lies within b's first row.
+                (unsafe { b.as_ptr().add(j0) }, ldb)
+            };
+            // SAFETY: AVX-512F was detected; check_gemm bounded every row < m, column < n and depth < k
+            // of a, b (row stride ldb, contiguous rows: b.cs == 1 or the packed copy; or the panel copy,
+            // k rows of w) and c.
+            unsafe {
+                let c0 = cp.add(j0);
+                match nv {
+                    4 => panel::<6, 4>(m, k, ap, a.rs, a.cs, bp, ldp, c0, ldc, beta),
+                    3 => panel::<8, 3>(m, k, ap, a.rs, a.cs, bp, ldp, c0, ldc, beta),
+                    2 => panel::<12, 2>(m, k, ap, a.rs, a.cs, bp, ldp, c0, ldc, beta),
+                    _ => panel::<16, 1>(m, k, ap, a.rs, a.cs, bp, ldp, c0, ldc, beta),
+                }
             }
-        }
-        j0 += 16 * nv;
+        });
+        j0 += w;
     }
 }
 
