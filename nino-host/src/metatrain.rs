@@ -321,41 +321,80 @@ fn sample_batch(
     Ok(out)
 }
 
-/// Summed masked L1 loss, masked count, and the summed gradient over `windows`, two threads or more.
-fn batch_grad(
+/// One thread's buffers for the windows it processes, grown to the largest graph seen and then reused.
+#[derive(Default)]
+struct WindowBuffers {
+    states: Vec<f32>,
+    window: Vec<f32>,
+    attr: Vec<f32>,
+    target: Vec<f32>,
+    mask: Vec<u8>,
+    lpe: Vec<f32>,
+    scratch: Vec<f32>,
+    out: Vec<f32>,
+}
+
+/// Sizes `v` to `n` values, reusing its allocation (the contents are overwritten by the caller).
+fn sized<T: Copy + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
+    v.resize(n, T::default());
+    &mut v[..n]
+}
+
+/// Pooled loss, count and (when `with_grad`) the summed gradient of the batch `windows`, over rayon's
+/// threads; without the gradient only the forward runs.
+fn batch_loss(
     lay: &Layout,
     params: &[f32],
     data: &MetaData,
     windows: &[Window],
+    with_grad: bool,
 ) -> anyhow::Result<(f64, usize, Vec<f32>)> {
     let cfg = &lay.cfg;
     let gemm = crate::gemm::HostGemm;
+    // Per-window results come back in window order and are summed in that order, so the sums do not
+    // depend on how rayon splits the work; the large buffers are reused within each rayon job.
     let parts: Vec<anyhow::Result<(f64, usize, Vec<f32>)>> = windows
         .par_iter()
-        .map(|w| {
+        .map_init(WindowBuffers::default, |b, w| {
             let src = &data.sources[w.source];
             let g = &src.graph;
-            let p = g.arch().param_count();
             let (e, f, s) = (g.num_edges(), g.feat_slots(), cfg.seq_len);
-            let mut states = Vec::with_capacity(w.states.len() * p);
+            b.states.clear();
             for &j in &w.states {
-                states.extend_from_slice(src.traj.state(j));
+                b.states.extend_from_slice(src.traj.state(j));
             }
-            let mut wscratch = vec![0.0; window::scratch_len(cfg, g)];
-            let mut attr = vec![0.0; e * f * cfg.ctx];
-            let mut target = vec![0.0; e * f * s];
-            let mut mask = vec![0u8; e * f * s];
-            window::build(cfg, g, &states, w.len, &mut wscratch, &mut attr, &mut target, &mut mask)?;
-            let lpe: Vec<f32> = src.lpe.iter().enumerate().map(|(i, v)| v * w.signs[i % cfg.lpe]).collect();
-            let sample = Sample { graph: g, attr: &attr, lpe: &lpe, centrality: &src.centrality };
-            let mut scratch = vec![0.0; meta::scratch_len(cfg, g)];
-            let mut grad = vec![0.0; lay.len];
-            let (loss, count) =
-                meta::loss_and_grad(&gemm, lay, params, &sample, &target, &mask, &mut scratch, &mut grad)?;
-            Ok((f64::from(loss), count, grad))
+            let (attr, target, mask) =
+                (sized(&mut b.attr, e * f * cfg.ctx), sized(&mut b.target, e * f * s), sized(&mut b.mask, e * f * s));
+            window::build(
+                cfg,
+                g,
+                &b.states,
+                w.len,
+                sized(&mut b.window, window::scratch_len(cfg, g)),
+                attr,
+                target,
+                mask,
+            )?;
+            b.lpe.clear();
+            b.lpe.extend(src.lpe.iter().enumerate().map(|(i, v)| v * w.signs[i % cfg.lpe]));
+            let sample = Sample { graph: g, attr, lpe: &b.lpe, centrality: &src.centrality };
+            let scratch = sized(&mut b.scratch, meta::scratch_len(cfg, g));
+            if with_grad {
+                let mut grad = vec![0.0; lay.len];
+                let (loss, count) = meta::loss_and_grad(&gemm, lay, params, &sample, target, mask, scratch, &mut grad)?;
+                Ok((f64::from(loss), count, grad))
+            } else {
+                let out = sized(&mut b.out, e * f * s);
+                meta::predict(&gemm, lay, params, &sample, scratch, out)?;
+                let (loss, count) = meta::masked_l1(out, target, mask, None);
+                if !loss.is_finite() {
+                    bail!("meta-training loss is not finite");
+                }
+                Ok((f64::from(loss), count, Vec::new()))
+            }
         })
         .collect();
-    let mut total = (0.0, 0, vec![0.0; lay.len]);
+    let mut total = (0.0, 0, vec![0.0; if with_grad { lay.len } else { 0 }]);
     for part in parts {
         let (l, n, g) = part?;
         total.0 += l;
@@ -366,7 +405,7 @@ fn batch_grad(
 }
 
 /// Pooled loss of `model` on `batches` batches drawn with a fixed `seed`: the same windows for every model,
-/// so two models (before and after training) compare on equal terms.
+/// so two models (before and after training) compare on equal terms. Forward only.
 pub fn fixed_sample_loss(
     model: &MetaModel,
     data: &MetaData,
@@ -378,7 +417,7 @@ pub fn fixed_sample_loss(
     let (mut loss, mut count) = (0.0, 0);
     for _ in 0..batches {
         let windows = sample_batch(data, &model.layout.cfg, mc, &mut rng)?;
-        let (l, n, _) = batch_grad(&model.layout, &model.params, data, &windows)?;
+        let (l, n, _) = batch_loss(&model.layout, &model.params, data, &windows, false)?;
         (loss, count) = (loss + l, count + n);
     }
     Ok(loss / count.max(1) as f64)
@@ -444,7 +483,7 @@ impl MetaTrainer {
     ) -> anyhow::Result<&LossRow> {
         let lay = self.model.layout;
         let windows = sample_batch(data, &lay.cfg, &self.cfg, &mut self.rng)?;
-        let (loss, count, mut grad) = batch_grad(&lay, &self.model.params, data, &windows)?;
+        let (loss, count, mut grad) = batch_loss(&lay, &self.model.params, data, &windows, true)?;
         if count == 0 {
             bail!("a batch had no target to learn (every target masked)");
         }

@@ -384,28 +384,39 @@ pub fn loss_and_grad(
     let len = graph.num_edges() * graph.feat_slots() * lay.cfg.seq_len;
     check_len("targets", target.len(), len)?;
     check_len("mask", mask.len(), len)?;
-    let (mut loss, mut count) = (0.0f32, 0usize);
+    let mut out = (0.0f32, 0usize);
     backprop(g, lay, params, sample, scratch, grad, &mut |pred, dpred| {
-        for ((d, (&pr, &y)), &m) in dpred.iter_mut().zip(pred.iter().zip(target)).zip(mask) {
-            *d = 0.0;
-            if m != 0 {
-                let r = pr - y;
-                loss += libm::fabsf(r);
-                count += 1;
-                *d = if r > 0.0 {
-                    1.0
-                } else if r < 0.0 {
-                    -1.0
-                } else {
-                    0.0
-                };
-            }
-        }
+        out = masked_l1(pred, target, mask, Some(dpred));
     })?;
-    if !loss.is_finite() {
+    if !out.0.is_finite() {
         return Err(Error::NonFinite("meta-training loss"));
     }
-    Ok((loss, count))
+    Ok(out)
+}
+
+/// The masked L1 loss of predictions against targets: `(sum of |pred - target| where mask != 0, count)`;
+/// with `dpred`, also its derivative (the sign of the residual, 0 off the mask). Slices of equal length.
+pub fn masked_l1(pred: &[f32], target: &[f32], mask: &[u8], mut dpred: Option<&mut [f32]>) -> (f32, usize) {
+    let (mut loss, mut count) = (0.0f32, 0usize);
+    for (i, ((&pr, &y), &m)) in pred.iter().zip(target).zip(mask).enumerate() {
+        let mut d = 0.0;
+        if m != 0 {
+            let r = pr - y;
+            loss += libm::fabsf(r);
+            count += 1;
+            d = if r > 0.0 {
+                1.0
+            } else if r < 0.0 {
+                -1.0
+            } else {
+                0.0
+            };
+        }
+        if let Some(dp) = dpred.as_deref_mut() {
+            dp[i] = d;
+        }
+    }
+    (loss, count)
 }
 
 /// Forward, then `dloss(pred, dpred)` writes dL/dpred, then the gradient of L is added to `grad`.

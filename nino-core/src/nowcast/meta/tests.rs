@@ -256,3 +256,13 @@ fn window_scales_targets_with_the_inputs_statistics_and_masks_what_does_not_coun
     assert_eq!(counted, p, "one real slot per parameter");
     assert!(window::build(&c, &graph, &states, 0, &mut scratch, &mut attr, &mut target, &mut mask).is_err());
 }
+
+#[test]
+fn masked_l1_counts_only_the_mask() {
+    let (pred, target, mask) = ([1.0, -2.0, 0.5, 3.0], [0.0, 1.0, 0.5, 100.0], [1u8, 1, 1, 0]);
+    let mut d = [9.0; 4];
+    // |1 - 0| + |-2 - 1| + |0.5 - 0.5| = 4 over 3 masked entries; the unmasked 97 is ignored.
+    assert_eq!(masked_l1(&pred, &target, &mask, Some(&mut d)), (4.0, 3));
+    assert_eq!(d, [1.0, -1.0, 0.0, 0.0]);
+    assert_eq!(masked_l1(&pred, &target, &mask, None), (4.0, 3));
+}
