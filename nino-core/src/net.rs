@@ -66,10 +66,11 @@ pub fn scratch_len(arch: &Arch, batch: usize) -> usize {
 /// each conv weight again as `[out, kh*kw*in]` for the input-gradient product, so backward reads it
 /// row-major instead of transposing it once per call.
 pub fn packed_len(arch: &Arch) -> usize {
-    arch.param_count() + arch.layers().iter().filter(|l| conv_of(l).is_ok()).map(Layer::weight_len).sum::<usize>()
+    transposed_offset(arch, arch.layers().len())
 }
 
-/// Offset in the packed parameters of conv layer `index`'s `[out, kh*kw*in]` copy.
+/// Offset in the packed parameters of conv layer `index`'s `[out, kh*kw*in]` copy (the end of the
+/// copies for `index` = the layer count).
 fn transposed_offset(arch: &Arch, index: usize) -> usize {
     let before = &arch.layers()[..index];
     arch.param_count() + before.iter().filter(|l| conv_of(l).is_ok()).map(Layer::weight_len).sum::<usize>()
@@ -88,13 +89,12 @@ pub fn pack(arch: &Arch, params: &[f32], packed: &mut [f32]) -> Result<(), Error
     check_len("packed params", packed.len(), packed_len(arch))?;
     let (head, tail) = packed.split_at_mut(p);
     head.copy_from_slice(params);
-    let mut t = 0;
-    for l in arch.layers() {
+    for (i, l) in arch.layers().iter().enumerate() {
         if let Ok(c) = conv_of(l) {
             let r = l.weight_offset..l.weight_offset + l.weight_len();
             pack_weight(&c, &params[r.clone()], &mut head[r.clone()])?;
+            let t = transposed_offset(arch, i) - p;
             transpose_packed(&c, &head[r], &mut tail[t..t + l.weight_len()])?;
-            t += l.weight_len();
         }
     }
     Ok(())

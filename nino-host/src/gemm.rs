@@ -122,65 +122,44 @@ mod avx512 {
 
 #[cfg(target_arch = "x86_64")]
 thread_local! {
-    /// Row-major copy of a strided right operand (small: a weight matrix or its transpose).
-    static PACKED_B: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Runs `c = beta*c + a b` on the AVX-512 tiles; `n` is a multiple of 16 and the shapes were checked.
-#[cfg(target_arch = "x86_64")]
-fn fast(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], ldc: usize, beta: f32) {
-    let (k, n) = (b.rows, b.cols);
-    if b.cs == 1 {
-        tiles(a, b.data, b.rs, n, c, ldc, beta);
-        return;
-    }
-    PACKED_B.with(|cell| {
-        let mut buf = cell.borrow_mut();
-        buf.clear();
-        buf.resize(k * n, 0.0);
-        for p in 0..k {
-            for (j, v) in buf[p * n..(p + 1) * n].iter_mut().enumerate() {
-                *v = b.data[p * b.rs + j * b.cs];
-            }
-        }
-        tiles(a, &buf, n, n, c, ldc, beta);
-    });
-}
-
-#[cfg(target_arch = "x86_64")]
-thread_local! {
     /// One column panel of the right operand copied contiguously (`k x 16*NV`).
     static PANEL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Sweeps the output in column panels of up to 64 and row blocks of the kernel's height.
+/// Runs `c = beta*c + a b` on the AVX-512 tiles; `n` is a multiple of 16 and the shapes were checked.
 ///
-/// A panel narrower than `b`'s rows is first copied contiguously when many row tiles will reuse it: rows
-/// of a wide `b` lie a power-of-two stride apart and would evict one another from the L1 cache.
+/// Sweeps the output in column panels of up to 64 and row blocks of the kernel's height. A panel is
+/// first copied contiguously when `b` is strided (the kernel loads 16 adjacent values), or when `b`'s rows
+/// are wider than the panel and many row tiles will reuse it: such rows lie a power-of-two stride apart
+/// and would evict one another from the L1 cache.
 #[cfg(target_arch = "x86_64")]
-fn tiles(a: MatRef<'_>, b: &[f32], ldb: usize, n: usize, c: &mut [f32], ldc: usize, beta: f32) {
-    let (m, k) = (a.rows, a.cols);
+fn fast(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], ldc: usize, beta: f32) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
     let (ap, cp) = (a.data.as_ptr(), c.as_mut_ptr());
     let mut j0 = 0;
     while j0 < n {
         let nv = ((n - j0) / 16).min(4);
         let w = 16 * nv;
-        let copy = ldb > w && m >= 24;
+        let copy = b.cs != 1 || (b.rs > w && m >= 24);
         PANEL.with(|cell| {
             let mut buf = cell.borrow_mut();
             let (bp, ldp) = if copy {
                 buf.clear();
                 for p in 0..k {
-                    buf.extend_from_slice(&b[p * ldb + j0..p * ldb + j0 + w]);
+                    let row = p * b.rs + j0 * b.cs;
+                    if b.cs == 1 {
+                        buf.extend_from_slice(&b.data[row..row + w]);
+                    } else {
+                        buf.extend((0..w).map(|j| b.data[row + j * b.cs]));
+                    }
                 }
                 (buf.as_ptr(), w)
             } else {
-                // SAFETY: j0 < n <= ldb, so the offset lies within b's first row.
-                (unsafe { b.as_ptr().add(j0) }, ldb)
+                // SAFETY: j0 < n and b.cs == 1, so the offset lies within b's first row.
+                (unsafe { b.data.as_ptr().add(j0) }, b.rs)
             };
             // SAFETY: AVX-512F was detected; check_gemm bounded every row < m, column < n and depth < k
-            // of a, b (row stride ldb, contiguous rows: b.cs == 1 or the packed copy; or the panel copy,
-            // k rows of w) and c.
+            // of a, b (contiguous rows of stride b.rs, or the panel copy: k rows of w) and c.
             unsafe {
                 let c0 = cp.add(j0);
                 match nv {

@@ -109,6 +109,12 @@ impl Conv2d {
         }
     }
 
+    /// First input column of output column `ox` if its whole kernel row lies inside the input (no padding).
+    #[inline]
+    fn row_inside(&self, ox: usize) -> Option<usize> {
+        (ox * self.stride).checked_sub(self.pad).filter(|&ix| ix + self.kernel <= self.in_hw.1)
+    }
+
     /// Input index `(y, x)` of kernel tap `k` at output position `o` (along one axis), if not padding.
     #[inline]
     fn src(&self, o: usize, k: usize, size: usize) -> Option<usize> {
@@ -200,12 +206,8 @@ pub fn im2col(c: &Conv2d, x: &[f32], layout: Layout, n: usize, col: &mut [f32]) 
                         continue;
                     };
                     // Channels-last with every tap of the row inside: one contiguous run of k*cin values.
-                    if (sc == 1 || cin == 1)
-                        && sx == cin
-                        && ox * c.stride >= c.pad
-                        && ox * c.stride + k <= c.in_hw.1 + c.pad
-                    {
-                        let base = iy * sy + (ox * c.stride - c.pad) * sx;
+                    if let Some(ix) = c.row_inside(ox).filter(|_| (sc == 1 || cin == 1) && sx == cin) {
+                        let base = iy * sy + ix * sx;
                         copy_run(seg, &xb[base..base + k * cin]);
                         continue;
                     }
@@ -248,8 +250,8 @@ pub fn col2im(c: &Conv2d, col: &[f32], n: usize, layout: Layout, dx: &mut [f32])
                 for ky in 0..k {
                     let Some(iy) = c.src(oy, ky, c.in_hw.0) else { continue };
                     // Channels-last with every tap of the row inside: one contiguous run of k*cin values.
-                    if sc == 1 && sx == cin && ox * c.stride >= c.pad && ox * c.stride + k <= c.in_hw.1 + c.pad {
-                        let base = iy * sy + (ox * c.stride - c.pad) * sx;
+                    if let Some(ix) = c.row_inside(ox).filter(|_| sc == 1 && sx == cin) {
+                        let base = iy * sy + ix * sx;
                         let src = &row[ky * k * cin..(ky + 1) * k * cin];
                         for (d, s) in db[base..base + k * cin].iter_mut().zip(src) {
                             *d += s;
