@@ -84,6 +84,18 @@ impl Period<'_> {
     }
 }
 
+/// Which horizon `k` a nowcast uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Horizon {
+    /// The reference: the schedule indexed by the nowcast counter and sized by the planned nowcasts.
+    #[default]
+    Counter,
+    /// The reference curve read at the training fraction `step / max_steps`, so that a period rule that
+    /// nowcasts often early still uses the horizons the reference would use at that point of training.
+    Fraction,
+}
+
 /// What the training loop does at one step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -108,6 +120,8 @@ pub struct Timeline<'a> {
     period: Period<'a>,
     ctx: usize,
     horizons: Schedule,
+    horizon: Horizon,
+    max_steps: usize,
     window_start: u64,
     recorded: usize,
     nowcasts: usize,
@@ -120,7 +134,23 @@ impl<'a> Timeline<'a> {
         period.validate(ctx)?;
         let planned = period.planned_nowcasts(max_steps, ctx);
         let horizons = Schedule::new(planned, 1, seq_len, 2.0)?;
-        Ok(Timeline { period, ctx, horizons, window_start: 0, recorded: 0, nowcasts: 0 })
+        Ok(Timeline {
+            period,
+            ctx,
+            horizons,
+            horizon: Horizon::Counter,
+            max_steps,
+            window_start: 0,
+            recorded: 0,
+            nowcasts: 0,
+        })
+    }
+
+    /// The same timeline with another horizon rule.
+    #[must_use]
+    pub const fn with_horizon(mut self, horizon: Horizon) -> Self {
+        self.horizon = horizon;
+        self
     }
 
     /// The action for 1-based step `step`; call once per step, in order.
@@ -139,7 +169,11 @@ impl<'a> Timeline<'a> {
         self.nowcasts += 1;
         self.recorded = 0;
         self.window_start = step;
-        Action::Nowcast { index, k: self.horizons.k(index) }
+        let k = match self.horizon {
+            Horizon::Counter => self.horizons.k(index),
+            Horizon::Fraction => self.horizons.k_at_fraction(step as f64 / self.max_steps.max(1) as f64),
+        };
+        Action::Nowcast { index, k }
     }
 
     /// Whether step `step` needs a forward and backward pass (false exactly when it is a nowcast).
@@ -211,6 +245,23 @@ mod tests {
         assert_eq!(&at[..6], &[200, 400, 800, 1200, 1800, 2400]);
         assert_eq!(n, 14);
         assert_eq!((ks[0], ks[n - 1]), (40, 1));
+    }
+
+    #[test]
+    fn fraction_horizons_follow_training_progress() {
+        let mut t = Timeline::new(Period::List(&FORK_DYNAMIC), 5, 10_000, 40).unwrap().with_horizon(Horizon::Fraction);
+        let mut ks = [(0u64, 0usize); 16];
+        let mut n = 0;
+        for s in 1..=10_000 {
+            if let Action::Nowcast { k, .. } = t.next(s) {
+                ks[n] = (s, k);
+                n += 1;
+            }
+        }
+        // Fraction 0.02 at step 200 gives (sqrt(40) - 0.02 (sqrt(40) - 1))^2 = 38.7; at step 5000, 13.4.
+        assert_eq!(ks[0], (200, 39));
+        assert_eq!(ks[8], (5000, 13));
+        assert!(ks[..n].windows(2).all(|w| w[0].1 >= w[1].1));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use crate::engine::Engine;
 use crate::nowcaster::{NowcastError, Nowcaster};
 use crate::train::{Batch, HookAction, HookError, StepHook};
-use nino_core::period::{Action, FORK_DYNAMIC, Period, Timeline};
+use nino_core::period::{Action, FORK_DYNAMIC, Horizon, Period, Timeline};
 use nino_core::rollback::{Rule, Snapshot, Verdict};
 use std::fmt;
 use std::str::FromStr;
@@ -35,6 +35,15 @@ impl PeriodChoice {
     /// NiNo++'s default dynamic rule.
     pub const DYNAMIC: PeriodChoice = PeriodChoice::Geometric { first: 200, growth: 1.5, max: 2000 };
 
+    /// The horizon rule used when none is asked for: the reference's counter for a static period (its
+    /// exact timeline), the training fraction for the rules that nowcast more often early.
+    pub fn default_horizon(&self) -> Horizon {
+        match self {
+            PeriodChoice::Static(_) => Horizon::Counter,
+            PeriodChoice::Fork | PeriodChoice::Geometric { .. } => Horizon::Fraction,
+        }
+    }
+
     /// The core period it stands for.
     pub fn period(&self) -> Period<'static> {
         match *self {
@@ -53,7 +62,7 @@ impl fmt::Display for PeriodChoice {
             PeriodChoice::Geometric { first, growth, max } if *self == PeriodChoice::DYNAMIC => {
                 write!(f, "dynamic (geometric {first}x{growth} up to {max})")
             }
-            PeriodChoice::Geometric { first, growth, max } => write!(f, "geometric:{first},{growth},{max}"),
+            PeriodChoice::Geometric { first, growth, max } => write!(f, "geometric:{first}/{growth}/{max}"),
         }
     }
 }
@@ -61,7 +70,8 @@ impl fmt::Display for PeriodChoice {
 impl FromStr for PeriodChoice {
     type Err = String;
 
-    /// Parses `1000`, `dynamic`, `fork` or `geometric:FIRST,GROWTH,MAX`.
+    /// Parses `1000`, `dynamic`, `fork` or `geometric:FIRST,GROWTH,MAX` (or `FIRST/GROWTH/MAX`, which fits
+    /// in a comma-separated `--runs` list).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         let bad = || {
@@ -73,7 +83,7 @@ impl FromStr for PeriodChoice {
             _ => {}
         }
         if let Some(rest) = s.strip_prefix("geometric:") {
-            let parts: Vec<&str> = rest.split(',').map(str::trim).collect();
+            let parts: Vec<&str> = rest.split([',', '/']).map(str::trim).collect();
             if parts.len() != 3 {
                 return Err(bad());
             }
@@ -117,6 +127,8 @@ pub struct NowcastEvent {
 pub struct NinoHookConfig {
     /// The period rule.
     pub period: PeriodChoice,
+    /// Horizon rule; `None` takes the period's [`PeriodChoice::default_horizon`].
+    pub horizon: Option<Horizon>,
     /// Step limit of the run (sizes the horizon schedule, as the reference's `max_train_steps`).
     pub max_steps: u64,
     /// Rollback rule; `None` keeps every nowcast, as the reference does (a NaN still aborts the nowcast).
@@ -176,7 +188,8 @@ impl NinoHook {
         let params = nowcaster.graph().arch().param_count();
         let ctx = nowcaster.ctx();
         let seq_len = nowcaster.config().seq_len;
-        let timeline = Timeline::new(cfg.period.period(), ctx, cfg.max_steps as usize, seq_len)?;
+        let timeline = Timeline::new(cfg.period.period(), ctx, cfg.max_steps as usize, seq_len)?
+            .with_horizon(cfg.horizon.unwrap_or_else(|| cfg.period.default_horizon()));
         if cfg.rollback.is_some() && probe.1.is_empty() {
             return Err(NowcastError::Core(nino_core::Error::InvalidArgument("rollback needs a probe batch")));
         }
@@ -237,7 +250,8 @@ impl NinoHook {
         }
         let (ctx, seq_len) = (self.nowcaster.ctx(), self.nowcaster.config().seq_len);
         let mut timeline = Timeline::new(self.cfg.period.period(), ctx, self.cfg.max_steps as usize, seq_len)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .with_horizon(self.cfg.horizon.unwrap_or_else(|| self.cfg.period.default_horizon()));
         for s in 1..=step {
             timeline.next(s);
         }
@@ -368,6 +382,7 @@ mod tests {
         let nc = Nowcaster::new(crate::weights::WeightSet::load(p).unwrap(), &arch, None, false).unwrap();
         let cfg = NinoHookConfig {
             period: PeriodChoice::Static(1000),
+            horizon: None,
             max_steps: 10_000,
             rollback,
             retry: false,

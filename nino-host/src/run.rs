@@ -16,6 +16,7 @@ use crate::train::{
 };
 use crate::weights::WeightSet;
 use anyhow::{Context, anyhow, bail};
+use nino_core::period::Horizon;
 use nino_core::rollback::Rule;
 use nino_core::{Arch, Task};
 use std::path::{Path, PathBuf};
@@ -30,6 +31,8 @@ pub struct NinoSpec {
     pub weights: PathBuf,
     /// Nowcast period.
     pub period: PeriodChoice,
+    /// Horizon rule; `None` takes the period's default.
+    pub horizon: Option<Horizon>,
     /// Store the weights as f16.
     pub f16: bool,
     /// Roll back a nowcast whose probe loss exceeds this ratio of the window's training loss (+ 0.1).
@@ -166,6 +169,7 @@ fn nino_hook(nino: &NinoSpec, spec: &RunSpec, arch: &Arch, splits: &Splits) -> a
     };
     let cfg = NinoHookConfig {
         period: nino.period.clone(),
+        horizon: nino.horizon,
         max_steps: spec.steps,
         rollback,
         retry: nino.retry,
@@ -177,10 +181,11 @@ fn nino_hook(nino: &NinoSpec, spec: &RunSpec, arch: &Arch, splits: &Splits) -> a
     splits.train.gather(&idx, &mut x, &mut y);
     if spec.announce {
         eprintln!(
-            "nowcasting with {} ({}), period {}, rollback {}",
+            "nowcasting with {} ({}), period {}, horizon {:?}, rollback {}",
             path.display(),
             if nowcaster.config().gnn { "NiNo GNN" } else { "WNN+" },
             nino.period,
+            nino.horizon.unwrap_or_else(|| nino.period.default_horizon()),
             rollback.map_or("off".to_string(), |r| format!(
                 "at {}x the window's training loss + {}",
                 r.max_ratio, r.max_increase
@@ -210,6 +215,7 @@ pub fn run_config(spec: &RunSpec, arch_spec: &str, data: &Splits) -> RunConfig {
         Some(n) => {
             c.push("--nino", canon(&n.weights));
             c.push("--period", &n.period);
+            c.push("--horizon", format!("{:?}", n.horizon.unwrap_or_else(|| n.period.default_horizon())));
             c.push("--f16", n.f16);
             c.push("--rollback", n.rollback.map_or("off".to_string(), |r| r.to_string()));
             c.push("--retry", n.retry);

@@ -41,6 +41,7 @@ fn planned_buffers_match_what_the_nowcaster_and_hook_allocate() {
             assert_eq!(got.scratch, scratch, "{name} on {task:?}");
             let cfg = NinoHookConfig {
                 period: PeriodChoice::Static(1000),
+                horizon: None,
                 max_steps: 10_000,
                 rollback: Some(Rule::default()),
                 retry: false,

@@ -47,6 +47,18 @@ impl Schedule {
         (libm::roundeven(y) as usize).clamp(1, self.seq_len)
     }
 
+    /// Horizon at training fraction `f` (0 at the start, 1 at the step limit): the same curve read
+    /// continuously, so that the horizon depends on how far training is rather than on how many
+    /// nowcasts were made (dynamic periods make many more of them early).
+    pub fn k_at_fraction(&self, f: f64) -> usize {
+        let s = self.seq_len as f64;
+        let f = if f.is_finite() { f.clamp(0.0, 1.0) } else { 1.0 };
+        let a = if self.p == 2.0 { libm::sqrt(s) } else { libm::pow(s, 1.0 / self.p) };
+        let x = a + (1.0 - a) * f;
+        let y = if self.p == 2.0 { x * x } else { libm::pow(x, self.p) };
+        (libm::roundeven(y) as usize).clamp(1, self.seq_len)
+    }
+
     /// Horizon of the nowcast made at 0-based step `step_idx` (`j = step_idx / period`).
     pub fn k_at_step(&self, step_idx: usize, period: usize) -> usize {
         self.k(step_idx / period.max(1))
@@ -76,5 +88,16 @@ mod tests {
         let one = Schedule::new(999, 1000, 40, 2.0).unwrap();
         assert_eq!((one.len(), one.k(0), one.k(5)), (1, 40, 40));
         assert!(Schedule::new(1000, 0, 40, 2.0).is_err());
+    }
+
+    #[test]
+    fn fraction_reads_the_same_curve() {
+        let s = Schedule::new(10_000, 1000, 40, 2.0).unwrap();
+        assert_eq!((s.k_at_fraction(0.0), s.k_at_fraction(1.0), s.k_at_fraction(7.0)), (40, 1, 1));
+        // (sqrt(40) - 0.5 * (sqrt(40) - 1))^2 = 13.40 rounds to 13.
+        assert_eq!(s.k_at_fraction(0.5), 13);
+        assert_eq!(s.k_at_fraction(f64::NAN), 1);
+        let ks: [usize; 11] = core::array::from_fn(|i| s.k_at_fraction(i as f64 / 10.0));
+        assert!(ks.windows(2).all(|w| w[0] >= w[1]), "{ks:?}");
     }
 }

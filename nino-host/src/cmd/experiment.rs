@@ -601,6 +601,7 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
                 nino: weight_paths[ci].as_ref().map(|w| NinoSpec {
                     weights: w.clone(),
                     period: cfg.period.clone().unwrap_or(PeriodChoice::Static(1000)),
+                    horizon: None,
                     f16: false,
                     rollback: cfg.rollback,
                     retry: false,

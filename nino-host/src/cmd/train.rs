@@ -9,6 +9,25 @@ use nino_core::{Arch, InputShape, Task};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
+/// The horizon rule on the command line (`--horizon`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum HorizonArg {
+    /// The reference: the k schedule indexed by the nowcast count, sized by the nowcasts planned.
+    Counter,
+    /// The reference curve read at the training fraction step / --steps.
+    Fraction,
+}
+
+impl HorizonArg {
+    /// The core's rule.
+    pub fn rule(self) -> nino_core::period::Horizon {
+        match self {
+            HorizonArg::Counter => nino_core::period::Horizon::Counter,
+            HorizonArg::Fraction => nino_core::period::Horizon::Fraction,
+        }
+    }
+}
+
 /// A built-in task of the reference protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TaskName {
@@ -116,6 +135,11 @@ pub struct TrainArgs {
     /// 2000), `fork` (200, 200, 400, 400, ..., 1000) or `geometric:FIRST,GROWTH,MAX`.
     #[arg(long, value_name = "P", default_value = "1000", requires = "nino")]
     pub period: PeriodChoice,
+
+    /// Horizon rule: `counter` (the reference: the k schedule indexed by the nowcast count, the default for
+    /// a static period) or `fraction` (the same curve read at step / --steps, the default for the others).
+    #[arg(long, value_enum, requires = "nino")]
+    pub horizon: Option<HorizonArg>,
 
     /// Store the NiNo weights as f16 (math stays f32).
     #[arg(long, requires = "nino")]
@@ -277,6 +301,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         Some(weights) => Some(NinoSpec {
             weights: weights.clone(),
             period: args.period.clone(),
+            horizon: args.horizon.map(HorizonArg::rule),
             f16: args.f16,
             rollback: args.rollback,
             retry: args.retry,
