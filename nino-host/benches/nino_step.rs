@@ -60,6 +60,14 @@ const BASELINE_TORCH_STEP_MS: f64 = 17.0;
 fn main() {
     let runs: usize = std::env::var("NINO_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(51).max(1);
     let w = WeightSet::load(fixture("weights/nino_no_posw.safetensors")).expect("weights");
+    // A profiling aid: `NINO_BENCH_PROFILE=N` only runs N FM-16 nowcasts of the Nowcaster, nothing else.
+    if let Some(n) = std::env::var("NINO_BENCH_PROFILE").ok().and_then(|s| s.parse::<usize>().ok()) {
+        let arch = Task::Fm16.arch();
+        let (h, mut out) = (history("fm16"), vec![0.0; arch.param_count()]);
+        let mut nc = Nowcaster::new(w, &arch, None, false).expect("nowcaster");
+        (0..n).for_each(|_| nc.nowcast(&h, 40, &mut out).expect("nowcast"));
+        return;
+    }
     // PyTorch, 2 threads, same machine kind (BASELINE.md): FM-16 14.3-21.3 ms per NiNo step; FM-32 not measured.
     let baseline = [(Task::Fm16, Some((14.3, 21.3))), (Task::Fm32, None)];
     println!("one NiNo step (nino_no_posw, k = 40), median of {runs} after 5 warm-up runs");
@@ -84,6 +92,12 @@ fn main() {
             runs,
         );
         let mut rows = vec![("f32 unfused (before folding)", unfused)];
+        // The folded model on one thread (single-threaded GEMM, edge halves in turn): what the threads add.
+        let mut one = Nowcaster::new(w.clone(), &arch, None, false)
+            .expect("nowcaster")
+            .with_kernels(Box::new(nino_host::gemm::HostGemm), nino_host::nowcaster::fast_silu)
+            .with_parallel(&nowcast::Sequential);
+        rows.push(("f32 folded, one thread", median_ms(|| one.nowcast(h, 40, &mut out).expect("nowcast"), runs)));
         for f16 in [false, true] {
             let mut nc = Nowcaster::new(w.clone(), &arch, None, f16).expect("nowcaster");
             let r = median_ms(|| nc.nowcast(h, 40, &mut out).expect("nowcast"), runs);

@@ -80,40 +80,55 @@ fn split_rows(
     r0.and(r1)
 }
 
+/// `a * b + c`, fused where the caller is compiled with FMA (`F`), else as two operations (a fused
+/// multiply-add without hardware support is a slow library call).
+#[inline(always)]
+fn madd<const F: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if F { a.mul_add(b, c) } else { a * b + c }
+}
+
 /// `exp(x)` for `x` in about `[-87, 88]` (clamped outside), Cephes-style: `2^n * poly(r)`, about 1 ulp, and
 /// branch-free so the compiler vectorises it.
 #[inline(always)]
-fn exp_vec(x: f32) -> f32 {
+fn exp_vec<const F: bool>(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer held in the low bits.
     let x = x.clamp(-87.0, 88.0);
-    let t = x * std::f32::consts::LOG2_E + MAGIC;
+    let t = madd::<F>(x, std::f32::consts::LOG2_E, MAGIC);
     let n = t - MAGIC;
-    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
-        * r
-        + 0.5;
-    let y = p * (r * r) + r + 1.0;
+    let r = madd::<F>(n, 2.121_944_4e-4, madd::<F>(n, -0.693_359_4, x));
+    let mut p = 1.987_569_1e-4;
+    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
+        p = madd::<F>(p, r, c);
+    }
+    let y = madd::<F>(p, r * r, r + 1.0);
     let scale = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32) << 23;
     f32::from_bits((y.to_bits() as i32).wrapping_add(scale) as u32)
 }
 
 #[inline(always)]
-fn silu_vec_body(x: &mut [f32]) {
-    for v in x {
-        *v /= 1.0 + exp_vec(-*v);
+fn silu_vec_body<const F: bool>(x: &mut [f32]) {
+    // Fixed blocks of 64 unroll into several independent vectors, which hides the exp's latency chain.
+    let mut blocks = x.chunks_exact_mut(64);
+    for block in &mut blocks {
+        for v in block {
+            *v /= 1.0 + exp_vec::<F>(-*v);
+        }
+    }
+    for v in blocks.into_remainder() {
+        *v /= 1.0 + exp_vec::<F>(-*v);
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn silu_avx2(x: &mut [f32]) {
-    silu_vec_body(x)
+    silu_vec_body::<true>(x)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn silu_avx512(x: &mut [f32]) {
-    silu_vec_body(x)
+    silu_vec_body::<true>(x)
 }
 
 /// SiLU over a slice with a vectorised exp (AVX-512 or AVX2 when present): the core's libm SiLU costs as much as the
@@ -131,7 +146,63 @@ pub fn fast_silu(x: &mut [f32]) {
         unsafe { silu_avx2(x) };
         return;
     }
-    silu_vec_body(x)
+    silu_vec_body::<false>(x)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod edge_avx512 {
+    //! The core's per-edge loops compiled for AVX-512 (the core itself is built for the baseline CPU).
+    use nino_core::nowcast::linear::{add_portable, message_portable, update_sum};
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn message_tf(a: &mut [f32], s: &[f32], b: &[f32], u: &[f32], v: &[f32]) {
+        message_portable(a, s, b, u, v)
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn update_tf(g: &mut [f32], b: &[f32], s: &[f32], t: &[f32]) {
+        update_sum(g, b, s, t);
+        super::silu_vec_body::<true>(g)
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn add_tf(a: &mut [f32], x: &[f32]) {
+        add_portable(a, x)
+    }
+
+    // SAFETY (all three): handed out by `super::fast_edge_kernels` only after detecting AVX-512F, AVX2 and FMA.
+    pub(super) fn message(a: &mut [f32], s: &[f32], b: &[f32], u: &[f32], v: &[f32]) {
+        unsafe { message_tf(a, s, b, u, v) }
+    }
+
+    pub(super) fn update(g: &mut [f32], b: &[f32], s: &[f32], t: &[f32]) {
+        unsafe { update_tf(g, b, s, t) }
+    }
+
+    pub(super) fn add(a: &mut [f32], x: &[f32]) {
+        unsafe { add_tf(a, x) }
+    }
+}
+
+fn update_fast_silu(g: &mut [f32], b: &[f32], s: &[f32], t: &[f32]) {
+    nowcast::linear::update_sum(g, b, s, t);
+    fast_silu(g)
+}
+
+/// The folded model's per-edge loops for this CPU: AVX-512 when present, else plain loops with [`fast_silu`].
+pub fn fast_edge_kernels() -> nowcast::EdgeKernels {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+    {
+        return nowcast::EdgeKernels {
+            message: edge_avx512::message,
+            update: edge_avx512::update,
+            add: edge_avx512::add,
+        };
+    }
+    nowcast::EdgeKernels { update: update_fast_silu, ..nowcast::EdgeKernels::PORTABLE }
 }
 
 /// The folded form of a bound GNN ([`nowcast::folded_len`] floats).
@@ -149,11 +220,28 @@ fn fold<W: nowcast::WeightElem>(w: &nowcast::NinoWeights<'_, W>, buf: &mut [f32]
     }
 }
 
+/// Runs the core's parallel tasks on rayon's pool (the halves of a nowcast's per-edge work).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RayonParallel;
+
+impl nowcast::Parallel for RayonParallel {
+    fn run(&self, tasks: &mut [&mut (dyn FnMut() + Send)]) {
+        match tasks {
+            [] => {}
+            [t] => t(),
+            _ => {
+                let (a, b) = tasks.split_at_mut(tasks.len() / 2);
+                rayon::join(|| self.run(a), || self.run(b));
+            }
+        }
+    }
+}
+
 static THREADED: ThreadedGemm = ThreadedGemm;
 
 /// The fastest kernels this host offers: threaded `gemm`-crate products and the vectorised SiLU.
 pub fn host_backend() -> Backend<'static> {
-    Backend { gemm: &THREADED, silu: fast_silu }
+    Backend { gemm: &THREADED, silu: fast_silu, par: &RayonParallel, edge: fast_edge_kernels() }
 }
 
 /// Weights in the storage chosen at construction.
@@ -189,6 +277,7 @@ pub struct Nowcaster {
     scratch: Vec<f32>,
     gemm: Box<dyn Gemm + Send>,
     silu: fn(&mut [f32]),
+    par: &'static dyn nowcast::Parallel,
 }
 
 impl std::fmt::Debug for Nowcaster {
@@ -237,6 +326,7 @@ impl Nowcaster {
                 scratch,
                 gemm: Box::new(ThreadedGemm),
                 silu: fast_silu,
+                par: &RayonParallel,
             });
         }
         let weights = if f16 { Storage::F16(weights.to_f16()?) } else { Storage::F32(weights) };
@@ -248,13 +338,29 @@ impl Nowcaster {
         };
         let len = if cfg.gnn { nowcast::folded_scratch_len(&graph, &cfg) } else { nowcast::scratch_len(&graph, &cfg) };
         let scratch = vec![0.0; len];
-        Ok(Nowcaster { weights, folded, graph, lpe, scratch, gemm: Box::new(ThreadedGemm), silu: fast_silu })
+        Ok(Nowcaster {
+            weights,
+            folded,
+            graph,
+            lpe,
+            scratch,
+            gemm: Box::new(ThreadedGemm),
+            silu: fast_silu,
+            par: &RayonParallel,
+        })
     }
 
     /// Replaces the kernels (the default: [`ThreadedGemm`] and [`fast_silu`]), e.g. to compare them.
     pub fn with_kernels(mut self, gemm: Box<dyn Gemm + Send>, silu: fn(&mut [f32])) -> Self {
         self.gemm = gemm;
         self.silu = silu;
+        self
+    }
+
+    /// Replaces how the per-edge halves run (the default: [`RayonParallel`]; [`nowcast::Sequential`] for one
+    /// thread).
+    pub fn with_parallel(mut self, par: &'static dyn nowcast::Parallel) -> Self {
+        self.par = par;
         self
     }
 
@@ -301,7 +407,7 @@ impl Nowcaster {
     pub fn nowcast(&mut self, history: &[f32], k: usize, out: &mut [f32]) -> Result<(), NowcastError> {
         let cfg = *self.config();
         let (g, lpe, scratch) = (&self.graph, &self.lpe, &mut self.scratch);
-        let be = Backend { gemm: &*self.gemm, silu: self.silu };
+        let be = Backend { gemm: &*self.gemm, silu: self.silu, par: self.par, edge: fast_edge_kernels() };
         if let Some(buf) = &self.folded {
             let m = nowcast::FoldedGnn::new(&cfg, buf)?;
             nowcast::nowcast_folded(be, &m, g, history, lpe, k, scratch, out, &mut |_, _| {})?;
@@ -360,6 +466,32 @@ mod tests {
             // Sums of 128 products of magnitude <= 1 in another order: 1e-3 is ample, a wrong row is not.
             let d = c1.iter().zip(&c2).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
             assert!(d < 1e-3, "beta {beta}: {d}");
+        }
+    }
+
+    #[test]
+    fn threads_do_not_change_a_nowcast() {
+        // The edge halves are fixed, so running them on rayon's pool or in turn must give the same bits.
+        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/weights/nino_no_posw.safetensors");
+        let w = WeightSet::load(p).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        // FM-16's edge products are large enough for ThreadedGemm to split them as well.
+        for task in [Task::Debug, Task::Fm16] {
+            let arch = task.arch();
+            let n = arch.param_count();
+            let h: Vec<f32> =
+                (0..5 * n).map(|i| ((i * 37 % 101) as f32 - 50.0) * 1e-3 * (1.0 + (i / n) as f32)).collect();
+            let mut threaded = Nowcaster::new(w.clone(), &arch, None, false).unwrap();
+            let mut one = Nowcaster::new(w.clone(), &arch, None, false)
+                .unwrap()
+                .with_kernels(Box::new(HostGemm), fast_silu)
+                .with_parallel(&nowcast::Sequential);
+            let (mut a, mut b) = (vec![0.0; n], vec![1.0; n]);
+            for k in [1, 40] {
+                pool.install(|| threaded.nowcast(&h, k, &mut a)).unwrap();
+                one.nowcast(&h, k, &mut b).unwrap();
+                assert_eq!(a, b, "{task:?}, k {k}");
+            }
         }
     }
 

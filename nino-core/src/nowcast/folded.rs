@@ -323,10 +323,26 @@ pub fn fold_gnn<W: WeightElem>(w: &GnnWeights<'_, W>, cfg: &Config, out: &mut [f
     Ok(())
 }
 
+/// The per-edge work runs in this many fixed halves (edge rows `[0, E/2)` and `[E/2, E)`), each with its own
+/// node partial sums, so the result is the same whether a host runs them on one thread or two.
+const PARTS: usize = 2;
+
 /// Scratch floats of [`folded_forward`] for a graph of `e` edges and `n` nodes.
 pub fn folded_scratch_len(cfg: &Config, e: usize, n: usize) -> usize {
     let h = cfg.hid;
-    5 * n * h + n * (cfg.max_feat_size * cfg.ctx).max(h) + 4 * e * h
+    let wide = (cfg.max_feat_size * cfg.ctx).max(h);
+    5 * n * h + n * wide + (PARTS - 1) * n * (h + wide) + 4 * e * h
+}
+
+/// Edge rows of part `p` of `PARTS`.
+fn part_rows(e: usize, p: usize) -> core::ops::Range<usize> {
+    e * p / PARTS..e * (p + 1) / PARTS
+}
+
+/// `m`'s rows `r` (a row block of a product's left operand).
+fn rows<'a>(m: MatRef<'a>, r: &core::ops::Range<usize>) -> MatRef<'a> {
+    let data = if r.start < m.rows { &m.data[r.start * m.rs..] } else { &m.data[m.data.len()..] };
+    MatRef { data, rows: r.end - r.start, ..m }
 }
 
 /// Runs the folded GNN on `attr` (`[E, F*c]`) and `lpe` (`[N, lpe]`) for horizon `k`, writing `out`
@@ -358,10 +374,10 @@ pub fn folded_forward(
     let mut rest = &mut *scratch;
     let x = take_mut(&mut rest, n * h);
     let uv = take_mut(&mut rest, 2 * n * h);
-    let agg = take_mut(&mut rest, n * h);
+    let agg = take_mut(&mut rest, PARTS * n * h);
     let xt = take_mut(&mut rest, n * h);
     let wide = lay.fmc.max(h);
-    let sx = take_mut(&mut rest, n * wide);
+    let sx = take_mut(&mut rest, PARTS * n * wide);
     let (mut za, mut zb) = rest.split_at_mut(2 * e * h);
 
     // X0 = lpe · W_np^T + (b_np + wte row 0).
@@ -383,31 +399,49 @@ pub fn folded_forward(
             (MatRef { data: &zb[h..], rows: e, cols: h, rs: 2 * h, cs: 1 }, h)
         };
         let w_sc_le = MatRef { data: &el.w[..inp * 3 * h], rows: inp, cols: 2 * h, rs: 3 * h, cs: 1 };
-        be.gemm.gemm(input, w_sc_le, za, 2 * h, 0.0)?;
         // [U | V] per node, b_pre in U.
         fill_rows(uv, nd.pre_b);
         be.gemm.gemm(MatRef::row_major(x, n, h), MatRef::row_major(nd.pre, h, 2 * h), uv, 2 * h, 1.0)?;
+        let (agg, agg1) = agg.split_at_mut(n * h);
+        let (sx, sx1) = sx.split_at_mut(n * wide);
+        let (sx, sx1) = (&mut sx[..n * inp], &mut sx1[..n * inp]);
         agg.fill(0.0);
-        let sx = &mut sx[..n * inp];
+        agg1.fill(0.0);
         sx.fill(0.0);
+        sx1.fill(0.0);
         let table = el.b;
         let typed = l == 0 && lay.typed;
-        let zin: &[f32] = zb;
-        for_each_edge(graph, |ei, s, t, kind| {
-            let r = if typed { kind.id() } else { 0 };
-            let b = &table[r * 3 * h..r * 3 * h + 3 * h];
-            let sc = &za[ei * 2 * h..ei * 2 * h + h];
-            let (ut, vs) = (&uv[t * 2 * h..t * 2 * h + h], &uv[s * 2 * h + h..s * 2 * h + 2 * h]);
-            let a = &mut agg[t * h..t * h + h];
-            for i in 0..h {
-                a[i] += (sc[i] + b[i]) * (ut[i] + vs[i]);
-            }
-            if typed {
-                a.iter_mut().zip(&b[2 * h..]).for_each(|(a, b)| *a += b);
-            }
-            let xin = if l == 0 { &attr[ei * fc..ei * fc + fc] } else { &zin[ei * 2 * h + h..ei * 2 * h + 2 * h] };
-            sx[t * inp..t * inp + inp].iter_mut().zip(xin).for_each(|(a, b)| *a += b);
-        });
+        let (zin, uvr): (&[f32], &[f32]) = (zb, uv);
+        // Each half of the edges: its rows of Z, then its messages summed into its own node partials.
+        let (z0, z1) = za.split_at_mut(part_rows(e, 0).len() * 2 * h);
+        let part = |r: core::ops::Range<usize>, z: &mut [f32], agg: &mut [f32], sx: &mut [f32]| -> Result<(), Error> {
+            let e0 = r.start;
+            be.gemm.gemm(rows(input, &r), w_sc_le, z, 2 * h, 0.0)?;
+            for_each_edge(graph, |ei, s, t, kind| {
+                if !r.contains(&ei) {
+                    return;
+                }
+                let rt = if typed { kind.id() } else { 0 };
+                let b = &table[rt * 3 * h..rt * 3 * h + 3 * h];
+                let sc = &z[(ei - e0) * 2 * h..(ei - e0) * 2 * h + h];
+                let (ut, vs) = (&uvr[t * 2 * h..t * 2 * h + h], &uvr[s * 2 * h + h..s * 2 * h + 2 * h]);
+                let a = &mut agg[t * h..t * h + h];
+                (be.edge.message)(a, sc, &b[..h], ut, vs);
+                if typed {
+                    (be.edge.add)(a, &b[2 * h..]);
+                }
+                let xin = if l == 0 { &attr[ei * fc..ei * fc + fc] } else { &zin[ei * 2 * h + h..ei * 2 * h + 2 * h] };
+                (be.edge.add)(&mut sx[t * inp..t * inp + inp], xin);
+            });
+            Ok(())
+        };
+        let (mut r0, mut r1) = (Ok(()), Ok(()));
+        be.par.run(&mut [&mut || r0 = part(part_rows(e, 0), z0, agg, sx), &mut || {
+            r1 = part(part_rows(e, 1), z1, agg1, sx1)
+        }]);
+        r0.and(r1)?;
+        agg.iter_mut().zip(&*agg1).for_each(|(a, b)| *a += b);
+        sx.iter_mut().zip(&*sx1).for_each(|(a, b)| *a += b);
         let bsh = &table[2 * h..3 * h];
         for node in 0..n {
             let d = graph.in_degree(node);
@@ -432,16 +466,21 @@ pub fn folded_forward(
         // Edge update: G = SiLU(lin_e(Ee) + lin_s(X)[s] + lin_t(X)[t]) in Z's second half.
         fill_rows(uv, nd.st_b);
         be.gemm.gemm(MatRef::row_major(x, n, h), MatRef::row_major(nd.st, h, 2 * h), uv, 2 * h, 1.0)?;
-        for_each_edge(graph, |ei, s, t, kind| {
-            let r = if typed { kind.id() } else { 0 };
-            let b = &table[r * 3 * h + h..r * 3 * h + 2 * h];
-            let (ls, lt) = (&uv[s * 2 * h..s * 2 * h + h], &uv[t * 2 * h + h..t * 2 * h + 2 * h]);
-            let g = &mut za[ei * 2 * h + h..ei * 2 * h + 2 * h];
-            for i in 0..h {
-                g[i] += b[i] + ls[i] + lt[i];
-            }
-            (be.silu)(g);
-        });
+        let uvr: &[f32] = uv;
+        let update = |r: core::ops::Range<usize>, z: &mut [f32]| {
+            let e0 = r.start;
+            for_each_edge(graph, |ei, s, t, kind| {
+                if !r.contains(&ei) {
+                    return;
+                }
+                let rt = if typed { kind.id() } else { 0 };
+                let b = &table[rt * 3 * h + h..rt * 3 * h + 2 * h];
+                let (ls, lt) = (&uvr[s * 2 * h..s * 2 * h + h], &uvr[t * 2 * h + h..t * 2 * h + 2 * h]);
+                let g = &mut z[(ei - e0) * 2 * h + h..(ei - e0) * 2 * h + 2 * h];
+                (be.edge.update)(g, b, ls, lt);
+            });
+        };
+        be.par.run(&mut [&mut || update(part_rows(e, 0), z0), &mut || update(part_rows(e, 1), z1)]);
         core::mem::swap(&mut za, &mut zb);
     }
 
@@ -452,21 +491,32 @@ pub fn folded_forward(
     } else {
         MatRef { data: &zb[h..], rows: e, cols: h, rs: 2 * h, cs: 1 }
     };
-    let hid = &mut za[..e * h];
-    be.gemm.gemm(input, MatRef::row_major(&el.w[..input.cols * h], input.cols, h), hid, h, 0.0)?;
-    if lay.nl == 0 && lay.typed {
-        let table = el.b;
-        for_each_edge(graph, |ei, _, _, kind| {
-            let b = &table[kind.id() * h..kind.id() * h + h];
-            hid[ei * h..ei * h + h].iter_mut().zip(b).for_each(|(a, b)| *a += b);
-        });
-    } else {
-        for row in hid.chunks_exact_mut(h) {
-            row.iter_mut().zip(el.b).for_each(|(a, b)| *a += b);
+    let w_head = MatRef::row_major(&el.w[..input.cols * h], input.cols, h);
+    let typed = lay.nl == 0 && lay.typed;
+    let head = |r: core::ops::Range<usize>, hid: &mut [f32], out: &mut [f32]| -> Result<(), Error> {
+        let e0 = r.start;
+        be.gemm.gemm(rows(input, &r), w_head, hid, h, 0.0)?;
+        if typed {
+            let table = el.b;
+            for_each_edge(graph, |ei, _, _, kind| {
+                if r.contains(&ei) {
+                    let b = &table[kind.id() * h..kind.id() * h + h];
+                    hid[(ei - e0) * h..(ei - e0) * h + h].iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                }
+            });
+        } else {
+            for row in hid.chunks_exact_mut(h) {
+                row.iter_mut().zip(el.b).for_each(|(a, b)| *a += b);
+            }
         }
-    }
-    (be.silu)(hid);
-    head_rows(be.gemm, &m.head_out, cfg.seq_len, k, f, MatRef::row_major(hid, e, h), out, &mut [])?;
+        (be.silu)(hid);
+        head_rows(be.gemm, &m.head_out, cfg.seq_len, k, f, MatRef::row_major(hid, r.len(), h), out, &mut [])
+    };
+    let (hid0, hid1) = za[..e * h].split_at_mut(part_rows(e, 0).len() * h);
+    let (out0, out1) = out.split_at_mut(part_rows(e, 0).len() * f);
+    let (mut r0, mut r1) = (Ok(()), Ok(()));
+    be.par.run(&mut [&mut || r0 = head(part_rows(e, 0), hid0, out0), &mut || r1 = head(part_rows(e, 1), hid1, out1)]);
+    r0.and(r1)?;
     obs(Stage::Delta, out);
     add_residual(out, attr, f, c, cfg.upd_scale);
     Ok(())

@@ -15,19 +15,91 @@ pub fn silu_in_place(x: &mut [f32]) {
     x.iter_mut().for_each(|v| *v = silu(*v));
 }
 
-/// The compute kernels a model runs on: a matrix multiply and the SiLU, both replaceable by a host.
+/// `a += (s + b) * (u + v)` over slices `(a, s, b, u, v)`.
+pub type MessageFn = fn(&mut [f32], &[f32], &[f32], &[f32], &[f32]);
+
+/// `g = SiLU(g + b + s + t)` over slices `(g, b, s, t)`.
+pub type UpdateFn = fn(&mut [f32], &[f32], &[f32], &[f32]);
+
+/// The folded model's per-edge vector kernels, which a host may replace by SIMD versions of the same math.
+#[derive(Clone, Copy)]
+pub struct EdgeKernels {
+    /// One edge's message added into its target's sum.
+    pub message: MessageFn,
+    /// One edge's update.
+    pub update: UpdateFn,
+    /// `a += x`.
+    pub add: fn(a: &mut [f32], x: &[f32]),
+}
+
+impl EdgeKernels {
+    /// Plain loops with the libm SiLU.
+    pub const PORTABLE: EdgeKernels =
+        EdgeKernels { message: message_portable, update: update_portable, add: add_portable };
+}
+
+/// [`EdgeKernels::message`] as plain loops.
+#[inline(always)]
+pub fn message_portable(a: &mut [f32], s: &[f32], b: &[f32], u: &[f32], v: &[f32]) {
+    for (((a, s), b), (u, v)) in a.iter_mut().zip(s).zip(b).zip(u.iter().zip(v)) {
+        *a += (s + b) * (u + v);
+    }
+}
+
+/// The sum of [`EdgeKernels::update`] before its SiLU, as a plain loop.
+#[inline(always)]
+pub fn update_sum(g: &mut [f32], b: &[f32], s: &[f32], t: &[f32]) {
+    for ((g, b), (s, t)) in g.iter_mut().zip(b).zip(s.iter().zip(t)) {
+        *g += b + s + t;
+    }
+}
+
+fn update_portable(g: &mut [f32], b: &[f32], s: &[f32], t: &[f32]) {
+    update_sum(g, b, s, t);
+    silu_in_place(g);
+}
+
+/// [`EdgeKernels::add`] as a plain loop.
+#[inline(always)]
+pub fn add_portable(a: &mut [f32], x: &[f32]) {
+    a.iter_mut().zip(x).for_each(|(a, x)| *a += x);
+}
+
+/// Runs independent pieces of work, possibly at the same time: how a host lends its threads to the core,
+/// which has none. The tasks touch disjoint memory, so any order gives the same result.
+pub trait Parallel: Sync {
+    /// Runs every task once and returns when all have finished.
+    fn run(&self, tasks: &mut [&mut (dyn FnMut() + Send)]);
+}
+
+/// Runs the tasks one after the other: the core's default, for a single core.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sequential;
+
+impl Parallel for Sequential {
+    fn run(&self, tasks: &mut [&mut (dyn FnMut() + Send)]) {
+        tasks.iter_mut().for_each(|t| t());
+    }
+}
+
+/// The compute kernels a model runs on: a matrix multiply, the SiLU and a way to run work in parallel,
+/// each replaceable by a host.
 #[derive(Clone, Copy)]
 pub struct Backend<'a> {
     /// Every heavy product goes through it.
     pub gemm: &'a dyn Gemm,
     /// SiLU over a slice in place; [`silu_in_place`] (libm) unless a host plugs in a vectorised one.
     pub silu: fn(&mut [f32]),
+    /// Runs the per-edge halves of the folded model; [`Sequential`] unless a host has threads.
+    pub par: &'a dyn Parallel,
+    /// The folded model's per-edge loops.
+    pub edge: EdgeKernels,
 }
 
 impl<'a> Backend<'a> {
-    /// `gemm` with the core's libm SiLU.
+    /// `gemm` with the core's libm SiLU, run sequentially.
     pub fn new(gemm: &'a dyn Gemm) -> Self {
-        Backend { gemm, silu: silu_in_place }
+        Backend { gemm, silu: silu_in_place, par: &Sequential, edge: EdgeKernels::PORTABLE }
     }
 }
 
