@@ -35,13 +35,13 @@ impl PeriodChoice {
     /// NiNo++'s default dynamic rule.
     pub const DYNAMIC: PeriodChoice = PeriodChoice::Geometric { first: 200, growth: 1.5, max: 2000 };
 
-    /// The horizon rule used when none is asked for: the reference's counter for a static period (its
-    /// exact timeline), the training fraction for the rules that nowcast more often early.
-    pub fn default_horizon(&self) -> Horizon {
-        match self {
+    /// The horizon rule: `asked`, or when none is asked for the reference's counter for a static period
+    /// (its exact timeline) and the training fraction for the rules that nowcast more often early.
+    pub fn horizon(&self, asked: Option<Horizon>) -> Horizon {
+        asked.unwrap_or(match self {
             PeriodChoice::Static(_) => Horizon::Counter,
             PeriodChoice::Fork | PeriodChoice::Geometric { .. } => Horizon::Fraction,
-        }
+        })
     }
 
     /// The core period it stands for.
@@ -127,7 +127,7 @@ pub struct NowcastEvent {
 pub struct NinoHookConfig {
     /// The period rule.
     pub period: PeriodChoice,
-    /// Horizon rule; `None` takes the period's [`PeriodChoice::default_horizon`].
+    /// Horizon rule; `None` takes the period's default ([`PeriodChoice::horizon`]).
     pub horizon: Option<Horizon>,
     /// Step limit of the run (sizes the horizon schedule, as the reference's `max_train_steps`).
     pub max_steps: u64,
@@ -137,6 +137,14 @@ pub struct NinoHookConfig {
     pub retry: bool,
     /// A fault injected into nowcasts (tests only).
     pub fault: Option<Fault>,
+}
+
+impl NinoHookConfig {
+    /// The timeline these settings give a model with `ctx` states and `seq_len` horizons.
+    fn timeline(&self, ctx: usize, seq_len: usize) -> Result<Timeline<'static>, nino_core::Error> {
+        let t = Timeline::new(self.period.period(), ctx, self.max_steps as usize, seq_len)?;
+        Ok(t.with_horizon(self.period.horizon(self.horizon)))
+    }
 }
 
 /// What a checkpoint keeps of a [`NinoHook`] to continue it exactly: the context states recorded in the
@@ -188,8 +196,7 @@ impl NinoHook {
         let params = nowcaster.graph().arch().param_count();
         let ctx = nowcaster.ctx();
         let seq_len = nowcaster.config().seq_len;
-        let timeline = Timeline::new(cfg.period.period(), ctx, cfg.max_steps as usize, seq_len)?
-            .with_horizon(cfg.horizon.unwrap_or_else(|| cfg.period.default_horizon()));
+        let timeline = cfg.timeline(ctx, seq_len)?;
         if cfg.rollback.is_some() && probe.1.is_empty() {
             return Err(NowcastError::Core(nino_core::Error::InvalidArgument("rollback needs a probe batch")));
         }
@@ -249,9 +256,7 @@ impl NinoHook {
             ));
         }
         let (ctx, seq_len) = (self.nowcaster.ctx(), self.nowcaster.config().seq_len);
-        let mut timeline = Timeline::new(self.cfg.period.period(), ctx, self.cfg.max_steps as usize, seq_len)
-            .map_err(|e| e.to_string())?
-            .with_horizon(self.cfg.horizon.unwrap_or_else(|| self.cfg.period.default_horizon()));
+        let mut timeline = self.cfg.timeline(ctx, seq_len).map_err(|e| e.to_string())?;
         for s in 1..=step {
             timeline.next(s);
         }

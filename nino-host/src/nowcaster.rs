@@ -278,6 +278,7 @@ pub struct Nowcaster {
     gemm: Box<dyn Gemm + Send>,
     silu: fn(&mut [f32]),
     par: &'static dyn nowcast::Parallel,
+    edge: nowcast::EdgeKernels,
 }
 
 impl std::fmt::Debug for Nowcaster {
@@ -305,7 +306,7 @@ impl Nowcaster {
             }
             lpe
         };
-        if weights.is_meta() {
+        let (weights, folded, scratch_len) = if weights.is_meta() {
             let mut model = MetaModel::from_weights(&weights).map_err(|e| NowcastError::Meta(format!("{e:#}")))?;
             if f16 {
                 model.params.iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32());
@@ -316,37 +317,29 @@ impl Nowcaster {
                 cent = vec![0.0; raw.len()];
                 nowcast::meta::centrality_feature(&raw, &mut cent)?;
             }
-            let scratch = vec![0.0; nowcast::meta_scratch_len(&graph, &cfg)];
-            let weights = Storage::Meta(Box::new(model), cent);
-            return Ok(Nowcaster {
-                weights,
-                folded: None,
-                graph,
-                lpe,
-                scratch,
-                gemm: Box::new(ThreadedGemm),
-                silu: fast_silu,
-                par: &RayonParallel,
-            });
-        }
-        let weights = if f16 { Storage::F16(weights.to_f16()?) } else { Storage::F32(weights) };
-        // f16 is a storage format: the folded working set is f32, folded from the f16-rounded values.
-        let folded = match (&weights, cfg.gnn) {
-            (Storage::F32(w), true) => Some(fold_into(&w.bind()?, &cfg)?),
-            (Storage::F16(w), true) => Some(fold_into(&w.bind()?, &cfg)?),
-            _ => None,
+            (Storage::Meta(Box::new(model), cent), None, nowcast::meta_scratch_len(&graph, &cfg))
+        } else {
+            let weights = if f16 { Storage::F16(weights.to_f16()?) } else { Storage::F32(weights) };
+            // f16 is a storage format: the folded working set is f32, folded from the f16-rounded values.
+            let folded = match (&weights, cfg.gnn) {
+                (Storage::F32(w), true) => Some(fold_into(&w.bind()?, &cfg)?),
+                (Storage::F16(w), true) => Some(fold_into(&w.bind()?, &cfg)?),
+                _ => None,
+            };
+            let len =
+                if cfg.gnn { nowcast::folded_scratch_len(&graph, &cfg) } else { nowcast::scratch_len(&graph, &cfg) };
+            (weights, folded, len)
         };
-        let len = if cfg.gnn { nowcast::folded_scratch_len(&graph, &cfg) } else { nowcast::scratch_len(&graph, &cfg) };
-        let scratch = vec![0.0; len];
         Ok(Nowcaster {
             weights,
             folded,
             graph,
             lpe,
-            scratch,
+            scratch: vec![0.0; scratch_len],
             gemm: Box::new(ThreadedGemm),
             silu: fast_silu,
             par: &RayonParallel,
+            edge: fast_edge_kernels(),
         })
     }
 
@@ -407,7 +400,7 @@ impl Nowcaster {
     pub fn nowcast(&mut self, history: &[f32], k: usize, out: &mut [f32]) -> Result<(), NowcastError> {
         let cfg = *self.config();
         let (g, lpe, scratch) = (&self.graph, &self.lpe, &mut self.scratch);
-        let be = Backend { gemm: &*self.gemm, silu: self.silu, par: self.par, edge: fast_edge_kernels() };
+        let be = Backend { gemm: &*self.gemm, silu: self.silu, par: self.par, edge: self.edge };
         if let Some(buf) = &self.folded {
             let m = nowcast::FoldedGnn::new(&cfg, buf)?;
             nowcast::nowcast_folded(be, &m, g, history, lpe, k, scratch, out, &mut |_, _| {})?;

@@ -185,7 +185,7 @@ fn nino_hook(nino: &NinoSpec, spec: &RunSpec, arch: &Arch, splits: &Splits) -> a
             path.display(),
             if nowcaster.config().gnn { "NiNo GNN" } else { "WNN+" },
             nino.period,
-            nino.horizon.unwrap_or_else(|| nino.period.default_horizon()),
+            nino.period.horizon(nino.horizon),
             rollback.map_or("off".to_string(), |r| format!(
                 "at {}x the window's training loss + {}",
                 r.max_ratio, r.max_increase
@@ -215,7 +215,7 @@ pub fn run_config(spec: &RunSpec, arch_spec: &str, data: &Splits) -> RunConfig {
         Some(n) => {
             c.push("--nino", canon(&n.weights));
             c.push("--period", &n.period);
-            c.push("--horizon", format!("{:?}", n.horizon.unwrap_or_else(|| n.period.default_horizon())));
+            c.push("--horizon", format!("{:?}", n.period.horizon(n.horizon)));
             c.push("--f16", n.f16);
             c.push("--rollback", n.rollback.map_or("off".to_string(), |r| r.to_string()));
             c.push("--retry", n.retry);

@@ -18,25 +18,33 @@ pub fn edge_out_len(graph: &NeuralGraph) -> usize {
 }
 
 /// Visits every edge in order as `(edge, source, target, type)` without per-edge searching.
-pub fn for_each_edge(graph: &NeuralGraph, mut f: impl FnMut(usize, usize, usize, EdgeType)) {
+pub fn for_each_edge(graph: &NeuralGraph, f: impl FnMut(usize, usize, usize, EdgeType)) {
+    for_each_edge_in(graph, 0..graph.num_edges(), f)
+}
+
+/// [`for_each_edge`] restricted to the edges numbered within `range`, visiting only those.
+pub fn for_each_edge_in(
+    graph: &NeuralGraph,
+    range: core::ops::Range<usize>,
+    mut f: impl FnMut(usize, usize, usize, EdgeType),
+) {
+    // The edges of one block numbered `start..start + len`, as block-local indices inside `range`.
+    let local =
+        |start: usize, len: usize| range.start.max(start) - start..range.end.min(start + len).max(start) - start;
     for (ln, l) in graph.layer_nodes().iter().zip(graph.arch().layers()) {
         let kind = match l.kind {
             LayerKind::Conv { .. } => EdgeType::Conv,
             LayerKind::Linear => EdgeType::Linear,
         };
-        let mut e = ln.weight_edges;
-        for i in 0..l.n_in {
-            for o in 0..l.n_out {
-                f(e, ln.in_base + i, ln.out_base + o, kind);
-                e += 1;
-            }
+        for j in local(ln.weight_edges, l.n_in * l.n_out) {
+            f(ln.weight_edges + j, ln.in_base + j / l.n_out, ln.out_base + j % l.n_out, kind);
         }
-        for o in 0..l.n_out {
+        for o in local(ln.bias_edges, l.n_out) {
             f(ln.bias_edges + o, ln.bias_node, ln.out_base + o, EdgeType::Bias);
         }
     }
     let base = graph.num_param_edges();
-    for v in 0..graph.num_nodes() {
+    for v in local(base, graph.num_nodes()) {
         f(base + v, v, v, EdgeType::SelfLoop);
     }
 }
@@ -132,5 +140,18 @@ mod tests {
             n += 1;
         });
         assert_eq!(n, g.num_edges());
+        // Any split into two ranges visits the same edges, in the same order, as the whole graph.
+        for cut in [0, 1, 90, 175, 180, 181] {
+            let mut seen = 0;
+            for r in [0..cut, cut..181] {
+                for_each_edge_in(&g, r.clone(), |e, s, t, k| {
+                    assert!(r.contains(&e), "edge {e} outside {r:?}");
+                    assert_eq!(e, seen, "cut {cut}");
+                    assert_eq!(g.edge(e).unwrap(), crate::graph::Edge { src: s, dst: t, kind: k });
+                    seen += 1;
+                });
+            }
+            assert_eq!(seen, 181, "cut {cut}");
+        }
     }
 }

@@ -15,7 +15,7 @@
 //! Observers see `NodeProj`, `Conv(l)` and `Delta`; the edge features themselves (`GnnInput`,
 //! `EdgeUpdate`) never exist here, which is the point. The unfused path checks them.
 
-use super::features::for_each_edge;
+use super::features::{for_each_edge, for_each_edge_in};
 use super::model::{Observer, Stage, add_residual, head_rows};
 use super::weights::{Config, GnnWeights, Lin, WeightElem};
 use crate::error::{Error, check_len};
@@ -339,6 +339,17 @@ fn part_rows(e: usize, p: usize) -> core::ops::Range<usize> {
     e * p / PARTS..e * (p + 1) / PARTS
 }
 
+/// Runs the two halves' tasks through `par` and returns the first error.
+fn run_halves(
+    par: &dyn super::linear::Parallel,
+    mut first: impl FnMut() -> Result<(), Error> + Send,
+    mut second: impl FnMut() -> Result<(), Error> + Send,
+) -> Result<(), Error> {
+    let (mut r0, mut r1) = (Ok(()), Ok(()));
+    par.run(&mut [&mut || r0 = first(), &mut || r1 = second()]);
+    r0.and(r1)
+}
+
 /// `m`'s rows `r` (a row block of a product's left operand).
 fn rows<'a>(m: MatRef<'a>, r: &core::ops::Range<usize>) -> MatRef<'a> {
     let data = if r.start < m.rows { &m.data[r.start * m.rs..] } else { &m.data[m.data.len()..] };
@@ -417,10 +428,7 @@ pub fn folded_forward(
         let part = |r: core::ops::Range<usize>, z: &mut [f32], agg: &mut [f32], sx: &mut [f32]| -> Result<(), Error> {
             let e0 = r.start;
             be.gemm.gemm(rows(input, &r), w_sc_le, z, 2 * h, 0.0)?;
-            for_each_edge(graph, |ei, s, t, kind| {
-                if !r.contains(&ei) {
-                    return;
-                }
+            for_each_edge_in(graph, r, |ei, s, t, kind| {
                 let rt = if typed { kind.id() } else { 0 };
                 let b = &table[rt * 3 * h..rt * 3 * h + 3 * h];
                 let sc = &z[(ei - e0) * 2 * h..(ei - e0) * 2 * h + h];
@@ -435,11 +443,7 @@ pub fn folded_forward(
             });
             Ok(())
         };
-        let (mut r0, mut r1) = (Ok(()), Ok(()));
-        be.par.run(&mut [&mut || r0 = part(part_rows(e, 0), z0, agg, sx), &mut || {
-            r1 = part(part_rows(e, 1), z1, agg1, sx1)
-        }]);
-        r0.and(r1)?;
+        run_halves(be.par, || part(part_rows(e, 0), z0, agg, sx), || part(part_rows(e, 1), z1, agg1, sx1))?;
         agg.iter_mut().zip(&*agg1).for_each(|(a, b)| *a += b);
         sx.iter_mut().zip(&*sx1).for_each(|(a, b)| *a += b);
         let bsh = &table[2 * h..3 * h];
@@ -467,20 +471,18 @@ pub fn folded_forward(
         fill_rows(uv, nd.st_b);
         be.gemm.gemm(MatRef::row_major(x, n, h), MatRef::row_major(nd.st, h, 2 * h), uv, 2 * h, 1.0)?;
         let uvr: &[f32] = uv;
-        let update = |r: core::ops::Range<usize>, z: &mut [f32]| {
+        let update = |r: core::ops::Range<usize>, z: &mut [f32]| -> Result<(), Error> {
             let e0 = r.start;
-            for_each_edge(graph, |ei, s, t, kind| {
-                if !r.contains(&ei) {
-                    return;
-                }
+            for_each_edge_in(graph, r, |ei, s, t, kind| {
                 let rt = if typed { kind.id() } else { 0 };
                 let b = &table[rt * 3 * h + h..rt * 3 * h + 2 * h];
                 let (ls, lt) = (&uvr[s * 2 * h..s * 2 * h + h], &uvr[t * 2 * h + h..t * 2 * h + 2 * h]);
                 let g = &mut z[(ei - e0) * 2 * h + h..(ei - e0) * 2 * h + 2 * h];
                 (be.edge.update)(g, b, ls, lt);
             });
+            Ok(())
         };
-        be.par.run(&mut [&mut || update(part_rows(e, 0), z0), &mut || update(part_rows(e, 1), z1)]);
+        run_halves(be.par, || update(part_rows(e, 0), z0), || update(part_rows(e, 1), z1))?;
         core::mem::swap(&mut za, &mut zb);
     }
 
@@ -498,11 +500,9 @@ pub fn folded_forward(
         be.gemm.gemm(rows(input, &r), w_head, hid, h, 0.0)?;
         if typed {
             let table = el.b;
-            for_each_edge(graph, |ei, _, _, kind| {
-                if r.contains(&ei) {
-                    let b = &table[kind.id() * h..kind.id() * h + h];
-                    hid[(ei - e0) * h..(ei - e0) * h + h].iter_mut().zip(b).for_each(|(a, b)| *a += b);
-                }
+            for_each_edge_in(graph, r.clone(), |ei, _, _, kind| {
+                let b = &table[kind.id() * h..kind.id() * h + h];
+                hid[(ei - e0) * h..(ei - e0) * h + h].iter_mut().zip(b).for_each(|(a, b)| *a += b);
             });
         } else {
             for row in hid.chunks_exact_mut(h) {
@@ -514,9 +514,7 @@ pub fn folded_forward(
     };
     let (hid0, hid1) = za[..e * h].split_at_mut(part_rows(e, 0).len() * h);
     let (out0, out1) = out.split_at_mut(part_rows(e, 0).len() * f);
-    let (mut r0, mut r1) = (Ok(()), Ok(()));
-    be.par.run(&mut [&mut || r0 = head(part_rows(e, 0), hid0, out0), &mut || r1 = head(part_rows(e, 1), hid1, out1)]);
-    r0.and(r1)?;
+    run_halves(be.par, || head(part_rows(e, 0), hid0, out0), || head(part_rows(e, 1), hid1, out1))?;
     obs(Stage::Delta, out);
     add_residual(out, attr, f, c, cfg.upd_scale);
     Ok(())
