@@ -276,6 +276,16 @@ impl Dataset {
         self.images.truncate(n * self.shape.len());
     }
 
+    /// Keeps the first `n` examples and returns the rest (empty when `n >= len()`).
+    pub fn split_off(&mut self, n: usize) -> Dataset {
+        let n = n.min(self.labels.len());
+        Dataset {
+            shape: self.shape,
+            images: self.images.split_off(n * self.shape.len()),
+            labels: self.labels.split_off(n),
+        }
+    }
+
     /// Largest label + 1 (0 when empty).
     pub fn classes(&self) -> usize {
         self.labels.iter().max().map_or(0, |&m| m as usize + 1)
@@ -306,6 +316,9 @@ pub struct Splits {
     pub train: Dataset,
     /// The complete test split.
     pub test: Dataset,
+    /// The training examples past the protocol's cut (5,000 of Fashion-MNIST's 60,000): never trained
+    /// on, so a rollback can judge a nowcast by how it generalises (`--probe heldout`).
+    pub heldout: Dataset,
     /// Normalisation applied to both.
     pub norm: Normalization,
     /// Number of classes: largest label of either split + 1, at least 10 (the reference's heads).
@@ -351,10 +364,10 @@ pub fn load_splits(dir: &Path, norm: Option<Normalization>) -> Result<Splits, Da
     let norm =
         norm.unwrap_or_else(|| Normalization::from_pixels(&train_im.pixels[..keep * train_im.rows * train_im.cols]));
     let mut train = Dataset::from_idx(&train_im, &train_lab, norm);
-    train.truncate(keep);
+    let heldout = train.split_off(keep);
     let test = Dataset::from_idx(&test_im, &test_lab, norm);
     let classes = train.classes().max(test.classes()).max(10);
-    Ok(Splits { train, test, norm, classes, train_total })
+    Ok(Splits { train, test, heldout, norm, classes, train_total })
 }
 
 fn is_default_dir(dir: &Path) -> bool {
@@ -508,6 +521,10 @@ mod tests {
         assert_eq!(s.train_total, 24);
         assert_eq!(s.train.len(), 22);
         assert_eq!(s.train.images.len(), 22 * 16);
+        // The two examples past the cut are held out, in file order.
+        assert_eq!(s.heldout.len(), 2);
+        assert_eq!(s.heldout.images.len(), 2 * 16);
+        assert_eq!(s.heldout.images[0], ((22 * 16) % 256) as f32 / 255.0);
         assert_eq!(s.test.len(), 5);
         assert_eq!(s.classes, 12);
         assert_eq!(s.train.shape, InputShape { channels: 1, height: 4, width: 4 });

@@ -112,7 +112,8 @@ pub struct NowcastEvent {
     pub step: u64,
     /// Horizon used (the retry's, if one was made).
     pub k: usize,
-    /// Mean training loss of the window before it (the rollback baseline).
+    /// The rollback baseline: the window's mean training loss, or the probe loss before the nowcast
+    /// ([`Baseline::ProbeBefore`]).
     pub baseline: f32,
     /// Probe loss after it (NaN when rollback is off).
     pub probe: f32,
@@ -120,6 +121,16 @@ pub struct NowcastEvent {
     pub verdict: Verdict,
     /// Whether a retry with a shorter horizon was made.
     pub retried: bool,
+}
+
+/// What the rollback rule compares the probe loss after a nowcast with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Baseline {
+    /// The mean training loss of the window before the nowcast: free, since the loop computes it.
+    WindowLoss,
+    /// The same probe batch's loss just before the nowcast: one more probe loss per nowcast, and the
+    /// only fair comparison when the probe is held-out data, whose loss sits above the training loss.
+    ProbeBefore,
 }
 
 /// Settings of the hook.
@@ -133,6 +144,8 @@ pub struct NinoHookConfig {
     pub max_steps: u64,
     /// Rollback rule; `None` keeps every nowcast, as the reference does (a NaN still aborts the nowcast).
     pub rollback: Option<Rule>,
+    /// What the rule's baseline is.
+    pub baseline: Baseline,
     /// After a rollback, retry once with a quarter of the horizon.
     pub retry: bool,
     /// A fault injected into nowcasts (tests only).
@@ -322,7 +335,11 @@ impl NinoHook {
     }
 
     fn nowcast(&mut self, step: u64, k: usize, engine: &mut Engine) -> Result<HookAction, HookError> {
-        let baseline = if self.loss_n > 0 { (self.loss_sum / self.loss_n as f64) as f32 } else { f32::NAN };
+        let baseline = match (self.cfg.baseline, self.cfg.rollback) {
+            (Baseline::ProbeBefore, Some(_)) => engine.loss(&self.probe.0, &self.probe.1)?,
+            _ if self.loss_n > 0 => (self.loss_sum / self.loss_n as f64) as f32,
+            _ => f32::NAN,
+        };
         let (mut verdict, mut probe) = self.attempt(k, baseline, engine)?;
         let mut used_k = k;
         let mut retried = false;
@@ -390,6 +407,7 @@ mod tests {
             horizon: None,
             max_steps: 10_000,
             rollback,
+            baseline: Baseline::WindowLoss,
             retry: false,
             fault: None,
         };

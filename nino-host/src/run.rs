@@ -9,7 +9,7 @@ use crate::data::{Normalization, Splits, load_splits};
 use crate::engine::{AdamConfig, Engine, init_params};
 use crate::fsutil::write_atomic;
 use crate::metrics::{MetricsLog, Summary};
-use crate::nino_hook::{Fault, NinoHook, NinoHookConfig, NinoState, PeriodChoice};
+use crate::nino_hook::{Baseline, Fault, NinoHook, NinoHookConfig, NinoState, PeriodChoice};
 use crate::nowcaster::Nowcaster;
 use crate::train::{
     Checkpointing, HookError, LoopState, NoHook, StepHook, TrainConfig, TrainError, TrainReport, train_resumable,
@@ -21,8 +21,20 @@ use nino_core::rollback::Rule;
 use nino_core::{Arch, Task};
 use std::path::{Path, PathBuf};
 
-/// Training examples in the fixed probe batch a rollback judges a nowcast by.
+/// Examples in the fixed probe batch a rollback judges a nowcast by.
 pub const PROBE_EXAMPLES: usize = 512;
+
+/// Where the rollback's probe batch comes from (`--probe`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeSource {
+    /// The first training examples, judged against the window's mean training loss (no extra cost).
+    #[default]
+    Train,
+    /// The first held-out examples (past the protocol's cut, never trained on), judged against their
+    /// own loss just before the nowcast: catches a nowcast that fits the training data but generalises
+    /// worse, for one more probe loss per nowcast.
+    Heldout,
+}
 
 /// How a run nowcasts with NiNo (or WNN+, whichever the weights hold).
 #[derive(Clone, Debug, PartialEq)]
@@ -35,8 +47,12 @@ pub struct NinoSpec {
     pub horizon: Option<Horizon>,
     /// Store the weights as f16.
     pub f16: bool,
-    /// Roll back a nowcast whose probe loss exceeds this ratio of the window's training loss (+ 0.1).
+    /// Roll back a nowcast whose probe loss exceeds this ratio of the baseline plus `slack`.
     pub rollback: Option<f32>,
+    /// Absolute slack of the rollback threshold (0.1 by default).
+    pub slack: f32,
+    /// The probe batch, and with it the baseline.
+    pub probe: ProbeSource,
     /// After a rollback, retry once with a quarter of the horizon.
     pub retry: bool,
     /// Node features from a file (`FILE` with tensor `lpe`, or `FILE:TENSOR`) instead of our own LPE.
@@ -164,21 +180,37 @@ fn nino_hook(nino: &NinoSpec, spec: &RunSpec, arch: &Arch, splits: &Splits) -> a
     let nowcaster = Nowcaster::new(weights, arch, lpe, nino.f16).context("preparing the nowcaster")?;
     let rollback = match nino.rollback {
         Some(r) if !(r.is_finite() && r >= 1.0) => bail!("--rollback RATIO must be at least 1, got {r}"),
-        Some(r) => Some(Rule { max_ratio: r, ..Rule::default() }),
+        Some(_) if !(nino.slack.is_finite() && nino.slack >= 0.0) => {
+            bail!("--rollback-slack must be a finite number of at least 0, got {}", nino.slack)
+        }
+        Some(r) => Some(Rule { max_ratio: r, max_increase: nino.slack }),
         None => None,
     };
+    let (source, baseline) = match nino.probe {
+        ProbeSource::Train => (&splits.train, Baseline::WindowLoss),
+        ProbeSource::Heldout => (&splits.heldout, Baseline::ProbeBefore),
+    };
+    if rollback.is_some() && source.is_empty() {
+        bail!(
+            "--probe heldout needs training examples past the protocol's cut, but {} has only {} training \
+             examples, all used for training",
+            spec.data_dir.display(),
+            splits.train_total
+        );
+    }
     let cfg = NinoHookConfig {
         period: nino.period.clone(),
         horizon: nino.horizon,
         max_steps: spec.steps,
         rollback,
+        baseline,
         retry: nino.retry,
         fault: nino.fault,
     };
-    let n = PROBE_EXAMPLES.min(splits.train.len());
+    let n = PROBE_EXAMPLES.min(source.len());
     let idx: Vec<u32> = (0..n as u32).collect();
     let (mut x, mut y) = (Vec::new(), Vec::new());
-    splits.train.gather(&idx, &mut x, &mut y);
+    source.gather(&idx, &mut x, &mut y);
     if spec.announce {
         eprintln!(
             "nowcasting with {} ({}), period {}, horizon {:?}, rollback {}",
@@ -187,8 +219,13 @@ fn nino_hook(nino: &NinoSpec, spec: &RunSpec, arch: &Arch, splits: &Splits) -> a
             nino.period,
             nino.period.horizon(nino.horizon),
             rollback.map_or("off".to_string(), |r| format!(
-                "at {}x the window's training loss + {}",
-                r.max_ratio, r.max_increase
+                "at {}x {} + {}",
+                r.max_ratio,
+                match nino.probe {
+                    ProbeSource::Train => "the window's training loss",
+                    ProbeSource::Heldout => "the held-out probe's loss before the nowcast",
+                },
+                r.max_increase
             )),
         );
     }
@@ -219,6 +256,8 @@ pub fn run_config(spec: &RunSpec, arch_spec: &str, data: &Splits) -> RunConfig {
             c.push("--f16", n.f16);
             c.push("--rollback", n.rollback.map_or("off".to_string(), |r| r.to_string()));
             c.push("--retry", n.retry);
+            c.push("--rollback-slack", n.slack);
+            c.push("--probe", format!("{:?}", n.probe));
             c.push("--lpe", n.lpe.as_deref().map_or("none".to_string(), canon));
             c.push("--inject-fault", n.fault.map_or("none".to_string(), |f| format!("{f:?}")));
         }
@@ -409,4 +448,63 @@ pub fn run_training_with(spec: &RunSpec, data: &Splits, files: &Persistence) -> 
         rollbacks: rep.rollbacks,
     };
     Ok(RunOutcome { summary, report: rep })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Dataset;
+    use nino_core::InputShape;
+
+    fn dataset(n: usize) -> Dataset {
+        let shape = InputShape { channels: 1, height: 28, width: 28 };
+        Dataset { shape, images: vec![0.0; n * shape.len()], labels: vec![0; n] }
+    }
+
+    #[test]
+    fn heldout_probe_needs_heldout_examples() {
+        let weights = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/weights/nino_mlp_h32.safetensors");
+        let nino = NinoSpec {
+            weights: weights.into(),
+            period: PeriodChoice::Static(100),
+            horizon: None,
+            f16: false,
+            rollback: Some(1.5),
+            slack: 0.1,
+            probe: ProbeSource::Heldout,
+            retry: false,
+            lpe: None,
+            fault: None,
+        };
+        let spec = RunSpec {
+            task: Some(Task::Debug),
+            arch: Task::Debug.spec().into(),
+            data_dir: "some/dir".into(),
+            target: None,
+            lr: 0.006,
+            batch: 4,
+            steps: 1000,
+            seed: 1,
+            eval_every: 100,
+            nino: Some(nino.clone()),
+            metrics: None,
+            progress: false,
+            announce: false,
+        };
+        let mut splits = Splits {
+            train: dataset(11),
+            test: dataset(2),
+            heldout: dataset(0),
+            norm: Normalization::FASHION_MNIST,
+            classes: 10,
+            train_total: 11,
+        };
+        let arch = Task::Debug.arch();
+        let err = nino_hook(&nino, &spec, &arch, &splits).unwrap_err().to_string();
+        assert!(err.contains("--probe heldout needs training examples past the protocol's cut"), "{err}");
+        splits.heldout = dataset(3);
+        assert!(nino_hook(&nino, &spec, &arch, &splits).is_ok());
+        let bad_slack = NinoSpec { slack: f32::NAN, ..nino };
+        assert!(nino_hook(&bad_slack, &spec, &arch, &splits).unwrap_err().to_string().contains("--rollback-slack"));
+    }
 }

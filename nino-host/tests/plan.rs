@@ -44,6 +44,7 @@ fn planned_buffers_match_what_the_nowcaster_and_hook_allocate() {
                 horizon: None,
                 max_steps: 10_000,
                 rollback: Some(Rule::default()),
+                baseline: nino_host::nino_hook::Baseline::WindowLoss,
                 retry: false,
                 fault: None,
             };

@@ -61,3 +61,13 @@ fn without_rollback_scaled_garbage_wrecks_training() {
         Ok(s) => assert!(s["rollbacks"].as_u64() == Some(0) && !reached(&s), "{s}"),
     }
 }
+
+#[test]
+fn heldout_probe_rolls_back_garbage_and_target_reached() {
+    // The probe is the mini set's held-out images (500 past the protocol's cut), judged against their own
+    // loss before each nowcast.
+    let s = run(&["--rollback", "--probe", "heldout", "--inject-fault", "scale:100"]);
+    let n = s["nowcasts"].as_u64().unwrap();
+    assert!(n >= 1 && s["rollbacks"].as_u64().unwrap() == n, "{s}");
+    assert!(reached(&s), "{s}");
+}

@@ -6,7 +6,7 @@ use crate::fsutil::write_atomic;
 use crate::metrics::{EvalRow, Summary};
 use crate::nino_hook::PeriodChoice;
 use crate::plot::{LinePlot, Series, write_png};
-use crate::run::{NinoSpec, RunSpec, load_data, run_training};
+use crate::run::{NinoSpec, ProbeSource, RunSpec, load_data, run_training};
 use anyhow::{Context, bail};
 use nino_core::Task;
 use serde::Serialize;
@@ -247,6 +247,18 @@ pub struct ExperimentArgs {
     /// NiNo weights for `nino:` runs.
     #[arg(long, value_name = "FILE", default_value = DEFAULT_NINO)]
     pub nino: PathBuf,
+
+    /// Absolute slack of the rollback threshold of `+rollback` runs (as `nino train --rollback-slack`).
+    #[arg(long, value_name = "LOSS", default_value_t = 0.1)]
+    pub rollback_slack: f32,
+
+    /// The probe batch of `+rollback` runs: `train` or `heldout` (as `nino train --probe`).
+    #[arg(long, value_enum, default_value_t = ProbeSource::Train)]
+    pub probe: ProbeSource,
+
+    /// After a rollback, retry once with a quarter of the horizon (as `nino train --retry`).
+    #[arg(long)]
+    pub retry: bool,
 
     /// WNN+ weights for `wnn:` runs.
     #[arg(long, value_name = "FILE", default_value = DEFAULT_WNN)]
@@ -604,7 +616,9 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
                     horizon: None,
                     f16: false,
                     rollback: cfg.rollback,
-                    retry: false,
+                    slack: args.rollback_slack,
+                    probe: args.probe,
+                    retry: args.retry,
                     lpe: None,
                     fault: None,
                 }),

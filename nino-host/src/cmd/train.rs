@@ -3,7 +3,7 @@
 use crate::data::DEFAULT_FASHION_MNIST_DIR;
 use crate::metrics::{MetricsLog, check_writable_dir};
 use crate::nino_hook::{Fault, PeriodChoice};
-use crate::run::{NinoSpec, Persistence, RunSpec, load_data, run_training_with};
+use crate::run::{NinoSpec, Persistence, ProbeSource, RunSpec, load_data, run_training_with};
 use anyhow::bail;
 use nino_core::{Arch, InputShape, Task};
 use std::io::IsTerminal;
@@ -145,10 +145,21 @@ pub struct TrainArgs {
     #[arg(long, requires = "nino")]
     pub f16: bool,
 
-    /// Undo a nowcast whose probe loss exceeds RATIO x the window's mean training loss + 0.1, or that
-    /// produced a non-finite parameter (off: every nowcast is kept, as in the reference).
+    /// Undo a nowcast whose probe loss exceeds RATIO x the baseline + --rollback-slack, or that produced
+    /// a non-finite parameter (off: every nowcast is kept, as in the reference). The baseline is the
+    /// window's mean training loss (--probe train) or the probe's loss before the nowcast (--probe heldout).
     #[arg(long, value_name = "RATIO", num_args = 0..=1, default_missing_value = "1.5", requires = "nino")]
     pub rollback: Option<f32>,
+
+    /// Absolute slack of the rollback threshold.
+    #[arg(long, value_name = "LOSS", default_value_t = 0.1, requires = "rollback")]
+    pub rollback_slack: f32,
+
+    /// The rollback's probe batch: the first 512 training images (`train`), or the first 512 of the
+    /// training images the protocol holds out (`heldout`, images 55,001-55,512 of Fashion-MNIST), judged
+    /// against their own loss before the nowcast, so that a nowcast that generalises worse is undone.
+    #[arg(long, value_enum, default_value_t = ProbeSource::Train, requires = "rollback")]
+    pub probe: ProbeSource,
 
     /// Node features for the NiNo GNN from FILE (tensor `lpe` [N, 8]) or FILE:TENSOR (e.g.
     /// fixtures/golden/fm16.safetensors:lpe8) instead of nino's own deterministic LPE.
@@ -304,6 +315,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             horizon: args.horizon.map(HorizonArg::rule),
             f16: args.f16,
             rollback: args.rollback,
+            slack: args.rollback_slack,
+            probe: args.probe,
             retry: args.retry,
             lpe: args.lpe.clone(),
             fault: args.inject_fault.as_deref().map(parse_fault).transpose()?,
