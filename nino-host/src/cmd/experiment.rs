@@ -19,7 +19,7 @@ pub const DEFAULT_NINO: &str = "fixtures/weights/nino_no_posw.safetensors";
 /// Default WNN+ weights (the MLP baseline of the paper).
 pub const DEFAULT_WNN: &str = "fixtures/weights/nino_mlp.safetensors";
 /// Rollback ratio of a bare `+rollback` (the `nino train --rollback` default).
-pub const DEFAULT_ROLLBACK: f32 = 1.5;
+pub const DEFAULT_ROLLBACK: f32 = nino_core::rollback::DEFAULT_MAX_RATIO;
 
 /// Which nowcaster a configuration uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -194,7 +194,7 @@ Presets (--preset), as --runs lists:
   nino-vs-wnn        adam,nino:1000,wnn:1000
 
 A run is `adam`, `nino:PERIOD` or `wnn:PERIOD` (PERIOD: steps, `dynamic`, `fork`), optionally followed by
-`+rollback` (ratio 1.5) or `+rollback:RATIO`. Every configuration runs once per seed on the same data
+`+rollback` (ratio 3) or `+rollback:RATIO`. Every configuration runs once per seed on the same data
 (loaded once), under the `nino train` protocol.
 
 Output in --out: table.md (median steps and wall time to target over the seeds, each seed's value, `>N`
@@ -719,7 +719,7 @@ mod tests {
         for p in [Preset::Main, Preset::StaticVsDynamic, Preset::WallTime, Preset::Periods, Preset::NinoVsWnn] {
             assert!(parse_runs(p.runs()).is_ok(), "{}", p.name());
         }
-        assert_eq!(parse_runs(Preset::Main.runs()).unwrap()[1].rollback, Some(1.5));
+        assert_eq!(parse_runs(Preset::Main.runs()).unwrap()[1].rollback, Some(3.0));
     }
 
     #[test]
