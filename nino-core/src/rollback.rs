@@ -78,6 +78,9 @@ impl Verdict {
 /// training loss, so the rule keeps those and undoes what is broken (a x100 nowcast, a divergence).
 pub const DEFAULT_MAX_RATIO: f32 = 3.0;
 
+/// Default [`Rule::max_increase`]: keeps a nowcast whose probe loss is tiny in absolute terms.
+pub const DEFAULT_MAX_INCREASE: f32 = 0.1;
+
 /// When a nowcast is undone: `probe > max_ratio * baseline + max_increase`, or anything non-finite.
 ///
 /// `baseline` is a loss the loop already has (the running training loss of the window before the
@@ -93,7 +96,7 @@ pub struct Rule {
 
 impl Default for Rule {
     fn default() -> Self {
-        Rule { max_ratio: DEFAULT_MAX_RATIO, max_increase: 0.1 }
+        Rule { max_ratio: DEFAULT_MAX_RATIO, max_increase: DEFAULT_MAX_INCREASE }
     }
 }
 

@@ -270,12 +270,6 @@ impl Dataset {
         self.labels.is_empty()
     }
 
-    /// Keeps only the first `n` examples (the protocol's training cut).
-    pub fn truncate(&mut self, n: usize) {
-        self.labels.truncate(n);
-        self.images.truncate(n * self.shape.len());
-    }
-
     /// Keeps the first `n` examples and returns the rest (empty when `n >= len()`).
     pub fn split_off(&mut self, n: usize) -> Dataset {
         let n = n.min(self.labels.len());

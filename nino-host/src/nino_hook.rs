@@ -133,6 +133,15 @@ pub enum Baseline {
     ProbeBefore,
 }
 
+impl fmt::Display for Baseline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Baseline::WindowLoss => "the window's training loss",
+            Baseline::ProbeBefore => "the probe's loss before the nowcast",
+        })
+    }
+}
+
 /// Settings of the hook.
 #[derive(Clone, Debug)]
 pub struct NinoHookConfig {

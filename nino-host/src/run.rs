@@ -219,13 +219,8 @@ fn nino_hook(nino: &NinoSpec, spec: &RunSpec, arch: &Arch, splits: &Splits) -> a
             nino.period,
             nino.period.horizon(nino.horizon),
             rollback.map_or("off".to_string(), |r| format!(
-                "at {}x {} + {}",
-                r.max_ratio,
-                match nino.probe {
-                    ProbeSource::Train => "the window's training loss",
-                    ProbeSource::Heldout => "the held-out probe's loss before the nowcast",
-                },
-                r.max_increase
+                "at {}x {baseline} + {} ({:?} probe)",
+                r.max_ratio, r.max_increase, nino.probe
             )),
         );
     }

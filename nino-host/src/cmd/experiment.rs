@@ -249,7 +249,7 @@ pub struct ExperimentArgs {
     pub nino: PathBuf,
 
     /// Absolute slack of the rollback threshold of `+rollback` runs (as `nino train --rollback-slack`).
-    #[arg(long, value_name = "LOSS", default_value_t = 0.1)]
+    #[arg(long, value_name = "LOSS", default_value_t = nino_core::rollback::DEFAULT_MAX_INCREASE)]
     pub rollback_slack: f32,
 
     /// The probe batch of `+rollback` runs: `train` or `heldout` (as `nino train --probe`).

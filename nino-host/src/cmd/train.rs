@@ -152,7 +152,7 @@ pub struct TrainArgs {
     pub rollback: Option<f32>,
 
     /// Absolute slack of the rollback threshold.
-    #[arg(long, value_name = "LOSS", default_value_t = 0.1, requires = "rollback")]
+    #[arg(long, value_name = "LOSS", default_value_t = nino_core::rollback::DEFAULT_MAX_INCREASE, requires = "rollback")]
     pub rollback_slack: f32,
 
     /// The rollback's probe batch: the first 512 training images (`train`), or the first 512 of the
@@ -385,6 +385,15 @@ mod tests {
         assert!(parse(&["--task", "fm16", "--arch", "mlp:32"]).is_err());
         assert!(parse(&[]).is_err());
         assert!(parse(&["--task", "c10"]).is_err());
+    }
+
+    #[test]
+    fn bare_rollback_takes_the_core_defaults() {
+        // `default_missing_value` is a string, so it is checked against the core's constants here.
+        let a = parse(&["--task", "fm16", "--nino", "w", "--rollback"]).unwrap();
+        assert_eq!(a.rollback, Some(nino_core::rollback::DEFAULT_MAX_RATIO));
+        assert_eq!(a.rollback_slack, nino_core::rollback::DEFAULT_MAX_INCREASE);
+        assert_eq!(a.probe, ProbeSource::Train);
     }
 
     #[test]
