@@ -71,6 +71,9 @@ pub struct NowcastPlan {
     pub scratch: usize,
     /// The rollback snapshot ([`rollback::snapshot_len`]).
     pub rollback: usize,
+    /// The deferred verdict's snapshot ([`rollback::state_snapshot_len`]: the parameters and Adam's
+    /// moments), held instead of `rollback` when that verdict is on; the totals count `rollback`.
+    pub rollback_deferred: usize,
     /// f32 values of the folded GNN ([`nowcast::folded_len`]), the host's faster path; 0 for WNN+.
     pub folded_weights: usize,
     /// Scratch of the folded path ([`nowcast::folded_scratch_len`]); 0 for WNN+.
@@ -93,6 +96,7 @@ impl NowcastPlan {
             activations: edge_io + hidden,
             scratch: cfg.ctx * p + stage,
             rollback: rollback::snapshot_len(p),
+            rollback_deferred: rollback::state_snapshot_len(p),
             folded_weights: if gnn { nowcast::folded_len(cfg) } else { 0 },
             folded_scratch: if gnn { nowcast::folded_scratch_len(graph, cfg) } else { 0 },
         }

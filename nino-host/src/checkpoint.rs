@@ -13,7 +13,7 @@
 //! | `rows` | F64 `[n, 7]` | the evaluation rows in the metrics file's columns (NaN train loss: none) |
 //! | `nino.history` | F32 `[c, P]` | NiNo's context states of the current window (`--nino` only) |
 //! | `nino.loss_sum` | F64 `[1]` | the running sum of the rollback baseline |
-//! | `nino.events` | F64 `[e, 6]` | per nowcast: step, k, baseline, probe, verdict (0 keep, 1 non-finite, 2 loss rose), retried |
+//! | `nino.events` | F64 `[e, 7]` | per nowcast: step, k, baseline, probe, verdict (0 keep, 1 non-finite, 2 loss rose, 3 worse later, 4 retired), retried, the deferred verdict's probe |
 //!
 //! Metadata: `format` (`nino-checkpoint/1`), `config` (the run's settings: flag to value), `state` (step,
 //! loss count, sampler epoch, nowcasts, rollbacks, steps to target, Adam's step count, NiNo counters) and
@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The `format` metadata value of the checkpoints this version writes and reads.
-pub const FORMAT: &str = "nino-checkpoint/1";
+pub const FORMAT: &str = "nino-checkpoint/2";
 
 /// Why a checkpoint cannot be read or used; every message is one line and names the file.
 #[derive(Debug, thiserror::Error)]
@@ -185,7 +185,7 @@ struct NinoCounters {
 }
 
 const ROW_COLS: usize = 7;
-const EVENT_COLS: usize = 6;
+const EVENT_COLS: usize = 7;
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -200,7 +200,15 @@ fn verdict_code(v: Verdict) -> f64 {
         Verdict::Keep => 0.0,
         Verdict::NonFinite => 1.0,
         Verdict::LossRose => 2.0,
+        Verdict::WorseLater => 3.0,
+        Verdict::Retired => 4.0,
     }
+}
+
+fn verdict_from_code(code: f64) -> Option<Verdict> {
+    [Verdict::Keep, Verdict::NonFinite, Verdict::LossRose, Verdict::WorseLater, Verdict::Retired]
+        .into_iter()
+        .find(|&v| verdict_code(v) == code)
 }
 
 /// CRC-32 of the metadata strings and of every tensor (name, dtype, shape, bytes) in name order.
@@ -265,6 +273,7 @@ impl Checkpoint {
                         f64::from(e.probe),
                         verdict_code(e.verdict),
                         f64::from(u8::from(e.retried)),
+                        f64::from(e.later),
                     ]
                 })
                 .collect();
@@ -383,21 +392,21 @@ impl Checkpoint {
                 let events = f64s("nino.events", &[n.events, EVENT_COLS])?
                     .chunks_exact(EVENT_COLS)
                     .map(|e| {
-                        let verdict = match e[4] as u8 {
-                            0 => Verdict::Keep,
-                            1 => Verdict::NonFinite,
-                            _ => Verdict::LossRose,
-                        };
-                        NowcastEvent {
+                        let verdict = verdict_from_code(e[4]).ok_or_else(|| CheckpointError::Corrupt {
+                            path: path.to_path_buf(),
+                            reason: format!("unknown nowcast verdict code {} in `nino.events`", e[4]),
+                        })?;
+                        Ok(NowcastEvent {
                             step: e[0] as u64,
                             k: e[1] as usize,
                             baseline: e[2] as f32,
                             probe: e[3] as f32,
+                            later: e[6] as f32,
                             verdict,
                             retried: e[5] != 0.0,
-                        }
+                        })
                     })
-                    .collect();
+                    .collect::<Result<_, CheckpointError>>()?;
                 Some(NinoState {
                     ctx: n.ctx,
                     history: f32s("nino.history", &[n.ctx, p])?,
@@ -495,6 +504,7 @@ mod tests {
                     k: 40,
                     baseline: 0.5,
                     probe: f32::NAN,
+                    later: 0.25,
                     verdict: Verdict::LossRose,
                     retried: true,
                 }],
@@ -515,7 +525,7 @@ mod tests {
             if let (Some(a), Some(b)) = (&back.nino, &ck.nino) {
                 assert_eq!((&a.history, a.recorded, a.loss_sum, a.loss_n), (&b.history, 1, b.loss_sum, 3));
                 assert_eq!((a.events[0].k, a.events[0].verdict, a.events[0].retried), (40, Verdict::LossRose, true));
-                assert!(a.events[0].probe.is_nan());
+                assert!(a.events[0].probe.is_nan() && a.events[0].later == 0.25);
             } else {
                 assert!(back.nino.is_none() && !nino);
             }

@@ -9,7 +9,7 @@ use crate::engine::Engine;
 use crate::nowcaster::{NowcastError, Nowcaster};
 use crate::train::{Batch, HookAction, HookError, StepHook};
 use nino_core::period::{Action, FORK_DYNAMIC, Horizon, Period, Timeline};
-use nino_core::rollback::{Rule, Snapshot, Verdict};
+use nino_core::rollback::{Patience, Rule, Snapshot, StateSnapshot, Verdict};
 use std::fmt;
 use std::str::FromStr;
 
@@ -117,6 +117,8 @@ pub struct NowcastEvent {
     pub baseline: f32,
     /// Probe loss after it (NaN when rollback is off).
     pub probe: f32,
+    /// Probe loss at the deferred verdict, at the next recorded state (NaN when none was taken).
+    pub later: f32,
     /// What the rollback rule said.
     pub verdict: Verdict,
     /// Whether a retry with a shorter horizon was made.
@@ -157,6 +159,11 @@ pub struct NinoHookConfig {
     pub baseline: Baseline,
     /// After a rollback, retry once with a quarter of the horizon.
     pub retry: bool,
+    /// The deferred verdict's rule, judged at the next recorded state against the probe loss just before
+    /// the nowcast; `None` judges only right after the nowcast.
+    pub later: Option<Rule>,
+    /// Nowcasts in a row the deferred verdict may undo before nowcasting stops.
+    pub patience: Patience,
     /// A fault injected into nowcasts (tests only).
     pub fault: Option<Fault>,
 }
@@ -172,7 +179,8 @@ impl NinoHookConfig {
 /// What a checkpoint keeps of a [`NinoHook`] to continue it exactly: the context states recorded in the
 /// current window, the rollback baseline being summed, and the nowcasts so far. The timeline's position
 /// is not stored but replayed (it is a function of the step), and checked against these counters. The
-/// rollback snapshot lives only within a nowcast step, so a checkpoint between steps never needs it.
+/// immediate rollback's snapshot lives only within a nowcast step, and the loop saves no checkpoint while a
+/// deferred verdict is pending ([`StepHook::checkpoint_ready`]), so a checkpoint never needs a snapshot.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NinoState {
     /// Context length `c` (rows of `history`).
@@ -199,6 +207,9 @@ pub struct NinoHook {
     recorded: usize,
     out: Vec<f32>,
     snapshot: Vec<f32>,
+    state_snapshot: Option<StateSnapshot<Vec<f32>>>,
+    /// The probe loss before the last nowcast, while its deferred verdict is pending.
+    pending: Option<f32>,
     probe: (Vec<f32>, Vec<u32>),
     loss_sum: f64,
     loss_n: u64,
@@ -219,16 +230,27 @@ impl NinoHook {
         let ctx = nowcaster.ctx();
         let seq_len = nowcaster.config().seq_len;
         let timeline = cfg.timeline(ctx, seq_len)?;
-        if cfg.rollback.is_some() && probe.1.is_empty() {
-            return Err(NowcastError::Core(nino_core::Error::InvalidArgument("rollback needs a probe batch")));
+        let invalid = |msg| Err(NowcastError::Core(nino_core::Error::InvalidArgument(msg)));
+        if (cfg.rollback.is_some() || cfg.later.is_some()) && probe.1.is_empty() {
+            return invalid("rollback needs a probe batch");
         }
+        if cfg.later.is_some() && ctx < 2 {
+            return invalid("the deferred verdict needs a model with at least 2 context states");
+        }
+        let state_snapshot = match cfg.later {
+            Some(_) => Some(StateSnapshot::new(vec![0.0; nino_core::rollback::state_snapshot_len(params)], params)?),
+            None => None,
+        };
+        let immediate_only = cfg.rollback.is_some() && cfg.later.is_none();
         Ok(NinoHook {
             nowcaster,
             timeline,
             history: vec![0.0; ctx * params],
             recorded: 0,
             out: vec![0.0; params],
-            snapshot: vec![0.0; if cfg.rollback.is_some() { nino_core::rollback::snapshot_len(params) } else { 0 }],
+            snapshot: vec![0.0; if immediate_only { nino_core::rollback::snapshot_len(params) } else { 0 }],
+            state_snapshot,
+            pending: None,
             cfg,
             params,
             probe,
@@ -243,9 +265,11 @@ impl NinoHook {
         self.history.len()
     }
 
-    /// Floats held for rollback: one parameter vector (0 with rollback off).
+    /// Floats held for rollback: one parameter vector for the immediate verdict, the parameters and
+    /// Adam's moments for the deferred one (which the immediate verdict then shares), 0 with rollback off.
     pub fn rollback_floats(&self) -> usize {
-        self.snapshot.len()
+        let state = nino_core::rollback::state_snapshot_len(self.params);
+        self.snapshot.len() + if self.state_snapshot.is_some() { state } else { 0 }
     }
 
     /// Number of nowcasts that were undone.
@@ -317,7 +341,8 @@ impl NinoHook {
         Ok(())
     }
 
-    /// One attempt: predict, write, judge; restores the parameters if the rule rejects it.
+    /// One attempt: predict, write, judge; restores the parameters if the rule rejects it. With the
+    /// deferred verdict on, the state snapshot (saved by the caller) is the one restored.
     fn attempt(&mut self, k: usize, baseline: f32, engine: &mut Engine) -> Result<(Verdict, f32), HookError> {
         match self.predict(k) {
             Ok(()) => {}
@@ -333,22 +358,74 @@ impl NinoHook {
             return Ok((Verdict::Keep, f32::NAN));
         };
         let mut snap = Snapshot::new(&mut self.snapshot);
-        snap.save(engine.params())?;
+        if self.state_snapshot.is_none() {
+            snap.save(engine.params())?;
+        }
         engine.params_mut().copy_from_slice(&self.out);
         let probe = engine.loss(&self.probe.0, &self.probe.1)?;
         let verdict = rule.judge(baseline, probe, engine.params());
         if verdict.rolls_back() {
-            snap.restore(engine.params_mut())?;
+            match self.state_snapshot.as_ref().and_then(StateSnapshot::saved) {
+                Some(saved) => engine.params_mut().copy_from_slice(saved.params),
+                None => snap.restore(engine.params_mut())?,
+            }
         }
         Ok((verdict, probe))
     }
 
+    /// The deferred verdict on the last nowcast, if one is pending: undoes it (and Adam's steps since)
+    /// when the probe loss is now worse than before it. Returns whether it did.
+    fn judge_pending(&mut self, engine: &mut Engine) -> Result<bool, HookError> {
+        let (Some(before), Some(rule)) = (self.pending.take(), self.cfg.later) else {
+            return Ok(false);
+        };
+        let after = engine.loss(&self.probe.0, &self.probe.1)?;
+        let verdict = rule.judge_later(before, after);
+        let snap = self.state_snapshot.as_mut().ok_or("deferred verdict without a state snapshot")?;
+        if verdict.rolls_back() {
+            let saved = snap.saved().ok_or("deferred verdict without a saved state")?;
+            engine.params_mut().copy_from_slice(saved.params);
+            engine.set_adam_state(saved.m, saved.v, saved.t)?;
+        }
+        snap.clear();
+        if let Some(e) = self.events.last_mut() {
+            e.later = after;
+            if verdict.rolls_back() {
+                e.verdict = verdict;
+            }
+        }
+        Ok(verdict.rolls_back())
+    }
+
     fn nowcast(&mut self, step: u64, k: usize, engine: &mut Engine) -> Result<HookAction, HookError> {
-        let baseline = match (self.cfg.baseline, self.cfg.rollback) {
-            (Baseline::ProbeBefore, Some(_)) => engine.loss(&self.probe.0, &self.probe.1)?,
+        if self.cfg.later.is_some() && self.cfg.patience.retired(self.events.iter().map(|e| e.verdict)) {
+            self.recorded = 0;
+            let (baseline, probe, later) = (f32::NAN, f32::NAN, f32::NAN);
+            self.events.push(NowcastEvent {
+                step,
+                k,
+                baseline,
+                probe,
+                later,
+                verdict: Verdict::Retired,
+                retried: false,
+            });
+            return Ok(HookAction::Step);
+        }
+        let probe_before = match (self.cfg.baseline, self.cfg.rollback) {
+            _ if self.cfg.later.is_some() => Some(engine.loss(&self.probe.0, &self.probe.1)?),
+            (Baseline::ProbeBefore, Some(_)) => Some(engine.loss(&self.probe.0, &self.probe.1)?),
+            _ => None,
+        };
+        let baseline = match (self.cfg.baseline, probe_before) {
+            (Baseline::ProbeBefore, Some(b)) => b,
             _ if self.loss_n > 0 => (self.loss_sum / self.loss_n as f64) as f32,
             _ => f32::NAN,
         };
+        if let Some(snap) = self.state_snapshot.as_mut() {
+            let (m, v) = engine.adam_moments();
+            snap.save(engine.params(), m, v, engine.adam_step_count())?;
+        }
         let (mut verdict, mut probe) = self.attempt(k, baseline, engine)?;
         let mut used_k = k;
         let mut retried = false;
@@ -358,7 +435,12 @@ impl NinoHook {
             (verdict, probe) = self.attempt(used_k, baseline, engine)?;
         }
         self.recorded = 0;
-        self.events.push(NowcastEvent { step, k: used_k, baseline, probe, verdict, retried });
+        self.events.push(NowcastEvent { step, k: used_k, baseline, probe, later: f32::NAN, verdict, retried });
+        match (verdict.rolls_back(), self.state_snapshot.as_mut()) {
+            (false, Some(_)) => self.pending = probe_before,
+            (true, Some(snap)) => snap.clear(),
+            _ => {}
+        }
         Ok(HookAction::Nowcast { rolled_back: verdict.rolls_back() })
     }
 }
@@ -368,9 +450,10 @@ impl StepHook<Engine> for NinoHook {
         match self.timeline.next(step) {
             Action::Adam => Ok(HookAction::Step),
             Action::Record => {
+                let undone = self.judge_pending(engine)?;
                 self.record(engine.params());
                 (self.loss_sum, self.loss_n) = (0.0, 0);
-                Ok(HookAction::Step)
+                Ok(if undone { HookAction::StepAfterUndo } else { HookAction::Step })
             }
             Action::Nowcast { k, .. } => {
                 self.record(engine.params());
@@ -386,6 +469,10 @@ impl StepHook<Engine> for NinoHook {
             self.loss_sum += loss as f64;
             self.loss_n += 1;
         }
+    }
+
+    fn checkpoint_ready(&self) -> bool {
+        self.pending.is_none()
     }
 }
 
@@ -407,7 +494,7 @@ mod tests {
         assert!("geometric:1,2".parse::<PeriodChoice>().is_err());
     }
 
-    fn hook(rollback: Option<Rule>) -> NinoHook {
+    fn hook(rollback: Option<Rule>, later: bool) -> NinoHook {
         let arch = nino_core::Task::Debug.arch();
         let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/weights/nino_mlp_h32.safetensors");
         let nc = Nowcaster::new(crate::weights::WeightSet::load(p).unwrap(), &arch, None, false).unwrap();
@@ -418,6 +505,8 @@ mod tests {
             rollback,
             baseline: Baseline::WindowLoss,
             retry: false,
+            later: later.then_some(nino_core::rollback::DEFAULT_LATER),
+            patience: Patience::default(),
             fault: None,
         };
         NinoHook::new(nc, cfg, (vec![0.0; 784], vec![0])).unwrap()
@@ -426,7 +515,9 @@ mod tests {
     #[test]
     fn rollback_holds_one_parameter_snapshot() {
         // The nowcast leaves Adam's state alone, so one copy of the 662 debug parameters is all it keeps.
-        assert_eq!(hook(Some(Rule::default())).rollback_floats(), 662);
-        assert_eq!(hook(None).rollback_floats(), 0);
+        assert_eq!(hook(Some(Rule::default()), false).rollback_floats(), 662);
+        assert_eq!(hook(None, false).rollback_floats(), 0);
+        // The deferred verdict keeps Adam's moments too, and the immediate verdict shares that snapshot.
+        assert_eq!(hook(Some(Rule::default()), true).rollback_floats(), 3 * 662);
     }
 }

@@ -17,7 +17,7 @@ use crate::train::{
 use crate::weights::WeightSet;
 use anyhow::{Context, anyhow, bail};
 use nino_core::period::Horizon;
-use nino_core::rollback::Rule;
+use nino_core::rollback::{Patience, Rule};
 use nino_core::{Arch, Task};
 use std::path::{Path, PathBuf};
 
@@ -34,6 +34,18 @@ pub enum ProbeSource {
     /// own loss just before the nowcast: catches a nowcast that fits the training data but generalises
     /// worse, for one more probe loss per nowcast.
     Heldout,
+}
+
+/// When the rollback judges a nowcast (`--verdict`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerdictTiming {
+    /// Right after the nowcast, on one probe loss: catches a broken nowcast (NaN, a divergence).
+    #[default]
+    Immediate,
+    /// Also at the next recorded state, once Adam has run on: undoes a nowcast (and Adam's steps since)
+    /// that left the probe loss above its value before the nowcast, and stops nowcasting after
+    /// `--patience` such nowcasts in a row. Keeps the parameters and Adam's moments meanwhile (3P floats).
+    Deferred,
 }
 
 /// How a run nowcasts with NiNo (or WNN+, whichever the weights hold).
@@ -55,6 +67,10 @@ pub struct NinoSpec {
     pub probe: ProbeSource,
     /// After a rollback, retry once with a quarter of the horizon.
     pub retry: bool,
+    /// When the rollback judges a nowcast.
+    pub verdict: VerdictTiming,
+    /// Deferred undos in a row after which nowcasting stops (0: never).
+    pub patience: usize,
     /// Node features from a file (`FILE` with tensor `lpe`, or `FILE:TENSOR`) instead of our own LPE.
     pub lpe: Option<PathBuf>,
     /// Deliberate corruption of every nowcast (failure-injection tests).
@@ -198,6 +214,11 @@ fn nino_hook(nino: &NinoSpec, spec: &RunSpec, arch: &Arch, splits: &Splits) -> a
             splits.train_total
         );
     }
+    let later = match nino.verdict {
+        VerdictTiming::Deferred if rollback.is_none() => bail!("--verdict deferred needs --rollback"),
+        VerdictTiming::Deferred => Some(nino_core::rollback::DEFAULT_LATER),
+        VerdictTiming::Immediate => None,
+    };
     let cfg = NinoHookConfig {
         period: nino.period.clone(),
         horizon: nino.horizon,
@@ -205,6 +226,8 @@ fn nino_hook(nino: &NinoSpec, spec: &RunSpec, arch: &Arch, splits: &Splits) -> a
         rollback,
         baseline,
         retry: nino.retry,
+        later,
+        patience: Patience(nino.patience),
         fault: nino.fault,
     };
     let n = PROBE_EXAMPLES.min(source.len());
@@ -219,8 +242,17 @@ fn nino_hook(nino: &NinoSpec, spec: &RunSpec, arch: &Arch, splits: &Splits) -> a
             nino.period,
             nino.period.horizon(nino.horizon),
             rollback.map_or("off".to_string(), |r| format!(
-                "at {}x {baseline} + {} ({:?} probe)",
-                r.max_ratio, r.max_increase, nino.probe
+                "at {}x {baseline} + {} ({:?} probe){}",
+                r.max_ratio,
+                r.max_increase,
+                nino.probe,
+                match later {
+                    Some(l) => format!(
+                        ", and deferred to the next recorded state at {}x the probe's loss before + {}, patience {}",
+                        l.max_ratio, l.max_increase, nino.patience
+                    ),
+                    None => String::new(),
+                }
             )),
         );
     }
@@ -253,6 +285,8 @@ pub fn run_config(spec: &RunSpec, arch_spec: &str, data: &Splits) -> RunConfig {
             c.push("--retry", n.retry);
             c.push("--rollback-slack", n.slack);
             c.push("--probe", format!("{:?}", n.probe));
+            c.push("--verdict", format!("{:?}", n.verdict));
+            c.push("--patience", n.patience);
             c.push("--lpe", n.lpe.as_deref().map_or("none".to_string(), canon));
             c.push("--inject-fault", n.fault.map_or("none".to_string(), |f| format!("{f:?}")));
         }
@@ -468,6 +502,8 @@ mod tests {
             slack: 0.1,
             probe: ProbeSource::Heldout,
             retry: false,
+            verdict: VerdictTiming::Immediate,
+            patience: 2,
             lpe: None,
             fault: None,
         };

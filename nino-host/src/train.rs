@@ -68,6 +68,9 @@ pub struct Batch<'a> {
 pub enum HookAction {
     /// Run the ordinary optimizer step on the batch.
     Step,
+    /// The hook undid an earlier nowcast (restored the training state saved at it, discarding the steps
+    /// since: the deferred verdict); then the optimizer steps as usual. Counts as a rollback.
+    StepAfterUndo,
     /// The hook replaced the parameters itself (a NiNo nowcast): the step counts, no optimizer update
     /// runs, its time goes to `nowcast_seconds`; `rolled_back` says the hook then undid the nowcast.
     Nowcast {
@@ -89,6 +92,12 @@ pub trait StepHook<M: ?Sized = Engine> {
 
     /// Sees the finite training loss of an ordinary step (a nowcast's rollback baseline); default: ignore.
     fn after_step(&mut self, _step: u64, _loss: f32) {}
+
+    /// Whether a checkpoint now would let a resumed run continue exactly; false while the hook holds
+    /// state it does not save (a nowcast awaiting its deferred verdict), and the loop then saves later.
+    fn checkpoint_ready(&self) -> bool {
+        true
+    }
 }
 
 /// The hook of plain Adam training: always steps.
@@ -342,6 +351,7 @@ impl Run<'_> {
         let (mut x, mut y) = (Vec::new(), Vec::new());
         let mut last_loss = f32::NAN;
         let mut last_acc: Option<f32> = None;
+        let mut checkpoint_due = false;
         for step in first..=cfg.max_steps {
             let t0 = Instant::now();
             train.gather(sampler.next_batch(), &mut x, &mut y);
@@ -351,7 +361,8 @@ impl Run<'_> {
                 .before_step(step, Batch { x: &x, y: &y }, model)
                 .map_err(|source| TrainError::Hook { step, source })?;
             match action {
-                HookAction::Step => {
+                HookAction::Step | HookAction::StepAfterUndo => {
+                    self.rep.rollbacks += u64::from(action == HookAction::StepAfterUndo);
                     let loss = model.train_step(&x, &y).map_err(|source| TrainError::Engine { step, source })?;
                     self.t_train += gather + t1.elapsed();
                     if !loss.is_finite() {
@@ -381,9 +392,12 @@ impl Run<'_> {
                 }
             }
             if let Some(ck) = checkpoints.as_mut() {
-                if step % ck.every == 0 || reached || step == cfg.max_steps || ck.stop_after == Some(step) {
+                checkpoint_due |= step % ck.every == 0 || ck.stop_after == Some(step);
+                // The run's end is saved even with a verdict pending: nothing continues from it.
+                if reached || step == cfg.max_steps || (checkpoint_due && hook.checkpoint_ready()) {
                     let state = self.state(step, sampler);
                     (ck.save)(&state, model, hook).map_err(|source| TrainError::Checkpoint { step, source })?;
+                    checkpoint_due = false;
                 }
                 if ck.stop_after == Some(step) && !reached && step < cfg.max_steps {
                     self.rep.interrupted = true;
@@ -620,6 +634,40 @@ mod tests {
         assert_eq!(m.steps, 30);
         let e = train(&mut Fake::new(0.0), &tr, &te, &cfg(200, 40, None), &mut EveryFourth(0), None).unwrap_err();
         assert!(matches!(e, TrainError::Hook { step: 99, .. }), "{e}");
+    }
+
+    /// Holds a verdict pending from step 5 to step 12, then undoes the nowcast it judged.
+    struct Deferred;
+
+    impl StepHook<Fake> for Deferred {
+        fn before_step(&mut self, step: u64, _b: Batch<'_>, _m: &mut Fake) -> Result<HookAction, HookError> {
+            Ok(match step {
+                5 => HookAction::Nowcast { rolled_back: false },
+                12 => HookAction::StepAfterUndo,
+                _ => HookAction::Step,
+            })
+        }
+
+        fn checkpoint_ready(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn deferred_undo_counts_and_checkpoints_wait_for_the_verdict() {
+        let (tr, te) = (data(20), data(10));
+        let c = cfg(20, 5, None);
+        let mut m = Fake::new(0.0);
+        let mut saved = Vec::new();
+        let mut save = |s: &LoopState, _: &Fake, _: &Deferred| -> Result<(), HookError> {
+            saved.push(s.step);
+            Ok(())
+        };
+        let ck = Checkpointing { every: 4, stop_after: None, save: &mut save };
+        let rep = train_resumable(&mut m, (&tr, &te), &c, &mut Deferred, None, None, Some(ck)).unwrap();
+        assert_eq!((rep.nowcasts, rep.rollbacks, m.steps), (1, 1, 19));
+        // A hook that is never ready only gets the run's end saved.
+        assert_eq!(saved, [20]);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use nino_core::Task;
 use nino_core::plan::{NowcastPlan, TrainPlan, WeightStorage, weight_values};
-use nino_core::rollback::Rule;
+use nino_core::rollback::{Patience, Rule};
 use nino_host::nino_hook::{NinoHook, NinoHookConfig, PeriodChoice};
 use nino_host::nowcaster::Nowcaster;
 use nino_host::weights::WeightSet;
@@ -46,11 +46,17 @@ fn planned_buffers_match_what_the_nowcaster_and_hook_allocate() {
                 rollback: Some(Rule::default()),
                 baseline: nino_host::nino_hook::Baseline::WindowLoss,
                 retry: false,
+                later: None,
+                patience: Patience::default(),
                 fault: None,
             };
+            let deferred = NinoHookConfig { later: Some(nino_core::rollback::DEFAULT_LATER), ..cfg.clone() };
             let hook = NinoHook::new(nc, cfg, (vec![0.0; 784], vec![0])).unwrap();
             assert_eq!(hook.history_floats(), plan.history, "{name} on {task:?}");
             assert_eq!(hook.rollback_floats(), plan.rollback, "{name} on {task:?}");
+            let nc = Nowcaster::new(weights(name), &arch, None, f16).unwrap();
+            let hook = NinoHook::new(nc, deferred, (vec![0.0; 784], vec![0])).unwrap();
+            assert_eq!(hook.rollback_floats(), plan.rollback_deferred, "{name} on {task:?}");
         }
     }
 }

@@ -71,3 +71,21 @@ fn heldout_probe_rolls_back_garbage_and_target_reached() {
     assert!(n >= 1 && s["rollbacks"].as_u64().unwrap() == n, "{s}");
     assert!(reached(&s), "{s}");
 }
+
+#[test]
+fn deferred_verdict_undoes_a_zeroed_nowcast_and_stops_nowcasting() {
+    // Zeroed parameters give a loss of ln 10, inside the immediate rule's 3x the window's loss, and leave a
+    // network Adam cannot train (no signal through zero weights); only the deferred verdict, taken at the
+    // next recorded state, sees that. Two undone in a row (the default patience) stop nowcasting.
+    let s = run(&["--rollback", "--verdict", "deferred", "--inject-fault", "scale:0"]);
+    assert_eq!((s["nowcasts"].as_u64(), s["rollbacks"].as_u64()), (Some(2), Some(2)), "{s}");
+    assert!(reached(&s), "{s}");
+}
+
+#[test]
+fn immediate_verdict_misses_a_zeroed_nowcast() {
+    // Negative control of the test above: the same fault with the immediate verdict alone wrecks training.
+    let s = run(&["--rollback", "--inject-fault", "scale:0"]);
+    assert_eq!(s["rollbacks"].as_u64(), Some(0), "{s}");
+    assert!(!reached(&s), "{s}");
+}

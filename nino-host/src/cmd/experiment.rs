@@ -6,7 +6,7 @@ use crate::fsutil::write_atomic;
 use crate::metrics::{EvalRow, Summary};
 use crate::nino_hook::PeriodChoice;
 use crate::plot::{LinePlot, Series, write_png};
-use crate::run::{NinoSpec, ProbeSource, RunSpec, load_data, run_training};
+use crate::run::{NinoSpec, ProbeSource, RunSpec, VerdictTiming, load_data, run_training};
 use anyhow::{Context, bail};
 use nino_core::Task;
 use serde::Serialize;
@@ -259,6 +259,14 @@ pub struct ExperimentArgs {
     /// After a rollback, retry once with a quarter of the horizon (as `nino train --retry`).
     #[arg(long)]
     pub retry: bool,
+
+    /// When `+rollback` runs judge a nowcast: `immediate` or `deferred` (as `nino train --verdict`).
+    #[arg(long, value_enum, default_value_t = VerdictTiming::Immediate)]
+    pub verdict: VerdictTiming,
+
+    /// Deferred undos in a row after which a `+rollback` run stops nowcasting (as `nino train --patience`).
+    #[arg(long, value_name = "N", default_value_t = nino_core::rollback::DEFAULT_PATIENCE)]
+    pub patience: usize,
 
     /// WNN+ weights for `wnn:` runs.
     #[arg(long, value_name = "FILE", default_value = DEFAULT_WNN)]
@@ -619,6 +627,8 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
                     slack: args.rollback_slack,
                     probe: args.probe,
                     retry: args.retry,
+                    verdict: if cfg.rollback.is_some() { args.verdict } else { VerdictTiming::Immediate },
+                    patience: args.patience,
                     lpe: None,
                     fault: None,
                 }),

@@ -16,7 +16,7 @@ their buffers against: a buffer of the planned size is never refused, and nothin
 Nowcaster rows: weights (f16 or f32 storage; the math is f32 either way), the context history (c
 parameter vectors), node features (LPE), activations (edge features, edge outputs, the model's hidden
 states), scratch (the scaled history and one weight matrix widened to f32) and the rollback snapshot (one
-parameter vector). The direct path is what an embedded caller runs (nowcast::nowcast); the folded path is
+parameter vector; with `--verdict deferred` the parameters and Adam's two moments instead, 3 vectors). The direct path is what an embedded caller runs (nowcast::nowcast); the folded path is
 the host's faster one (weights folded once into f32, about half the work).
 
 Examples:
@@ -61,6 +61,7 @@ fn to_json(n: &NowcastPlan, t: &TrainPlan) -> String {
         "nowcast_values": {
             "weights": n.weights, "history": n.history, "node_features": n.node_features,
             "activations": n.activations, "scratch": n.scratch, "rollback": n.rollback,
+            "rollback_deferred": n.rollback_deferred,
             "folded_weights": n.folded_weights, "folded_scratch": n.folded_scratch,
         },
         "nowcast_bytes": {
@@ -115,6 +116,7 @@ fn table(name: &str, arch: &Arch, g: &NeuralGraph, a: &PlanArgs, n: &NowcastPlan
     f32_row(&mut s, "activations", n.activations);
     f32_row(&mut s, "scratch", n.scratch);
     f32_row(&mut s, "rollback snapshot", n.rollback);
+    f32_row(&mut s, "(deferred verdict: instead)", n.rollback_deferred);
     let _ = writeln!(
         s,
         "{:<34} {:>12} {:>14} {:>14}",

@@ -3,7 +3,7 @@
 use crate::data::DEFAULT_FASHION_MNIST_DIR;
 use crate::metrics::{MetricsLog, check_writable_dir};
 use crate::nino_hook::{Fault, PeriodChoice};
-use crate::run::{NinoSpec, Persistence, ProbeSource, RunSpec, load_data, run_training_with};
+use crate::run::{NinoSpec, Persistence, ProbeSource, RunSpec, VerdictTiming, load_data, run_training_with};
 use anyhow::bail;
 use nino_core::{Arch, InputShape, Task};
 use std::io::IsTerminal;
@@ -170,6 +170,17 @@ pub struct TrainArgs {
     #[arg(long, requires = "rollback")]
     pub retry: bool,
 
+    /// When the rollback judges a nowcast: `immediate` (right after it, on one probe loss), or `deferred`
+    /// (also at the next recorded state, after Adam has run on: a nowcast that left the probe loss above
+    /// its value before the nowcast is undone with Adam's steps since; best with --probe heldout).
+    #[arg(long, value_enum, default_value_t = VerdictTiming::Immediate, requires = "rollback")]
+    pub verdict: VerdictTiming,
+
+    /// With --verdict deferred: stop nowcasting for the run after this many nowcasts in a row undone
+    /// (0: never stop).
+    #[arg(long, value_name = "N", default_value_t = nino_core::rollback::DEFAULT_PATIENCE, requires = "rollback")]
+    pub patience: usize,
+
     /// Corrupt every nowcast (`scale:100` or `nan`), to test rollback.
     #[arg(long, value_name = "FAULT", hide = true, requires = "nino")]
     pub inject_fault: Option<String>,
@@ -318,6 +329,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             slack: args.rollback_slack,
             probe: args.probe,
             retry: args.retry,
+            verdict: args.verdict,
+            patience: args.patience,
             lpe: args.lpe.clone(),
             fault: args.inject_fault.as_deref().map(parse_fault).transpose()?,
         }),
