@@ -71,6 +71,9 @@ pub struct NinoSpec {
     pub verdict: VerdictTiming,
     /// Deferred undos in a row after which nowcasting stops (0: never).
     pub patience: usize,
+    /// The deferred verdict undoes a nowcast whose probe loss at the next state exceeds this ratio of
+    /// its value before the nowcast.
+    pub verdict_ratio: f32,
     /// Node features from a file (`FILE` with tensor `lpe`, or `FILE:TENSOR`) instead of our own LPE.
     pub lpe: Option<PathBuf>,
     /// Deliberate corruption of every nowcast (failure-injection tests).
@@ -216,7 +219,10 @@ fn nino_hook(nino: &NinoSpec, spec: &RunSpec, arch: &Arch, splits: &Splits) -> a
     }
     let later = match nino.verdict {
         VerdictTiming::Deferred if rollback.is_none() => bail!("--verdict deferred needs --rollback"),
-        VerdictTiming::Deferred => Some(nino_core::rollback::DEFAULT_LATER),
+        VerdictTiming::Deferred if !(nino.verdict_ratio.is_finite() && nino.verdict_ratio > 0.0) => {
+            bail!("--verdict-ratio must be a positive number, got {}", nino.verdict_ratio)
+        }
+        VerdictTiming::Deferred => Some(Rule { max_ratio: nino.verdict_ratio, max_increase: 0.0 }),
         VerdictTiming::Immediate => None,
     };
     let cfg = NinoHookConfig {
@@ -287,6 +293,7 @@ pub fn run_config(spec: &RunSpec, arch_spec: &str, data: &Splits) -> RunConfig {
             c.push("--probe", format!("{:?}", n.probe));
             c.push("--verdict", format!("{:?}", n.verdict));
             c.push("--patience", n.patience);
+            c.push("--verdict-ratio", n.verdict_ratio);
             c.push("--lpe", n.lpe.as_deref().map_or("none".to_string(), canon));
             c.push("--inject-fault", n.fault.map_or("none".to_string(), |f| format!("{f:?}")));
         }
@@ -504,6 +511,7 @@ mod tests {
             retry: false,
             verdict: VerdictTiming::Immediate,
             patience: 2,
+            verdict_ratio: 1.0,
             lpe: None,
             fault: None,
         };

@@ -268,6 +268,10 @@ pub struct ExperimentArgs {
     #[arg(long, value_name = "N", default_value_t = nino_core::rollback::DEFAULT_PATIENCE)]
     pub patience: usize,
 
+    /// The deferred verdict's ratio of `+rollback` runs (as `nino train --verdict-ratio`).
+    #[arg(long, value_name = "RATIO", default_value_t = nino_core::rollback::DEFAULT_LATER.max_ratio)]
+    pub verdict_ratio: f32,
+
     /// WNN+ weights for `wnn:` runs.
     #[arg(long, value_name = "FILE", default_value = DEFAULT_WNN)]
     pub wnn: PathBuf,
@@ -629,6 +633,7 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
                     retry: args.retry,
                     verdict: if cfg.rollback.is_some() { args.verdict } else { VerdictTiming::Immediate },
                     patience: args.patience,
+                    verdict_ratio: args.verdict_ratio,
                     lpe: None,
                     fault: None,
                 }),

@@ -181,6 +181,11 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", default_value_t = nino_core::rollback::DEFAULT_PATIENCE, requires = "rollback")]
     pub patience: usize,
 
+    /// With --verdict deferred: undo a nowcast whose probe loss at the next recorded state exceeds RATIO x
+    /// its value just before the nowcast.
+    #[arg(long, value_name = "RATIO", default_value_t = nino_core::rollback::DEFAULT_LATER.max_ratio, requires = "rollback")]
+    pub verdict_ratio: f32,
+
     /// Corrupt every nowcast (`scale:100` or `nan`), to test rollback.
     #[arg(long, value_name = "FAULT", hide = true, requires = "nino")]
     pub inject_fault: Option<String>,
@@ -331,6 +336,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             retry: args.retry,
             verdict: args.verdict,
             patience: args.patience,
+            verdict_ratio: args.verdict_ratio,
             lpe: args.lpe.clone(),
             fault: args.inject_fault.as_deref().map(parse_fault).transpose()?,
         }),
