@@ -413,6 +413,19 @@ mod tests {
         assert_eq!(a.rollback, Some(nino_core::rollback::DEFAULT_MAX_RATIO));
         assert_eq!(a.rollback_slack, nino_core::rollback::DEFAULT_MAX_INCREASE);
         assert_eq!(a.probe, ProbeSource::Train);
+        assert_eq!(a.verdict, VerdictTiming::Immediate);
+    }
+
+    #[test]
+    fn deferred_verdict_flags_need_rollback_and_take_the_core_defaults() {
+        let a = parse(&["--task", "fm16", "--nino", "w", "--rollback", "--verdict", "deferred"]).unwrap();
+        assert_eq!(a.verdict, VerdictTiming::Deferred);
+        assert_eq!(a.patience, nino_core::rollback::DEFAULT_PATIENCE);
+        assert_eq!(a.verdict_ratio, nino_core::rollback::DEFAULT_LATER.max_ratio);
+        for flag in [&["--verdict", "deferred"][..], &["--patience", "3"], &["--verdict-ratio", "1.1"]] {
+            let args: Vec<&str> = ["--task", "fm16", "--nino", "w"].iter().chain(flag).copied().collect();
+            assert!(parse(&args).is_err(), "{flag:?} without --rollback");
+        }
     }
 
     #[test]
