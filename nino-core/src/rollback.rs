@@ -152,8 +152,10 @@ impl Verdict {
 }
 
 /// Default [`Rule`] of the deferred verdict: undo a nowcast when the probe loss at the next recorded state
-/// is above its value just before the nowcast, that is, when Adam has not even recovered the nowcast's cost.
-pub const DEFAULT_LATER: Rule = Rule { max_ratio: 1.0, max_increase: 0.0 };
+/// is more than 5% above its value just before the nowcast, that is, when Adam has not recovered the
+/// nowcast's cost. With 1.0, FM-16 (dynamic period, held-out probe, seed 1000) undid a nowcast whose loss
+/// was 0.4% above and needed 5,400 steps instead of 4,100.
+pub const DEFAULT_LATER: Rule = Rule { max_ratio: 1.05, max_increase: 0.0 };
 
 /// Default [`Patience`]: stop nowcasting after this many nowcasts in a row undone by the deferred verdict.
 pub const DEFAULT_PATIENCE: usize = 2;
@@ -274,9 +276,11 @@ mod tests {
 
     #[test]
     fn deferred_rule_judges_against_the_loss_before() {
-        assert_eq!(DEFAULT_LATER.judge_later(0.5, 0.49), Verdict::Keep);
-        assert_eq!(DEFAULT_LATER.judge_later(0.5, 0.51), Verdict::WorseLater);
+        assert_eq!(DEFAULT_LATER.judge_later(0.5, 0.52), Verdict::Keep);
+        assert_eq!(DEFAULT_LATER.judge_later(0.5, 0.53), Verdict::WorseLater);
         assert_eq!(DEFAULT_LATER.judge_later(0.5, f32::NAN), Verdict::WorseLater);
+        let strict = Rule { max_ratio: 1.0, max_increase: 0.0 };
+        assert_eq!(strict.judge_later(0.5, 0.51), Verdict::WorseLater);
         assert_eq!(Rule { max_ratio: 1.0, max_increase: 0.05 }.judge_later(0.5, 0.54), Verdict::Keep);
     }
 
