@@ -43,7 +43,7 @@ pub enum VerdictTiming {
     #[default]
     Immediate,
     /// Also at the next recorded state, once Adam has run on: undoes a nowcast (and Adam's steps since)
-    /// that left the probe loss above its value before the nowcast, and stops nowcasting after
+    /// that left the probe loss above `--verdict-ratio` times its value before, and stops nowcasting after
     /// `--patience` such nowcasts in a row. Keeps the parameters and Adam's moments meanwhile (3P floats).
     Deferred,
 }

@@ -172,7 +172,7 @@ pub struct TrainArgs {
 
     /// When the rollback judges a nowcast: `immediate` (right after it, on one probe loss), or `deferred`
     /// (also at the next recorded state, after Adam has run on: a nowcast that left the probe loss above
-    /// its value before the nowcast is undone with Adam's steps since; best with --probe heldout).
+    /// --verdict-ratio times its value before is undone with Adam's steps since; best with --probe heldout).
     #[arg(long, value_enum, default_value_t = VerdictTiming::Immediate, requires = "rollback")]
     pub verdict: VerdictTiming,
 
