@@ -412,11 +412,10 @@ impl NinoHook {
             });
             return Ok(HookAction::Step);
         }
-        let probe_before = match (self.cfg.baseline, self.cfg.rollback) {
-            _ if self.cfg.later.is_some() => Some(engine.loss(&self.probe.0, &self.probe.1)?),
-            (Baseline::ProbeBefore, Some(_)) => Some(engine.loss(&self.probe.0, &self.probe.1)?),
-            _ => None,
-        };
+        // The deferred verdict and the held-out baseline both need the probe's loss before the nowcast.
+        let wants_before =
+            self.cfg.later.is_some() || (self.cfg.baseline == Baseline::ProbeBefore && self.cfg.rollback.is_some());
+        let probe_before = if wants_before { Some(engine.loss(&self.probe.0, &self.probe.1)?) } else { None };
         let baseline = match (self.cfg.baseline, probe_before) {
             (Baseline::ProbeBefore, Some(b)) => b,
             _ if self.loss_n > 0 => (self.loss_sum / self.loss_n as f64) as f32,
