@@ -30,10 +30,7 @@ pub fn model_scratch_len(graph: &NeuralGraph, cfg: &Config) -> usize {
 
 /// Scratch floats of [`nowcast`]: scaled states, edge features, edge outputs and the model's scratch.
 pub fn scratch_len(graph: &NeuralGraph, cfg: &Config) -> usize {
-    cfg.ctx * graph.arch().param_count()
-        + features::edge_attr_len(graph, cfg.ctx)
-        + features::edge_out_len(graph)
-        + model_scratch_len(graph, cfg)
+    pipeline_len(graph, cfg) + model_scratch_len(graph, cfg)
 }
 
 /// Runs the model on ready edge features `attr` (`[E, F*c]`), writing `out` (`[E, F]`, scaled). `lpe` is
@@ -92,10 +89,7 @@ pub fn nowcast_observed<W: WeightElem>(
 
 /// Scratch floats of [`nowcast_folded`].
 pub fn folded_scratch_len(graph: &NeuralGraph, cfg: &Config) -> usize {
-    cfg.ctx * graph.arch().param_count()
-        + features::edge_attr_len(graph, cfg.ctx)
-        + features::edge_out_len(graph)
-        + folded::folded_scratch_len(cfg, graph.num_edges(), graph.num_nodes())
+    pipeline_len(graph, cfg) + folded::folded_scratch_len(cfg, graph.num_edges(), graph.num_nodes())
 }
 
 /// [`nowcast`] through a folded GNN ([`fold_gnn`]): the same prediction up to rounding, about half the
@@ -121,11 +115,7 @@ pub fn nowcast_folded(
 /// Scratch floats of [`nowcast_meta`].
 pub fn meta_scratch_len(graph: &NeuralGraph, cfg: &Config) -> usize {
     let e = graph.num_edges() * graph.feat_slots();
-    cfg.ctx * graph.arch().param_count()
-        + features::edge_attr_len(graph, cfg.ctx)
-        + features::edge_out_len(graph)
-        + meta::scratch_len(cfg, graph)
-        + e * cfg.seq_len
+    pipeline_len(graph, cfg) + meta::scratch_len(cfg, graph) + e * cfg.seq_len
 }
 
 /// [`nowcast`] for a trainable model in the flat layout of [`meta::Layout`], the path of the NiNo++
@@ -145,9 +135,7 @@ pub fn nowcast_meta(
     out: &mut [f32],
 ) -> Result<(), Error> {
     let cfg = &layout.cfg;
-    if k == 0 || k > cfg.seq_len {
-        return Err(Error::InvalidArgument("horizon k must be in 1..=seq_len"));
-    }
+    model::check_horizon(cfg, k)?;
     check_len("scratch", scratch.len(), meta_scratch_len(graph, cfg))?;
     if centrality.iter().any(|x| !x.is_finite()) {
         return Err(Error::NonFinite("node features (centrality)"));
@@ -162,6 +150,11 @@ pub fn nowcast_meta(
         }
         Ok(())
     })
+}
+
+/// Scratch floats of [`pipeline`] itself: scaled states, edge features and edge outputs.
+fn pipeline_len(graph: &NeuralGraph, cfg: &Config) -> usize {
+    cfg.ctx * graph.arch().param_count() + features::edge_attr_len(graph, cfg.ctx) + features::edge_out_len(graph)
 }
 
 /// Scaling, edge features, `forward(attr, model scratch, edge outputs)`, gather and unscaling.

@@ -54,11 +54,17 @@ pub(crate) fn check_common(
     if f > cfg.max_feat_size {
         return Err(Error::InvalidArgument("graph has more feature slots than the model (kernel > 3x3)"));
     }
+    check_horizon(cfg, k)?;
+    check_len("edge_attr_in", attr.len(), e * f * c)?;
+    check_len("edge outputs", out.len(), e * f)
+}
+
+/// Refuses a horizon the model does not emit.
+pub(crate) fn check_horizon(cfg: &Config, k: usize) -> Result<(), Error> {
     if k == 0 || k > cfg.seq_len {
         return Err(Error::InvalidArgument("horizon k must be in 1..=seq_len"));
     }
-    check_len("edge_attr_in", attr.len(), e * f * c)?;
-    check_len("edge outputs", out.len(), e * f)
+    Ok(())
 }
 
 /// Adds the output residual: `out[e, f] = last[e, f] + upd_scale * out[e, f]`, `last` the newest state.

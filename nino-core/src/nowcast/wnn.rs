@@ -28,15 +28,8 @@ pub fn wnn_forward<W: WeightElem>(
     out: &mut [f32],
     obs: Observer<'_>,
 ) -> Result<(), Error> {
+    super::model::check_common(cfg, graph, attr, k, out)?;
     let (e, f, c, h) = (graph.num_edges(), graph.feat_slots(), cfg.ctx, cfg.hid);
-    if f > cfg.max_feat_size {
-        return Err(Error::InvalidArgument("graph has more feature slots than the model (kernel > 3x3)"));
-    }
-    if k == 0 || k > cfg.seq_len {
-        return Err(Error::InvalidArgument("horizon k must be in 1..=seq_len"));
-    }
-    check_len("edge_attr_in", attr.len(), e * f * c)?;
-    check_len("edge outputs", out.len(), e * f)?;
     check_len("scratch", scratch.len(), wnn_scratch_len(cfg))?;
     let (a, rest) = scratch.split_at_mut(WNN_BLOCK * h);
     let (b, stage) = rest.split_at_mut(WNN_BLOCK * h);
