@@ -6,6 +6,9 @@
 //! previous nowcast (or the start); the `c`-th recording is the nowcast itself: that step records the
 //! current parameters as the newest state and replaces its Adam update by the nowcast (the reference's
 //! in-loop timeline, NINO_REFERENCE.md 5.2 and 9.1). With a static period this is exactly the reference.
+//!
+//! The progress rule also reads a measurement: the caller reports the held-out loss at each nowcast
+//! ([`Timeline::report`]), and the cap on the period widens only when that loss set no new low.
 
 use crate::error::Error;
 use crate::nowcast::schedule::Schedule;
@@ -30,6 +33,19 @@ pub enum Period<'a> {
         /// Largest period.
         max: usize,
     },
+    /// The geometric rule capped at `cap` while the held-out loss keeps falling: every window whose
+    /// reported loss sets no new low multiplies the cap by `growth`, up to `max`. Nowcasts stay frequent
+    /// while training still gains and become rare once it has stalled, whatever the step count.
+    Progress {
+        /// Period of the first window.
+        first: usize,
+        /// Growth factor per nowcast, and of the cap per stalled window (>= 1).
+        growth: f32,
+        /// Largest period while the loss keeps falling.
+        cap: usize,
+        /// Largest period after any number of stalls.
+        max: usize,
+    },
 }
 
 /// The periods of the public `dynamic_period` fork of the reference, a baseline to beat.
@@ -44,6 +60,9 @@ impl Period<'_> {
             Period::Geometric { first, growth, max } => {
                 first >= ctx && max >= first && growth.is_finite() && growth >= 1.0
             }
+            Period::Progress { first, growth, cap, max } => {
+                first >= ctx && cap >= first && max >= cap && growth.is_finite() && growth >= 1.0
+            }
         };
         if ctx == 0 || !ok {
             return Err(Error::InvalidArgument("period: every period must be at least ctx steps, growth >= 1"));
@@ -51,14 +70,21 @@ impl Period<'_> {
         Ok(())
     }
 
-    /// Period of window `j`, rounded down to a multiple of `ctx` so that states are evenly spaced.
+    /// Period of window `j`, rounded down to a multiple of `ctx` so that states are evenly spaced; for
+    /// the progress rule, the period while the loss keeps falling.
     pub fn period(&self, j: usize, ctx: usize) -> usize {
+        self.period_after(j, 0, ctx)
+    }
+
+    /// Period of window `j` after `stalls` windows in which the reported loss set no new low (only the
+    /// progress rule reads `stalls`).
+    pub fn period_after(&self, j: usize, stalls: usize, ctx: usize) -> usize {
         let raw = match *self {
             Period::Static(p) => p,
             Period::List(l) => l.get(j).or(l.last()).copied().unwrap_or(ctx),
-            Period::Geometric { first, growth, max } => {
-                let g = libm::powf(growth, j.min(4096) as f32) * first as f32;
-                if g.is_finite() && g < max as f32 { g as usize } else { max }
+            Period::Geometric { first, growth, max } => geometric(first, growth, j, max),
+            Period::Progress { first, growth, cap, max } => {
+                geometric(first, growth, j, geometric(cap, growth, stalls, max))
             }
         };
         let ctx = ctx.max(1);
@@ -82,6 +108,12 @@ impl Period<'_> {
             n += 1;
         }
     }
+}
+
+/// `min(max, first * growth^j)`, saturating instead of overflowing.
+fn geometric(first: usize, growth: f32, j: usize, max: usize) -> usize {
+    let g = libm::powf(growth, j.min(4096) as f32) * first as f32;
+    if g.is_finite() && g < max as f32 { g as usize } else { max }
 }
 
 /// Which horizon `k` a nowcast uses.
@@ -125,6 +157,8 @@ pub struct Timeline<'a> {
     window_start: u64,
     recorded: usize,
     nowcasts: usize,
+    best: f32,
+    stalls: usize,
 }
 
 impl<'a> Timeline<'a> {
@@ -143,6 +177,8 @@ impl<'a> Timeline<'a> {
             window_start: 0,
             recorded: 0,
             nowcasts: 0,
+            best: f32::INFINITY,
+            stalls: 0,
         })
     }
 
@@ -155,7 +191,7 @@ impl<'a> Timeline<'a> {
 
     /// The action for 1-based step `step`; call once per step, in order.
     pub fn next(&mut self, step: u64) -> Action {
-        let p = self.period.period(self.nowcasts, self.ctx);
+        let p = self.current_period();
         let spacing = (p / self.ctx) as u64;
         let u = step.saturating_sub(self.window_start);
         if u == 0 || !u.is_multiple_of(spacing) {
@@ -178,7 +214,7 @@ impl<'a> Timeline<'a> {
 
     /// Whether step `step` needs a forward and backward pass (false exactly when it is a nowcast).
     pub fn needs_grads(&self, step: u64) -> bool {
-        let spacing = (self.period.period(self.nowcasts, self.ctx) / self.ctx) as u64;
+        let spacing = (self.current_period() / self.ctx) as u64;
         let u = step.saturating_sub(self.window_start);
         !(u > 0 && u.is_multiple_of(spacing) && self.recorded + 1 == self.ctx)
     }
@@ -195,7 +231,30 @@ impl<'a> Timeline<'a> {
 
     /// Steps between context states in the current window.
     pub fn spacing(&self) -> usize {
-        self.period.period(self.nowcasts, self.ctx) / self.ctx
+        self.current_period() / self.ctx
+    }
+
+    /// Reports the held-out loss measured at the nowcast just made (before it was applied), which the
+    /// progress rule needs to size the next window; a loss that sets no new low, or a non-finite one,
+    /// counts as a stall. Other rules ignore it. Call once per nowcast, after [`Timeline::next`].
+    pub fn report(&mut self, loss: f32) {
+        if !matches!(self.period, Period::Progress { .. }) {
+            return;
+        }
+        if loss.is_finite() && loss < self.best {
+            self.best = loss;
+        } else {
+            self.stalls += 1;
+        }
+    }
+
+    /// Windows in which the reported loss set no new low.
+    pub const fn stalls(&self) -> usize {
+        self.stalls
+    }
+
+    fn current_period(&self) -> usize {
+        self.period.period_after(self.nowcasts, self.stalls, self.ctx)
     }
 
     /// Number of nowcasts the horizon schedule was sized for.
@@ -271,5 +330,37 @@ mod tests {
         assert!(Period::Geometric { first: 200, growth: 0.5, max: 1000 }.validate(5).is_err());
         assert!(Period::Static(3).validate(5).is_err());
         assert!(Period::List(&[]).validate(5).is_err());
+    }
+
+    #[test]
+    fn progress_caps_until_the_loss_stalls() {
+        let rule = Period::Progress { first: 200, growth: 1.5, cap: 1000, max: 3000 };
+        assert!(Period::Progress { first: 200, growth: 1.5, cap: 100, max: 3000 }.validate(5).is_err());
+        assert!(Period::Progress { first: 200, growth: 1.5, cap: 1000, max: 900 }.validate(5).is_err());
+        let mut t = Timeline::new(rule, 5, 20_000, 40).unwrap().with_horizon(Horizon::Fraction);
+        // Falling losses: 200, 300, 450, 675, then the cap 1000; a repeat and a rise stall it (1500, 2250),
+        // a new low leaves it, a NaN stalls it again (3375, held at max 3000).
+        let losses = [2.0, 1.5, 1.2, 1.0, 0.9, 0.9, 0.95, 0.8, f32::NAN, 0.7];
+        let (mut n, mut periods, mut last) = (0, [0u64; 10], 0u64);
+        for s in 1..=20_000u64 {
+            let grads = t.needs_grads(s);
+            let a = t.next(s);
+            assert_eq!(grads, !matches!(a, Action::Nowcast { .. }), "step {s}");
+            if let Action::Nowcast { .. } = a {
+                periods[n] = s - last;
+                last = s;
+                t.report(losses[n]);
+                n += 1;
+                if n == losses.len() {
+                    break;
+                }
+            }
+        }
+        assert_eq!(periods, [200, 300, 450, 675, 1000, 1000, 1500, 2250, 2250, 3000]);
+        assert_eq!(t.stalls(), 3);
+        // Other rules ignore the reports.
+        let mut s = Timeline::new(Period::Static(1000), 5, 10_000, 40).unwrap();
+        s.report(f32::NAN);
+        assert_eq!((s.stalls(), s.spacing()), (0, 200));
     }
 }

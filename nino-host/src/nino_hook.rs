@@ -29,18 +29,38 @@ pub enum PeriodChoice {
         /// Cap.
         max: usize,
     },
+    /// The geometric rule capped at `cap` until the held-out loss stalls, then widening up to `max`.
+    Progress {
+        /// First period.
+        first: usize,
+        /// Growth per nowcast and of the cap per stalled window.
+        growth: f32,
+        /// Cap while the held-out loss keeps falling.
+        cap: usize,
+        /// Cap after stalls.
+        max: usize,
+    },
 }
 
 impl PeriodChoice {
     /// NiNo++'s default dynamic rule.
     pub const DYNAMIC: PeriodChoice = PeriodChoice::Geometric { first: 200, growth: 1.5, max: 2000 };
 
+    /// The progress rule's defaults: the dynamic rule's start, capped at the reference's 1000 while the
+    /// held-out loss falls.
+    pub const PROGRESS: PeriodChoice = PeriodChoice::Progress { first: 200, growth: 1.5, cap: 1000, max: 4000 };
+
+    /// Whether the rule reads the held-out loss at each nowcast.
+    pub const fn reads_progress(&self) -> bool {
+        matches!(self, PeriodChoice::Progress { .. })
+    }
+
     /// The horizon rule: `asked`, or when none is asked for the reference's counter for a static period
     /// (its exact timeline) and the training fraction for the rules that nowcast more often early.
     pub fn horizon(&self, asked: Option<Horizon>) -> Horizon {
         asked.unwrap_or(match self {
             PeriodChoice::Static(_) => Horizon::Counter,
-            PeriodChoice::Fork | PeriodChoice::Geometric { .. } => Horizon::Fraction,
+            PeriodChoice::Fork | PeriodChoice::Geometric { .. } | PeriodChoice::Progress { .. } => Horizon::Fraction,
         })
     }
 
@@ -50,6 +70,7 @@ impl PeriodChoice {
             PeriodChoice::Static(p) => Period::Static(p),
             PeriodChoice::Fork => Period::List(&FORK_DYNAMIC),
             PeriodChoice::Geometric { first, growth, max } => Period::Geometric { first, growth, max },
+            PeriodChoice::Progress { first, growth, cap, max } => Period::Progress { first, growth, cap, max },
         }
     }
 }
@@ -63,6 +84,7 @@ impl fmt::Display for PeriodChoice {
                 write!(f, "dynamic (geometric {first}x{growth} up to {max})")
             }
             PeriodChoice::Geometric { first, growth, max } => write!(f, "geometric:{first}/{growth}/{max}"),
+            PeriodChoice::Progress { first, growth, cap, max } => write!(f, "progress:{first}/{growth}/{cap}/{max}"),
         }
     }
 }
@@ -70,27 +92,38 @@ impl fmt::Display for PeriodChoice {
 impl FromStr for PeriodChoice {
     type Err = String;
 
-    /// Parses `1000`, `dynamic`, `fork` or `geometric:FIRST,GROWTH,MAX` (or `FIRST/GROWTH/MAX`, which fits
-    /// in a comma-separated `--runs` list).
+    /// Parses `1000`, `dynamic`, `fork`, `progress`, `geometric:FIRST,GROWTH,MAX` or
+    /// `progress:FIRST,GROWTH,CAP,MAX` (`/` also separates, which fits in a comma-separated `--runs` list).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         let bad = || {
-            format!("bad period `{s}`: expected a number of steps, `dynamic`, `fork` or `geometric:FIRST,GROWTH,MAX`")
+            format!(
+                "bad period `{s}`: expected a number of steps, `dynamic`, `fork`, `progress`, \
+                 `geometric:FIRST,GROWTH,MAX` or `progress:FIRST,GROWTH,CAP,MAX`"
+            )
         };
         match s {
             "dynamic" => return Ok(PeriodChoice::DYNAMIC),
             "fork" => return Ok(PeriodChoice::Fork),
+            "progress" => return Ok(PeriodChoice::PROGRESS),
             _ => {}
         }
-        if let Some(rest) = s.strip_prefix("geometric:") {
-            let parts: Vec<&str> = rest.split([',', '/']).map(str::trim).collect();
-            if parts.len() != 3 {
+        let fields = |rest: &str, n: usize| -> Result<Vec<f64>, String> {
+            let parts: Vec<f64> =
+                rest.split([',', '/']).map(|p| p.trim().parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+            if parts.len() != n || parts.iter().enumerate().any(|(i, v)| i != 1 && (v.fract() != 0.0 || *v < 0.0)) {
                 return Err(bad());
             }
-            let first = parts[0].parse().map_err(|_| bad())?;
-            let growth = parts[1].parse().map_err(|_| bad())?;
-            let max = parts[2].parse().map_err(|_| bad())?;
-            return Ok(PeriodChoice::Geometric { first, growth, max });
+            Ok(parts)
+        };
+        if let Some(rest) = s.strip_prefix("geometric:") {
+            let f = fields(rest, 3)?;
+            return Ok(PeriodChoice::Geometric { first: f[0] as usize, growth: f[1] as f32, max: f[2] as usize });
+        }
+        if let Some(rest) = s.strip_prefix("progress:") {
+            let f = fields(rest, 4)?;
+            let (first, growth, cap, max) = (f[0] as usize, f[1] as f32, f[2] as usize, f[3] as usize);
+            return Ok(PeriodChoice::Progress { first, growth, cap, max });
         }
         s.parse().map(PeriodChoice::Static).map_err(|_| bad())
     }
@@ -237,6 +270,9 @@ impl NinoHook {
         if cfg.later.is_some() && ctx < 2 {
             return invalid("the deferred verdict needs a model with at least 2 context states");
         }
+        if cfg.period.reads_progress() && (probe.1.is_empty() || cfg.baseline != Baseline::ProbeBefore) {
+            return invalid("the progress period needs a held-out probe batch, whose loss it reads at each nowcast");
+        }
         let state_snapshot = match cfg.later {
             Some(_) => Some(StateSnapshot::new(vec![0.0; nino_core::rollback::state_snapshot_len(params)], params)?),
             None => None,
@@ -304,7 +340,9 @@ impl NinoHook {
         let (ctx, seq_len) = (self.nowcaster.ctx(), self.nowcaster.config().seq_len);
         let mut timeline = self.cfg.timeline(ctx, seq_len).map_err(|e| e.to_string())?;
         for s in 1..=step {
-            timeline.next(s);
+            if let Action::Nowcast { index, .. } = timeline.next(s) {
+                timeline.report(state.events.get(index).map_or(f32::NAN, |e| e.baseline));
+            }
         }
         if timeline.recorded() != state.recorded || timeline.nowcasts() != state.events.len() {
             return Err(format!(
@@ -413,8 +451,9 @@ impl NinoHook {
             return Ok(HookAction::Step);
         }
         // The deferred verdict and the held-out baseline both need the probe's loss before the nowcast.
-        let wants_before =
-            self.cfg.later.is_some() || (self.cfg.baseline == Baseline::ProbeBefore && self.cfg.rollback.is_some());
+        let wants_before = self.cfg.later.is_some()
+            || self.cfg.period.reads_progress()
+            || (self.cfg.baseline == Baseline::ProbeBefore && self.cfg.rollback.is_some());
         let probe_before = if wants_before { Some(engine.loss(&self.probe.0, &self.probe.1)?) } else { None };
         let baseline = match (self.cfg.baseline, probe_before) {
             (Baseline::ProbeBefore, Some(b)) => b,
@@ -458,6 +497,10 @@ impl StepHook<Engine> for NinoHook {
                 self.record(engine.params());
                 let action = self.nowcast(step, k, engine);
                 (self.loss_sum, self.loss_n) = (0.0, 0);
+                // `restore` replays the same reports from the events, so a resumed run keeps its periods.
+                if let Some(e) = self.events.last() {
+                    self.timeline.report(e.baseline);
+                }
                 action
             }
         }
@@ -491,6 +534,15 @@ mod tests {
         assert!("often".parse::<PeriodChoice>().is_err());
         assert!("geometric:100,x,800".parse::<PeriodChoice>().is_err());
         assert!("geometric:1,2".parse::<PeriodChoice>().is_err());
+        assert!("geometric:100.5,2,800".parse::<PeriodChoice>().is_err());
+        assert_eq!("progress".parse::<PeriodChoice>().unwrap(), PeriodChoice::PROGRESS);
+        assert_eq!(
+            "progress:100/2/800/1600".parse::<PeriodChoice>().unwrap(),
+            PeriodChoice::Progress { first: 100, growth: 2.0, cap: 800, max: 1600 }
+        );
+        assert!("progress:100/2/800".parse::<PeriodChoice>().is_err());
+        let p = PeriodChoice::PROGRESS;
+        assert_eq!(p.to_string().parse::<PeriodChoice>().unwrap(), p);
     }
 
     fn hook(rollback: Option<Rule>, later: bool) -> NinoHook {

@@ -191,6 +191,13 @@ pub fn read_lpe(arg: &Path) -> anyhow::Result<Vec<f32>> {
     Ok(crate::cmd::nowcast::read_tensor(file, name)?.1)
 }
 
+impl NinoSpec {
+    /// The probe actually used: held-out for the progress period, which reads its loss, else `probe`.
+    pub fn probe_source(&self) -> ProbeSource {
+        if self.period.reads_progress() { ProbeSource::Heldout } else { self.probe }
+    }
+}
+
 /// The NiNo hook of `nino`, with the probe batch taken from the first training examples.
 fn nino_hook(nino: &NinoSpec, spec: &RunSpec, arch: &Arch, splits: &Splits) -> anyhow::Result<NinoHook> {
     let path = &nino.weights;
@@ -205,14 +212,14 @@ fn nino_hook(nino: &NinoSpec, spec: &RunSpec, arch: &Arch, splits: &Splits) -> a
         Some(r) => Some(Rule { max_ratio: r, max_increase: nino.slack }),
         None => None,
     };
-    let (source, baseline) = match nino.probe {
+    let (source, baseline) = match nino.probe_source() {
         ProbeSource::Train => (&splits.train, Baseline::WindowLoss),
         ProbeSource::Heldout => (&splits.heldout, Baseline::ProbeBefore),
     };
-    if rollback.is_some() && source.is_empty() {
+    if (rollback.is_some() || nino.period.reads_progress()) && source.is_empty() {
         bail!(
-            "--probe heldout needs training examples past the protocol's cut, but {} has only {} training \
-             examples, all used for training",
+            "--probe heldout needs training examples past the protocol's cut (so does the progress period, \
+             which reads their loss), but {} has only {} training examples, all used for training",
             spec.data_dir.display(),
             splits.train_total
         );
@@ -251,7 +258,7 @@ fn nino_hook(nino: &NinoSpec, spec: &RunSpec, arch: &Arch, splits: &Splits) -> a
                 "at {}x {baseline} + {} ({:?} probe){}",
                 r.max_ratio,
                 r.max_increase,
-                nino.probe,
+                nino.probe_source(),
                 match later {
                     Some(l) => format!(
                         ", and deferred to the next recorded state at {}x the probe's loss before + {}, patience {}",
@@ -290,7 +297,7 @@ pub fn run_config(spec: &RunSpec, arch_spec: &str, data: &Splits) -> RunConfig {
             c.push("--rollback", n.rollback.map_or("off".to_string(), |r| r.to_string()));
             c.push("--retry", n.retry);
             c.push("--rollback-slack", n.slack);
-            c.push("--probe", format!("{:?}", n.probe));
+            c.push("--probe", format!("{:?}", n.probe_source()));
             c.push("--verdict", format!("{:?}", n.verdict));
             c.push("--patience", n.patience);
             c.push("--verdict-ratio", n.verdict_ratio);
@@ -541,8 +548,14 @@ mod tests {
         let arch = Task::Debug.arch();
         let err = nino_hook(&nino, &spec, &arch, &splits).unwrap_err().to_string();
         assert!(err.contains("--probe heldout needs training examples past the protocol's cut"), "{err}");
+        let progress =
+            NinoSpec { period: PeriodChoice::PROGRESS, rollback: None, probe: ProbeSource::Train, ..nino.clone() };
+        assert_eq!(progress.probe_source(), ProbeSource::Heldout);
+        let err = nino_hook(&progress, &spec, &arch, &splits).unwrap_err().to_string();
+        assert!(err.contains("so does the progress period"), "{err}");
         splits.heldout = dataset(3);
         assert!(nino_hook(&nino, &spec, &arch, &splits).is_ok());
+        assert!(nino_hook(&progress, &spec, &arch, &splits).is_ok());
         let bad_slack = NinoSpec { slack: f32::NAN, ..nino };
         assert!(nino_hook(&bad_slack, &spec, &arch, &splits).unwrap_err().to_string().contains("--rollback-slack"));
     }

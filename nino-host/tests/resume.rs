@@ -156,6 +156,17 @@ fn nino_with_deferred_verdict_resumed_equals_uninterrupted() {
 }
 
 #[test]
+fn nino_with_progress_period_resumed_equals_uninterrupted() {
+    // The progress period's windows depend on the held-out losses measured at earlier nowcasts, which the
+    // resumed run must replay from the checkpoint. Period 10 while that loss falls: 20 nowcasts in 200
+    // steps without a stall; fewer means stalls widened the windows, and the stop at 173 comes after them.
+    let args = with(&base("200"), &["--nino", &weights(), "--period", "progress:10/1.5/10/40"]);
+    let s = check_equivalence(&args, &[97, 173], &[97, 173], "5");
+    let n = s["nowcasts"].as_u64().unwrap();
+    assert!((10..20).contains(&n), "{s:?}");
+}
+
+#[test]
 fn killed_run_leaves_intact_files_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -48,6 +48,7 @@ impl RunConfig {
     fn period_name(&self) -> String {
         match &self.period {
             Some(p) if *p == PeriodChoice::DYNAMIC => "dynamic".into(),
+            Some(p) if *p == PeriodChoice::PROGRESS => "progress".into(),
             Some(p) => p.to_string(),
             None => String::new(),
         }

@@ -132,7 +132,9 @@ pub struct TrainArgs {
     pub nino: Option<PathBuf>,
 
     /// Nowcast period: steps (1000 = the reference), `dynamic` (NiNo++: 200 growing x1.5 per nowcast up to
-    /// 2000), `fork` (200, 200, 400, 400, ..., 1000) or `geometric:FIRST,GROWTH,MAX`.
+    /// 2000), `fork` (200, 200, 400, 400, ..., 1000), `geometric:FIRST,GROWTH,MAX`, or `progress` (200
+    /// growing x1.5 up to 1000 while the held-out loss falls, the cap growing x1.5 up to 4000 with each
+    /// window where it did not; reads the --probe heldout batch) or `progress:FIRST,GROWTH,CAP,MAX`.
     #[arg(long, value_name = "P", default_value = "1000", requires = "nino")]
     pub period: PeriodChoice,
 
