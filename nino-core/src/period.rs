@@ -51,7 +51,33 @@ pub enum Period<'a> {
 /// The periods of the public `dynamic_period` fork of the reference, a baseline to beat.
 pub const FORK_DYNAMIC: [usize; 9] = [200, 200, 400, 400, 600, 600, 800, 800, 1000];
 
+impl Period<'static> {
+    /// The reference's static period.
+    pub const REFERENCE: Period<'static> = Period::Static(1000);
+    /// NiNo++'s dynamic rule: 200 steps growing x1.5 per nowcast up to 2000.
+    pub const DYNAMIC: Period<'static> = Period::Geometric { first: 200, growth: 1.5, max: 2000 };
+    /// The public fork's periods ([`FORK_DYNAMIC`]).
+    pub const FORK: Period<'static> = Period::List(&FORK_DYNAMIC);
+    /// The progress rule's defaults: the dynamic rule's start, capped at the reference's 1000 while the
+    /// held-out loss falls, the cap widening up to 4000 with each window where it did not.
+    pub const PROGRESS: Period<'static> = Period::Progress { first: 200, growth: 1.5, cap: 1000, max: 4000 };
+}
+
 impl Period<'_> {
+    /// Whether the rule needs the held-out loss reported at each nowcast ([`Timeline::report`]).
+    pub const fn reads_loss(&self) -> bool {
+        matches!(self, Period::Progress { .. })
+    }
+
+    /// The horizon rule a period takes unless told otherwise: the reference's counter for a static period
+    /// (its exact timeline), the training fraction for the rules that nowcast more often early.
+    pub const fn default_horizon(&self) -> Horizon {
+        match self {
+            Period::Static(_) => Horizon::Counter,
+            _ => Horizon::Fraction,
+        }
+    }
+
     /// Checks the parameters (positive periods, growth >= 1, at least `ctx` steps per window).
     pub fn validate(&self, ctx: usize) -> Result<(), Error> {
         let ok = match *self {

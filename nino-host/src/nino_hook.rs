@@ -8,83 +8,58 @@
 use crate::engine::Engine;
 use crate::nowcaster::{NowcastError, Nowcaster};
 use crate::train::{Batch, HookAction, HookError, StepHook};
-use nino_core::period::{Action, FORK_DYNAMIC, Horizon, Period, Timeline};
+use nino_core::period::{Action, Horizon, Period, Timeline};
 use nino_core::rollback::{Patience, Rule, Snapshot, StateSnapshot, Verdict};
 use std::fmt;
 use std::str::FromStr;
 
-/// How often to nowcast, as chosen on the command line (`--period`).
-#[derive(Clone, Debug, PartialEq)]
-pub enum PeriodChoice {
-    /// A fixed period in steps (the reference: 1000).
-    Static(usize),
-    /// The public fork's periods 200, 200, 400, 400, ..., 1000.
-    Fork,
-    /// Geometric growth from `first` by `growth` per nowcast up to `max`.
-    Geometric {
-        /// First period.
-        first: usize,
-        /// Growth per nowcast.
-        growth: f32,
-        /// Cap.
-        max: usize,
-    },
-    /// The geometric rule capped at `cap` until the held-out loss stalls, then widening up to `max`.
-    Progress {
-        /// First period.
-        first: usize,
-        /// Growth per nowcast and of the cap per stalled window.
-        growth: f32,
-        /// Cap while the held-out loss keeps falling.
-        cap: usize,
-        /// Cap after stalls.
-        max: usize,
-    },
-}
+/// How often to nowcast, as chosen on the command line (`--period`): a core [`Period`] that parses from
+/// and prints as the flag's text.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PeriodChoice(pub Period<'static>);
 
 impl PeriodChoice {
-    /// NiNo++'s default dynamic rule.
-    pub const DYNAMIC: PeriodChoice = PeriodChoice::Geometric { first: 200, growth: 1.5, max: 2000 };
+    /// NiNo++'s default dynamic rule ([`Period::DYNAMIC`]).
+    pub const DYNAMIC: PeriodChoice = PeriodChoice(Period::DYNAMIC);
+    /// The public fork's periods 200, 200, 400, 400, ..., 1000.
+    pub const FORK: PeriodChoice = PeriodChoice(Period::FORK);
+    /// The progress rule's defaults ([`Period::PROGRESS`]).
+    pub const PROGRESS: PeriodChoice = PeriodChoice(Period::PROGRESS);
+    /// The reference's static period 1000.
+    pub const REFERENCE: PeriodChoice = PeriodChoice(Period::REFERENCE);
 
-    /// The progress rule's defaults: the dynamic rule's start, capped at the reference's 1000 while the
-    /// held-out loss falls.
-    pub const PROGRESS: PeriodChoice = PeriodChoice::Progress { first: 200, growth: 1.5, cap: 1000, max: 4000 };
+    /// A static period of `steps`.
+    pub const fn fixed(steps: usize) -> PeriodChoice {
+        PeriodChoice(Period::Static(steps))
+    }
 
     /// Whether the rule reads the held-out loss at each nowcast.
     pub const fn reads_progress(&self) -> bool {
-        matches!(self, PeriodChoice::Progress { .. })
+        self.0.reads_loss()
     }
 
-    /// The horizon rule: `asked`, or when none is asked for the reference's counter for a static period
-    /// (its exact timeline) and the training fraction for the rules that nowcast more often early.
+    /// The horizon rule: `asked`, or the period's default ([`Period::default_horizon`]).
     pub fn horizon(&self, asked: Option<Horizon>) -> Horizon {
-        asked.unwrap_or(match self {
-            PeriodChoice::Static(_) => Horizon::Counter,
-            PeriodChoice::Fork | PeriodChoice::Geometric { .. } | PeriodChoice::Progress { .. } => Horizon::Fraction,
-        })
+        asked.unwrap_or(self.0.default_horizon())
     }
 
     /// The core period it stands for.
-    pub fn period(&self) -> Period<'static> {
-        match *self {
-            PeriodChoice::Static(p) => Period::Static(p),
-            PeriodChoice::Fork => Period::List(&FORK_DYNAMIC),
-            PeriodChoice::Geometric { first, growth, max } => Period::Geometric { first, growth, max },
-            PeriodChoice::Progress { first, growth, cap, max } => Period::Progress { first, growth, cap, max },
-        }
+    pub const fn period(&self) -> Period<'static> {
+        self.0
     }
 }
 
 impl fmt::Display for PeriodChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PeriodChoice::Static(p) => write!(f, "{p}"),
-            PeriodChoice::Fork => f.write_str("fork"),
-            PeriodChoice::Geometric { first, growth, max } if *self == PeriodChoice::DYNAMIC => {
+        match self.0 {
+            Period::Static(p) => write!(f, "{p}"),
+            _ if *self == PeriodChoice::FORK => f.write_str("fork"),
+            Period::List(l) => write!(f, "list {l:?}"),
+            Period::Geometric { first, growth, max } if *self == PeriodChoice::DYNAMIC => {
                 write!(f, "dynamic (geometric {first}x{growth} up to {max})")
             }
-            PeriodChoice::Geometric { first, growth, max } => write!(f, "geometric:{first}/{growth}/{max}"),
-            PeriodChoice::Progress { first, growth, cap, max } => write!(f, "progress:{first}/{growth}/{cap}/{max}"),
+            Period::Geometric { first, growth, max } => write!(f, "geometric:{first}/{growth}/{max}"),
+            Period::Progress { first, growth, cap, max } => write!(f, "progress:{first}/{growth}/{cap}/{max}"),
         }
     }
 }
@@ -104,7 +79,7 @@ impl FromStr for PeriodChoice {
         };
         match s {
             "dynamic" => return Ok(PeriodChoice::DYNAMIC),
-            "fork" => return Ok(PeriodChoice::Fork),
+            "fork" => return Ok(PeriodChoice::FORK),
             "progress" => return Ok(PeriodChoice::PROGRESS),
             _ => {}
         }
@@ -118,14 +93,18 @@ impl FromStr for PeriodChoice {
         };
         if let Some(rest) = s.strip_prefix("geometric:") {
             let f = fields(rest, 3)?;
-            return Ok(PeriodChoice::Geometric { first: f[0] as usize, growth: f[1] as f32, max: f[2] as usize });
+            return Ok(PeriodChoice(Period::Geometric {
+                first: f[0] as usize,
+                growth: f[1] as f32,
+                max: f[2] as usize,
+            }));
         }
         if let Some(rest) = s.strip_prefix("progress:") {
             let f = fields(rest, 4)?;
             let (first, growth, cap, max) = (f[0] as usize, f[1] as f32, f[2] as usize, f[3] as usize);
-            return Ok(PeriodChoice::Progress { first, growth, cap, max });
+            return Ok(PeriodChoice(Period::Progress { first, growth, cap, max }));
         }
-        s.parse().map(PeriodChoice::Static).map_err(|_| bad())
+        s.parse().map(PeriodChoice::fixed).map_err(|_| bad())
     }
 }
 
@@ -524,12 +503,12 @@ mod tests {
 
     #[test]
     fn period_choices_parse() {
-        assert_eq!("1000".parse::<PeriodChoice>().unwrap(), PeriodChoice::Static(1000));
+        assert_eq!("1000".parse::<PeriodChoice>().unwrap(), PeriodChoice::REFERENCE);
         assert_eq!("dynamic".parse::<PeriodChoice>().unwrap(), PeriodChoice::DYNAMIC);
-        assert_eq!("fork".parse::<PeriodChoice>().unwrap(), PeriodChoice::Fork);
+        assert_eq!("fork".parse::<PeriodChoice>().unwrap(), PeriodChoice::FORK);
         assert_eq!(
             "geometric:100,2,800".parse::<PeriodChoice>().unwrap(),
-            PeriodChoice::Geometric { first: 100, growth: 2.0, max: 800 }
+            PeriodChoice(Period::Geometric { first: 100, growth: 2.0, max: 800 })
         );
         assert!("often".parse::<PeriodChoice>().is_err());
         assert!("geometric:100,x,800".parse::<PeriodChoice>().is_err());
@@ -538,7 +517,7 @@ mod tests {
         assert_eq!("progress".parse::<PeriodChoice>().unwrap(), PeriodChoice::PROGRESS);
         assert_eq!(
             "progress:100/2/800/1600".parse::<PeriodChoice>().unwrap(),
-            PeriodChoice::Progress { first: 100, growth: 2.0, cap: 800, max: 1600 }
+            PeriodChoice(Period::Progress { first: 100, growth: 2.0, cap: 800, max: 1600 })
         );
         assert!("progress:100/2/800".parse::<PeriodChoice>().is_err());
         let p = PeriodChoice::PROGRESS;
@@ -550,7 +529,7 @@ mod tests {
         let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/weights/nino_mlp_h32.safetensors");
         let nc = Nowcaster::new(crate::weights::WeightSet::load(p).unwrap(), &arch, None, false).unwrap();
         let cfg = NinoHookConfig {
-            period: PeriodChoice::Static(1000),
+            period: PeriodChoice::REFERENCE,
             horizon: None,
             max_steps: 10_000,
             rollback,

@@ -233,7 +233,7 @@ fn nino_hook(nino: &NinoSpec, spec: &RunSpec, arch: &Arch, splits: &Splits) -> a
         VerdictTiming::Immediate => None,
     };
     let cfg = NinoHookConfig {
-        period: nino.period.clone(),
+        period: nino.period,
         horizon: nino.horizon,
         max_steps: spec.steps,
         rollback,
@@ -291,7 +291,7 @@ pub fn run_config(spec: &RunSpec, arch_spec: &str, data: &Splits) -> RunConfig {
         None => c.push("--nino", "none"),
         Some(n) => {
             c.push("--nino", canon(&n.weights));
-            c.push("--period", &n.period);
+            c.push("--period", n.period);
             c.push("--horizon", format!("{:?}", n.period.horizon(n.horizon)));
             c.push("--f16", n.f16);
             c.push("--rollback", n.rollback.map_or("off".to_string(), |r| r.to_string()));
@@ -509,7 +509,7 @@ mod tests {
         let weights = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/weights/nino_mlp_h32.safetensors");
         let nino = NinoSpec {
             weights: weights.into(),
-            period: PeriodChoice::Static(100),
+            period: PeriodChoice::fixed(100),
             horizon: None,
             f16: false,
             rollback: Some(1.5),

@@ -40,7 +40,7 @@ fn planned_buffers_match_what_the_nowcaster_and_hook_allocate() {
             let scratch = if plan.folded_weights > 0 { plan.folded_scratch } else { plan.nowcast_scratch() };
             assert_eq!(got.scratch, scratch, "{name} on {task:?}");
             let cfg = NinoHookConfig {
-                period: PeriodChoice::Static(1000),
+                period: PeriodChoice::REFERENCE,
                 horizon: None,
                 max_steps: 10_000,
                 rollback: Some(Rule::default()),

@@ -9,6 +9,7 @@ use crate::plot::{LinePlot, Series, write_png};
 use crate::run::{NinoSpec, ProbeSource, RunSpec, VerdictTiming, load_data, run_training};
 use anyhow::{Context, bail};
 use nino_core::Task;
+use nino_core::period::Period;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
@@ -84,7 +85,7 @@ impl RunConfig {
             Method::Wnn => "Adam+WNN+",
         };
         let period = match &self.period {
-            Some(PeriodChoice::Static(p)) => format!("static {p}"),
+            Some(PeriodChoice(Period::Static(p))) => format!("static {p}"),
             _ => self.period_name(),
         };
         match self.rollback {
@@ -121,7 +122,7 @@ impl std::str::FromStr for RunConfig {
             return Err(bad("plain Adam has no nowcast to roll back"));
         }
         let period = period.map(|p| p.parse::<PeriodChoice>().map_err(|e| bad(&e))).transpose()?;
-        if let Some(PeriodChoice::Static(0)) = period {
+        if let Some(PeriodChoice(Period::Static(0))) = period {
             return Err(bad("the period must be at least 1 step"));
         }
         Ok(RunConfig { method, period, rollback })
@@ -625,7 +626,7 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
                 eval_every: args.eval_every,
                 nino: weight_paths[ci].as_ref().map(|w| NinoSpec {
                     weights: w.clone(),
-                    period: cfg.period.clone().unwrap_or(PeriodChoice::Static(1000)),
+                    period: cfg.period.unwrap_or(PeriodChoice::REFERENCE),
                     horizon: None,
                     f16: false,
                     rollback: cfg.rollback,

@@ -329,7 +329,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let nino = match &args.nino {
         Some(weights) => Some(NinoSpec {
             weights: weights.clone(),
-            period: args.period.clone(),
+            period: args.period,
             horizon: args.horizon.map(HorizonArg::rule),
             f16: args.f16,
             rollback: args.rollback,
