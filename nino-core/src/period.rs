@@ -54,11 +54,12 @@ pub const FORK_DYNAMIC: [usize; 9] = [200, 200, 400, 400, 600, 600, 800, 800, 10
 impl Period<'static> {
     /// The reference's static period.
     pub const REFERENCE: Period<'static> = Period::Static(1000);
-    /// NiNo++'s dynamic rule: 200 steps growing x1.5 per nowcast up to 2000.
-    pub const DYNAMIC: Period<'static> = Period::Geometric { first: 200, growth: 1.5, max: 2000 };
+    /// NiNo++'s dynamic rule: 500 steps growing x1.075 per nowcast up to 1500 (the README's five-seed
+    /// tables; until this rule, `dynamic` was 200 growing x1.5 up to 2000).
+    pub const DYNAMIC: Period<'static> = Period::Geometric { first: 500, growth: 1.075, max: 1500 };
     /// The public fork's periods ([`FORK_DYNAMIC`]).
     pub const FORK: Period<'static> = Period::List(&FORK_DYNAMIC);
-    /// The progress rule's defaults: the dynamic rule's start, capped at the reference's 1000 while the
+    /// The progress rule's defaults: 200 steps growing x1.5, capped at the reference's 1000 while the
     /// held-out loss falls, the cap widening up to 4000 with each window where it did not.
     pub const PROGRESS: Period<'static> = Period::Progress { first: 200, growth: 1.5, cap: 1000, max: 4000 };
 }
@@ -356,6 +357,17 @@ mod tests {
         assert!(Period::Geometric { first: 200, growth: 0.5, max: 1000 }.validate(5).is_err());
         assert!(Period::Static(3).validate(5).is_err());
         assert!(Period::List(&[]).validate(5).is_err());
+    }
+
+    #[test]
+    fn dynamic_starts_at_500_and_grows_slowly_to_1500() {
+        // 500 * 1.075^j rounded down to a multiple of the context 5: 537.5 -> 535, 577.8 -> 575, 621.1 -> 620.
+        let d = Period::DYNAMIC;
+        assert_eq!([d.period(0, 5), d.period(1, 5), d.period(2, 5), d.period(3, 5)], [500, 535, 575, 620]);
+        assert_eq!(d.period(16, 5), 1500);
+        let (at, n, _) = run(d, 10_000);
+        assert_eq!(&at[..4], &[500, 1035, 1610, 2230]);
+        assert_eq!(n, 12);
     }
 
     #[test]

@@ -36,7 +36,7 @@ fn experiment_on_the_mini_dataset_writes_table_json_and_plots() {
         "--data",
         m.to_str().unwrap(),
         "--steps",
-        "300",
+        "600",
         "--seeds",
         "1,2",
         "--runs",
@@ -49,12 +49,12 @@ fn experiment_on_the_mini_dataset_writes_table_json_and_plots() {
 
     let table = std::fs::read_to_string(out.join("table.md")).unwrap();
     assert_eq!(String::from_utf8_lossy(&res.stdout).lines().next(), table.lines().next(), "table printed");
-    assert!(table.contains("evaluation every 100 steps; at most 300 steps; target 70.00%; seeds 1, 2"), "{table}");
+    assert!(table.contains("evaluation every 100 steps; at most 600 steps; target 70.00%; seeds 1, 2"), "{table}");
     assert!(table.contains("--runs adam,nino:dynamic"), "the command is in the header: {table}");
     let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| Adam")).collect();
     assert_eq!(rows.len(), 2, "{table}");
     assert!(rows[0].starts_with("| Adam |") && rows[1].starts_with("| Adam+NiNo (dynamic) |"), "{table}");
-    // The dynamic schedule starts with a 200-step period and grows it, so a 300-step run nowcasts once.
+    // The dynamic schedule starts with a 500-step period and grows it, so a 600-step run nowcasts once.
     assert_eq!(rows[1].split('|').nth(6).map(str::trim), Some("1"), "{table}");
 
     let json: serde_json::Value =
@@ -65,7 +65,7 @@ fn experiment_on_the_mini_dataset_writes_table_json_and_plots() {
         let runs = c["runs"].as_array().unwrap();
         assert_eq!(runs.iter().map(|r| r["seed"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2]);
         for r in runs {
-            assert_eq!(r["summary"]["steps_run"].as_u64(), r["summary"]["steps_to_target"].as_u64().or(Some(300)));
+            assert_eq!(r["summary"]["steps_run"].as_u64(), r["summary"]["steps_to_target"].as_u64().or(Some(600)));
             let csv = std::fs::read_to_string(r["metrics_csv"].as_str().unwrap()).unwrap();
             assert!(csv.lines().count() >= 2, "{csv}");
             let s: serde_json::Value =

@@ -207,7 +207,7 @@ excluded and reported apart.
 
 Examples:
   nino experiment --preset main --task fm16
-  nino experiment --task debug --data fixtures/fashion-mnist-mini --steps 300 --seeds 1,2 --runs adam,nino:dynamic
+  nino experiment --task debug --data fixtures/fashion-mnist-mini --steps 600 --seeds 1,2 --runs adam,nino:dynamic
   nino experiment --data DIR --arch mlp:32 --target 85 --runs adam,nino:1000,wnn:1000";
 
 /// Arguments of `nino experiment`.

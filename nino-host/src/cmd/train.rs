@@ -131,11 +131,12 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     pub nino: Option<PathBuf>,
 
-    /// Nowcast period: steps (1000 = the reference), `dynamic` (NiNo++: 200 growing x1.5 per nowcast up to
-    /// 2000), `fork` (200, 200, 400, 400, ..., 1000), `geometric:FIRST,GROWTH,MAX`, or `progress` (200
-    /// growing x1.5 up to 1000 while the held-out loss falls, the cap growing x1.5 up to 4000 with each
-    /// window where it did not; reads the --probe heldout batch) or `progress:FIRST,GROWTH,CAP,MAX`.
-    #[arg(long, value_name = "P", default_value = "1000", requires = "nino")]
+    /// Nowcast period: `dynamic` (NiNo++, the default: 500 growing x1.075 per nowcast up to 1500), steps
+    /// (1000 = the reference), `fork` (200, 200, 400, 400, ..., 1000), `geometric:FIRST,GROWTH,MAX`, or
+    /// `progress` (200 growing x1.5 up to 1000 while the held-out loss falls, the cap growing x1.5 up to
+    /// 4000 with each window where it did not; reads the --probe heldout batch) or
+    /// `progress:FIRST,GROWTH,CAP,MAX`.
+    #[arg(long, value_name = "P", default_value = "dynamic", requires = "nino")]
     pub period: PeriodChoice,
 
     /// Horizon rule: `counter` (the reference: the k schedule indexed by the nowcast count, the default for
