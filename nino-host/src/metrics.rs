@@ -179,6 +179,29 @@ pub struct Summary {
     pub nowcast_seconds: f64,
     /// Nowcasts that were undone (0 without NiNo).
     pub rollbacks: u64,
+    /// Every nowcast with its rollback losses, so a rollback can be explained from the summary alone.
+    pub events: Vec<NowcastRecord>,
+}
+
+/// One nowcast in the summary: what it did to the probe loss and what the rollback rule decided.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NowcastRecord {
+    /// 1-based step of the nowcast.
+    pub step: u64,
+    /// Horizon used (the retry's, if one was made).
+    pub k: usize,
+    /// What the probe loss was judged against (`null` when rollback is off).
+    pub baseline: Option<f32>,
+    /// Probe loss right after the nowcast (`null` when rollback is off or it was not finite).
+    pub probe: Option<f32>,
+    /// `probe / baseline`, the number `--rollback RATIO` bounds.
+    pub ratio: Option<f32>,
+    /// Probe loss at the deferred verdict (`null` when none was taken).
+    pub later: Option<f32>,
+    /// The rule's decision: `keep`, `non-finite`, `loss-rose`, `worse-later` or `retired`.
+    pub verdict: &'static str,
+    /// Whether a retry with a quarter of the horizon was made.
+    pub retried: bool,
 }
 
 impl Summary {
@@ -310,6 +333,7 @@ mod tests {
             nowcasts: 0,
             nowcast_seconds: 0.0,
             rollbacks: 0,
+            events: vec![],
         };
         let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
         for k in [
@@ -327,6 +351,7 @@ mod tests {
             "nowcasts",
             "nowcast_seconds",
             "rollbacks",
+            "events",
         ] {
             assert!(v.get(k).is_some(), "missing {k}");
         }

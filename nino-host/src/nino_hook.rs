@@ -6,6 +6,7 @@
 //! the mean training loss since the last recorded state, which the loop computes anyway.
 
 use crate::engine::Engine;
+use crate::metrics::NowcastRecord;
 use crate::nowcaster::{NowcastError, Nowcaster};
 use crate::train::{Batch, HookAction, HookError, StepHook};
 use nino_core::period::{Action, Horizon, Period, Timeline};
@@ -135,6 +136,29 @@ pub struct NowcastEvent {
     pub verdict: Verdict,
     /// Whether a retry with a shorter horizon was made.
     pub retried: bool,
+}
+
+impl NowcastEvent {
+    /// The event as the run summary reports it (non-finite losses become `null`).
+    pub fn record(&self) -> NowcastRecord {
+        let finite = |x: f32| x.is_finite().then_some(x);
+        NowcastRecord {
+            step: self.step,
+            k: self.k,
+            baseline: finite(self.baseline),
+            probe: finite(self.probe),
+            ratio: finite(self.probe / self.baseline),
+            later: finite(self.later),
+            verdict: match self.verdict {
+                Verdict::Keep => "keep",
+                Verdict::NonFinite => "non-finite",
+                Verdict::LossRose => "loss-rose",
+                Verdict::WorseLater => "worse-later",
+                Verdict::Retired => "retired",
+            },
+            retried: self.retried,
+        }
+    }
 }
 
 /// What the rollback rule compares the probe loss after a nowcast with.

@@ -9,7 +9,7 @@ use crate::data::{Normalization, Splits, load_splits};
 use crate::engine::{AdamConfig, Engine, init_params};
 use crate::fsutil::write_atomic;
 use crate::metrics::{MetricsLog, Summary};
-use crate::nino_hook::{Baseline, Fault, NinoHook, NinoHookConfig, NinoState, PeriodChoice};
+use crate::nino_hook::{Baseline, Fault, NinoHook, NinoHookConfig, NinoState, NowcastEvent, PeriodChoice};
 use crate::nowcaster::Nowcaster;
 use crate::train::{
     Checkpointing, HookError, LoopState, NoHook, StepHook, TrainConfig, TrainError, TrainReport, train_resumable,
@@ -489,6 +489,7 @@ pub fn run_training_with(spec: &RunSpec, data: &Splits, files: &Persistence) -> 
         nowcasts: rep.nowcasts,
         nowcast_seconds: rep.nowcast_seconds,
         rollbacks: rep.rollbacks,
+        events: nino.as_ref().map_or_else(Vec::new, |h| h.events.iter().map(NowcastEvent::record).collect()),
     };
     Ok(RunOutcome { summary, report: rep })
 }

@@ -36,6 +36,13 @@ fn reached(s: &serde_json::Value) -> bool {
     !s["steps_to_target"].is_null()
 }
 
+/// The summary's per-nowcast records, checked to be one per nowcast.
+fn events(s: &serde_json::Value) -> &Vec<serde_json::Value> {
+    let e = s["events"].as_array().unwrap_or_else(|| panic!("no events in {s}"));
+    assert_eq!(e.len() as u64, s["nowcasts"].as_u64().unwrap(), "{s}");
+    e
+}
+
 #[test]
 fn scaled_garbage_is_rolled_back_and_target_reached() {
     let s = run(&["--rollback", "--inject-fault", "scale:100"]);
@@ -43,6 +50,40 @@ fn scaled_garbage_is_rolled_back_and_target_reached() {
     assert!(n >= 1, "{s}");
     assert_eq!(s["rollbacks"].as_u64().unwrap(), n, "every corrupted nowcast is undone: {s}");
     assert!(reached(&s), "training must still reach 70%: {s}");
+    for e in events(&s) {
+        assert_eq!(e["verdict"], "loss-rose", "{e}");
+        assert!(e["ratio"].as_f64().unwrap() > 1e3, "a x100 nowcast is orders of magnitude off: {e}");
+    }
+}
+
+#[test]
+fn mildly_scaled_garbage_is_rolled_back_and_target_reached() {
+    // x1.5 is the smallest corruption measured to wreck this run (best 63.8% when every nowcast is kept):
+    // its probe losses are 15x the window's, beyond the default ratio of 10.
+    let s = run(&["--rollback", "--inject-fault", "scale:1.5"]);
+    let n = s["nowcasts"].as_u64().unwrap();
+    assert!(n >= 1 && s["rollbacks"].as_u64().unwrap() == n, "{s}");
+    assert!(reached(&s), "{s}");
+}
+
+#[test]
+fn without_rollback_mildly_scaled_garbage_misses_the_target() {
+    // Negative control of the test above.
+    let s = run(&["--inject-fault", "scale:1.5"]);
+    assert!(s["rollbacks"].as_u64() == Some(0) && !reached(&s), "{s}");
+}
+
+#[test]
+fn default_ratio_keeps_useful_nowcasts() {
+    // The first nowcast (k = 40) lands at 3.3x the window's training loss and still pays: kept, the run
+    // reaches 70% at step 350 as without rollback (Adam alone: 400). The former default ratio, 3, undid
+    // all four nowcasts and ended at Adam's 400.
+    let with = run(&["--rollback"]);
+    let without = run(&[]);
+    assert_eq!(with["rollbacks"].as_u64(), Some(0), "{with}");
+    assert!(events(&with).iter().all(|e| e["verdict"] == "keep" && e["ratio"].as_f64().unwrap() > 0.0), "{with}");
+    assert_eq!(with["steps_to_target"], without["steps_to_target"], "{with}\n{without}");
+    assert!(events(&without).iter().all(|e| e["probe"].is_null() && e["ratio"].is_null()), "{without}");
 }
 
 #[test]
@@ -51,6 +92,7 @@ fn nan_garbage_is_rolled_back_and_target_reached() {
     let n = s["nowcasts"].as_u64().unwrap();
     assert!(n >= 1 && s["rollbacks"].as_u64().unwrap() == n, "{s}");
     assert!(reached(&s), "{s}");
+    assert!(events(&s).iter().all(|e| e["verdict"] == "non-finite" && e["probe"].is_null()), "{s}");
 }
 
 #[test]
@@ -74,7 +116,7 @@ fn heldout_probe_rolls_back_garbage_and_target_reached() {
 
 #[test]
 fn deferred_verdict_undoes_a_zeroed_nowcast_and_stops_nowcasting() {
-    // Zeroed parameters give a loss of ln 10, inside the immediate rule's 3x the window's loss, and leave a
+    // Zeroed parameters give a loss of ln 10, inside the immediate rule's 10x the window's loss, and leave a
     // network Adam cannot train (no signal through zero weights); only the deferred verdict, taken at the
     // next recorded state, sees that. Two undone in a row (the default patience) stop nowcasting.
     let s = run(&["--rollback", "--verdict", "deferred", "--inject-fault", "scale:0"]);

@@ -196,7 +196,7 @@ Presets (--preset), as --runs lists:
   nino-vs-wnn        adam,nino:1000,wnn:1000
 
 A run is `adam`, `nino:PERIOD` or `wnn:PERIOD` (PERIOD: steps, `dynamic`, `fork`), optionally followed by
-`+rollback` (ratio 3) or `+rollback:RATIO`. Every configuration runs once per seed on the same data
+`+rollback` (ratio 10) or `+rollback:RATIO`. Every configuration runs once per seed on the same data
 (loaded once), under the `nino train` protocol.
 
 Output in --out: table.md (median steps and wall time to target over the seeds, each seed's value, `>N`
@@ -736,7 +736,7 @@ mod tests {
         for p in [Preset::Main, Preset::StaticVsDynamic, Preset::WallTime, Preset::Periods, Preset::NinoVsWnn] {
             assert!(parse_runs(p.runs()).is_ok(), "{}", p.name());
         }
-        assert_eq!(parse_runs(Preset::Main.runs()).unwrap()[1].rollback, Some(3.0));
+        assert_eq!(parse_runs(Preset::Main.runs()).unwrap()[1].rollback, Some(nino_core::rollback::DEFAULT_MAX_RATIO));
     }
 
     #[test]
@@ -768,6 +768,7 @@ mod tests {
             nowcasts,
             nowcast_seconds: 0.25,
             rollbacks: 0,
+            events: vec![],
         };
         SeedResult {
             seed,
