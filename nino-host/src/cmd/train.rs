@@ -151,6 +151,7 @@ pub struct TrainArgs {
     /// Undo a nowcast whose probe loss exceeds RATIO x the baseline + --rollback-slack, or that produced
     /// a non-finite parameter (off: every nowcast is kept, as in the reference). The baseline is the
     /// window's mean training loss (--probe train) or the probe's loss before the nowcast (--probe heldout).
+    /// A bare --rollback is 10: useful nowcasts were measured at up to 5.7x, broken ones from 15x.
     #[arg(long, value_name = "RATIO", num_args = 0..=1, default_missing_value = "10", requires = "nino")]
     pub rollback: Option<f32>,
 
