@@ -149,6 +149,17 @@ impl Verdict {
     pub const fn rolls_back(self) -> bool {
         matches!(self, Verdict::NonFinite | Verdict::LossRose | Verdict::WorseLater)
     }
+
+    /// Stable kebab-case name, for metrics and logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Verdict::Keep => "keep",
+            Verdict::NonFinite => "non-finite",
+            Verdict::LossRose => "loss-rose",
+            Verdict::WorseLater => "worse-later",
+            Verdict::Retired => "retired",
+        }
+    }
 }
 
 /// Default [`Rule`] of the deferred verdict: undo a nowcast when the probe loss at the next recorded state

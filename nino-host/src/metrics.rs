@@ -198,7 +198,7 @@ pub struct NowcastRecord {
     pub ratio: Option<f32>,
     /// Probe loss at the deferred verdict (`null` when none was taken).
     pub later: Option<f32>,
-    /// The rule's decision: `keep`, `non-finite`, `loss-rose`, `worse-later` or `retired`.
+    /// The rule's decision ([`nino_core::rollback::Verdict::name`]).
     pub verdict: &'static str,
     /// Whether a retry with a quarter of the horizon was made.
     pub retried: bool,

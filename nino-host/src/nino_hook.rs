@@ -149,13 +149,7 @@ impl NowcastEvent {
             probe: finite(self.probe),
             ratio: finite(self.probe / self.baseline),
             later: finite(self.later),
-            verdict: match self.verdict {
-                Verdict::Keep => "keep",
-                Verdict::NonFinite => "non-finite",
-                Verdict::LossRose => "loss-rose",
-                Verdict::WorseLater => "worse-later",
-                Verdict::Retired => "retired",
-            },
+            verdict: self.verdict.name(),
             retried: self.retried,
         }
     }
