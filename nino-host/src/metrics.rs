@@ -5,6 +5,7 @@
 //! test-set evaluations (`eval_seconds`), and everything together (`wall_seconds`).
 
 use crate::fsutil::write_atomic;
+use crate::train::FineEval;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -157,6 +158,8 @@ pub struct Summary {
     pub batch: usize,
     /// Steps between evaluations (the reference evaluated after every step).
     pub eval_every: u64,
+    /// The denser evaluations near the target (`--eval-fine`), if any.
+    pub eval_fine: Option<FineEval>,
     /// Target test accuracy (fraction), if any.
     pub target: Option<f32>,
     /// Step of the first evaluation at or above the target, `None` if never reached.
@@ -226,7 +229,7 @@ impl Summary {
             ("arch", self.arch.clone()),
             ("seed", self.seed.to_string()),
             ("lr / batch", format!("{} / {}", self.lr, self.batch)),
-            ("eval every", format!("{} steps", self.eval_every)),
+            ("eval every", eval_schedule(self.eval_every, self.eval_fine)),
             ("target", self.target.map_or("-".into(), pct)),
             ("steps to target", self.steps_to_target.map_or("not reached".into(), |s| s.to_string())),
             ("final accuracy", pct(self.final_accuracy)),
@@ -250,6 +253,14 @@ impl Summary {
             let _ = writeln!(s, "  {k:<w$}  {v}");
         }
         s
+    }
+}
+
+/// `100 steps`, or `100 steps; every 10 within 0.50 points of the target`.
+pub fn eval_schedule(every: u64, fine: Option<FineEval>) -> String {
+    match fine {
+        None => format!("{every} steps"),
+        Some(f) => format!("{every} steps; every {} within {:.2} points of the target", f.every, 100.0 * f.margin),
     }
 }
 
@@ -322,6 +333,7 @@ mod tests {
             lr: 0.006,
             batch: 128,
             eval_every: 100,
+            eval_fine: Some(FineEval { every: 10, margin: 0.005 }),
             target: Some(0.895),
             steps_to_target: None,
             final_accuracy: 0.88,
@@ -341,6 +353,7 @@ mod tests {
             "arch",
             "seed",
             "eval_every",
+            "eval_fine",
             "target",
             "steps_to_target",
             "final_accuracy",
@@ -357,7 +370,9 @@ mod tests {
         }
         assert!(v["steps_to_target"].is_null());
         assert_eq!(v["seed"], 1000);
+        assert_eq!(v["eval_fine"]["every"], 10);
         let t = s.table();
         assert!(t.contains("not reached") && t.contains("88.00%") && t.contains("10.00 ms"), "{t}");
+        assert!(t.contains("100 steps; every 10 within 0.50 points of the target"), "{t}");
     }
 }

@@ -8,11 +8,12 @@ use crate::checkpoint::{Checkpoint, RunConfig};
 use crate::data::{Normalization, Splits, load_splits};
 use crate::engine::{AdamConfig, Engine, init_params};
 use crate::fsutil::write_atomic;
-use crate::metrics::{MetricsLog, Summary};
+use crate::metrics::{MetricsLog, Summary, eval_schedule};
 use crate::nino_hook::{Baseline, Fault, NinoHook, NinoHookConfig, NinoState, NowcastEvent, PeriodChoice};
 use crate::nowcaster::Nowcaster;
 use crate::train::{
-    Checkpointing, HookError, LoopState, NoHook, StepHook, TrainConfig, TrainError, TrainReport, train_resumable,
+    Checkpointing, FineEval, HookError, LoopState, NoHook, StepHook, TrainConfig, TrainError, TrainReport,
+    train_resumable,
 };
 use crate::weights::WeightSet;
 use anyhow::{Context, anyhow, bail};
@@ -101,6 +102,8 @@ pub struct RunSpec {
     pub seed: u64,
     /// Steps between evaluations.
     pub eval_every: u64,
+    /// Denser evaluations near the target.
+    pub eval_fine: Option<FineEval>,
     /// NiNo nowcasts, or `None` for plain Adam.
     pub nino: Option<NinoSpec>,
     /// Per-evaluation metrics file (CSV or JSON lines), rewritten atomically.
@@ -286,6 +289,10 @@ pub fn run_config(spec: &RunSpec, arch_spec: &str, data: &Splits) -> RunConfig {
     c.push("--steps", spec.steps);
     c.push("--seed", spec.seed);
     c.push("--eval-every", spec.eval_every);
+    if let Some(f) = spec.eval_fine {
+        // Only when set, so that checkpoints written before the flag existed still resume.
+        c.push("--eval-fine", format!("{} within {}", f.every, f.margin));
+    }
     c.push("--target", spec.target.map_or("none".to_string(), |t| t.to_string()));
     match &spec.nino {
         None => c.push("--nino", "none"),
@@ -402,7 +409,7 @@ pub fn run_training_with(spec: &RunSpec, data: &Splits, files: &Persistence) -> 
     if spec.announce {
         eprintln!(
             "training {} ({arch_spec}, {} params) on {} of {} training images from {}, testing on {}; \
-             batch {}, lr {}, seed {}, normalisation mean {:.4} std {:.4}; evaluating every {} steps",
+             batch {}, lr {}, seed {}, normalisation mean {:.4} std {:.4}; evaluating every {}",
             spec.task.map_or("custom net", Task::name),
             arch.param_count(),
             data.train.len(),
@@ -414,7 +421,7 @@ pub fn run_training_with(spec: &RunSpec, data: &Splits, files: &Persistence) -> 
             spec.seed,
             data.norm.mean,
             data.norm.std,
-            spec.eval_every,
+            eval_schedule(spec.eval_every, spec.eval_fine),
         );
     }
 
@@ -422,6 +429,7 @@ pub fn run_training_with(spec: &RunSpec, data: &Splits, files: &Persistence) -> 
         max_steps: spec.steps,
         eval_every: spec.eval_every,
         target: spec.target,
+        fine_eval: spec.eval_fine,
         batch: spec.batch,
         seed: spec.seed,
         progress: spec.progress,
@@ -478,6 +486,7 @@ pub fn run_training_with(spec: &RunSpec, data: &Splits, files: &Persistence) -> 
         lr: spec.lr,
         batch: spec.batch,
         eval_every: spec.eval_every,
+        eval_fine: spec.eval_fine,
         target: spec.target,
         steps_to_target: rep.steps_to_target,
         final_accuracy: rep.final_accuracy(),
@@ -533,6 +542,7 @@ mod tests {
             steps: 1000,
             seed: 1,
             eval_every: 100,
+            eval_fine: None,
             nino: Some(nino.clone()),
             metrics: None,
             progress: false,

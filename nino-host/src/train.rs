@@ -2,7 +2,8 @@
 //!
 //! [`train`] follows the vision protocol (NINO_REFERENCE.md section 6) except for one stated deviation: the
 //! test set is evaluated every `eval_every` steps (and after the last step) instead of after every step,
-//! so steps to target are multiples of `eval_every` unless training ends in between.
+//! so steps to target are multiples of `eval_every` unless training ends in between. [`FineEval`] narrows
+//! that gap where it matters: it evaluates more often once the accuracy nears the target.
 //!
 //! NiNo plugs in through [`StepHook`]: before every step the hook sees the step number, the batch drawn
 //! for it and the model, and either lets the optimizer step or replaces the parameters itself (a
@@ -110,6 +111,27 @@ impl<M: ?Sized> StepHook<M> for NoHook {
     }
 }
 
+/// Denser evaluation near the target, so steps to target come close to the reference's per-step
+/// resolution (NINO_REFERENCE.md Q14) without paying for a test pass after every step.
+///
+/// Once any evaluation has reached `target - margin`, the test set is also evaluated every `every` steps
+/// for the rest of the run. The switch is a function of the evaluations so far, so a resumed run makes it
+/// at the same step.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct FineEval {
+    /// Steps between evaluations once near the target (at least 1).
+    pub every: u64,
+    /// How far below the target (a fraction: 0.005 is half a point) the dense evaluations start.
+    pub margin: f32,
+}
+
+impl FineEval {
+    /// Whether an evaluation at `accuracy` switches to dense evaluation for a run aiming at `target`.
+    pub fn near(&self, accuracy: f32, target: f32) -> bool {
+        accuracy >= target - self.margin
+    }
+}
+
 /// Settings of one training run.
 #[derive(Clone, Debug)]
 pub struct TrainConfig {
@@ -119,6 +141,8 @@ pub struct TrainConfig {
     pub eval_every: u64,
     /// Stop at the first evaluation whose accuracy is at least this fraction.
     pub target: Option<f32>,
+    /// Evaluate more often once near `target` (needs a target; `None`: every `eval_every` steps only).
+    pub fine_eval: Option<FineEval>,
     /// Batch size.
     pub batch: usize,
     /// Seed of the batch order (epoch `e` is shuffled with `seed + e`).
@@ -352,6 +376,11 @@ impl Run<'_> {
         let mut last_loss = f32::NAN;
         let mut last_acc: Option<f32> = None;
         let mut checkpoint_due = false;
+        let fine = match (cfg.fine_eval, cfg.target) {
+            (Some(f), Some(t)) => Some((f, t)),
+            _ => None,
+        };
+        let mut dense = fine.is_some_and(|(f, t)| self.rep.rows.iter().any(|r| f.near(r.test_accuracy, t)));
         for step in first..=cfg.max_steps {
             let t0 = Instant::now();
             train.gather(sampler.next_batch(), &mut x, &mut y);
@@ -381,11 +410,14 @@ impl Run<'_> {
                 }
             }
             self.rep.steps_run = step;
-            let evaluated = step % cfg.eval_every == 0 || step == cfg.max_steps;
+            let evaluated = step % cfg.eval_every == 0
+                || step == cfg.max_steps
+                || (dense && fine.is_some_and(|(f, _)| step % f.every == 0));
             let mut reached = false;
             if evaluated {
                 let acc = self.evaluate(model, test, step)?;
                 last_acc = Some(acc);
+                dense |= fine.is_some_and(|(f, t)| f.near(acc, t));
                 if cfg.target.is_some_and(|t| acc >= t) {
                     self.rep.steps_to_target = Some(step);
                     reached = true;
@@ -455,8 +487,11 @@ pub fn train_resumable<M: Model + ?Sized, H: StepHook<M> + ?Sized>(
     checkpoints: Option<Checkpointing<'_, M, H>>,
 ) -> Result<TrainReport, TrainError> {
     let (train, test) = data;
-    if cfg.eval_every == 0 {
-        return Err(TrainError::Config("eval_every must be at least 1"));
+    if cfg.eval_every == 0 || cfg.fine_eval.is_some_and(|f| f.every == 0) {
+        return Err(TrainError::Config("the evaluation interval must be at least 1"));
+    }
+    if cfg.fine_eval.is_some_and(|f| f.margin.is_nan() || f.margin < 0.0) {
+        return Err(TrainError::Config("the fine evaluation's margin must be a number of at least 0"));
     }
     if checkpoints.as_ref().is_some_and(|c| c.every == 0) {
         return Err(TrainError::Config("the checkpoint interval must be at least 1"));
@@ -564,7 +599,7 @@ mod tests {
     }
 
     fn cfg(max_steps: u64, eval_every: u64, target: Option<f32>) -> TrainConfig {
-        TrainConfig { max_steps, eval_every, target, batch: 8, seed: 1, progress: false }
+        TrainConfig { max_steps, eval_every, target, fine_eval: None, batch: 8, seed: 1, progress: false }
     }
 
     #[test]
@@ -735,6 +770,55 @@ mod tests {
         assert_eq!((again.steps_to_target, values(&again.rows)), (rep.steps_to_target, values(&rep.rows)));
     }
 
+    fn fine(every: u64, margin: f32) -> Option<FineEval> {
+        Some(FineEval { every, margin })
+    }
+
+    #[test]
+    fn fine_evaluation_starts_near_the_target() {
+        let (tr, te) = (data(20), data(100));
+        let steps = |rows: &[EvalRow]| rows.iter().map(|r| r.step).collect::<Vec<_>>();
+        // Accuracy is steps / 1000: 0.50 at step 500 is within 0.05 of 0.525, so evaluations go every 10 steps.
+        let mut c = cfg(1000, 100, Some(0.525));
+        let coarse = train(&mut Fake::new(0.001), &tr, &te, &c, &mut NoHook, None).unwrap();
+        assert_eq!(coarse.steps_to_target, Some(600));
+        c.fine_eval = fine(10, 0.05);
+        let rep = train(&mut Fake::new(0.001), &tr, &te, &c, &mut NoHook, None).unwrap();
+        assert_eq!(steps(&rep.rows), [100, 200, 300, 400, 500, 510, 520, 530]);
+        assert_eq!(rep.steps_to_target, Some(530));
+        // A margin that 0.50 misses keeps the coarse schedule until a coarse evaluation gets there.
+        c.fine_eval = fine(10, 0.01);
+        let rep = train(&mut Fake::new(0.001), &tr, &te, &c, &mut NoHook, None).unwrap();
+        assert_eq!(rep.steps_to_target, Some(600));
+        // Without a target there is nothing to be near.
+        let mut free = cfg(700, 100, None);
+        free.fine_eval = fine(10, 1.0);
+        let rep = train(&mut Fake::new(0.001), &tr, &te, &free, &mut NoHook, None).unwrap();
+        assert_eq!(steps(&rep.rows), [100, 200, 300, 400, 500, 600, 700]);
+    }
+
+    #[test]
+    fn resuming_keeps_the_fine_evaluation() {
+        let (tr, te) = (data(20), data(100));
+        let mut c = cfg(1000, 100, Some(0.525));
+        c.fine_eval = fine(10, 0.05);
+        let full = train(&mut Fake::new(0.001), &tr, &te, &c, &mut NoHook, None).unwrap();
+        let mut saved = None;
+        let mut save = |s: &LoopState, m: &Fake, _: &NoHook| -> Result<(), HookError> {
+            saved = Some((s.clone(), m.steps));
+            Ok(())
+        };
+        let ck = Checkpointing { every: 5, stop_after: Some(505), save: &mut save };
+        let rep = train_resumable(&mut Fake::new(0.001), (&tr, &te), &c, &mut NoHook, None, None, Some(ck)).unwrap();
+        assert!(rep.interrupted);
+        let (state, steps) = saved.unwrap();
+        let mut second = Fake::new(0.001);
+        second.steps = steps;
+        let rep = train_resumable(&mut second, (&tr, &te), &c, &mut NoHook, None, Some(state), None).unwrap();
+        assert_eq!(values(&rep.rows), values(&full.rows));
+        assert_eq!(rep.steps_to_target, Some(530));
+    }
+
     #[test]
     fn bad_setups_are_errors_not_panics() {
         let (tr, te) = (data(20), data(10));
@@ -745,6 +829,10 @@ mod tests {
         assert!(matches!(train(&mut Fake::new(0.0), &tr, &te, &c, &mut NoHook, None), Err(TrainError::Config(_))));
         c.batch = 4;
         assert!(train(&mut Fake::new(0.0), &data(0), &te, &c, &mut NoHook, None).is_err());
+        for bad in [fine(0, 0.01), fine(10, f32::NAN), fine(10, -0.01)] {
+            let c = TrainConfig { fine_eval: bad, ..c.clone() };
+            assert!(matches!(train(&mut Fake::new(0.0), &tr, &te, &c, &mut NoHook, None), Err(TrainError::Config(_))));
+        }
         let rep = train(&mut Fake::new(0.0), &tr, &te, &cfg(0, 5, None), &mut NoHook, None).unwrap();
         assert_eq!(rep.rows.len(), 1);
         assert_eq!(rep.rows[0].step, 0);

@@ -184,6 +184,54 @@ fn runs_are_reproducible_for_a_seed() {
     assert_ne!(a, run("8"));
 }
 
+/// `(step, test accuracy)` of every row of a metrics CSV, and the summary JSON.
+fn run_rows(extra: &[&str]) -> (Vec<(u64, String)>, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, s) = (dir.path().join("m.csv"), dir.path().join("s.json"));
+    let data = mini();
+    let args = ["train", "--task", "debug", "--data", data.to_str().unwrap(), "--steps", "600", "--eval-every", "50"];
+    let out =
+        nino(&[&args[..], extra, &["--metrics", m.to_str().unwrap(), "--summary-json", s.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = std::fs::read_to_string(&m)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].parse().unwrap(), f[3].to_string())
+        })
+        .collect();
+    (rows, serde_json::from_str(&std::fs::read_to_string(&s).unwrap()).unwrap())
+}
+
+#[test]
+fn fine_evaluation_adds_evaluations_near_the_target_and_changes_nothing_else() {
+    // The debug task's target is 70%; with a margin of 5 points the dense evaluations start at 65%.
+    let (coarse, cs) = run_rows(&[]);
+    let (fine, fs) = run_rows(&["--eval-fine", "5", "--eval-fine-margin", "5"]);
+    assert_eq!(fs["eval_fine"]["every"], 5);
+    let acc = |a: &str| a.parse::<f64>().unwrap();
+    let switch = fine.iter().position(|(_, a)| acc(a) >= 0.65).expect("the run comes within 5 points");
+    let reached = fine.iter().position(|(_, a)| acc(a) >= 0.70).expect("the run reaches 70%");
+    assert!(switch < reached && reached + 1 == fine.len(), "training stops at the first row at the target");
+    // Up to the switch every 50 steps, then every 5: more evaluations than the coarse run made there.
+    assert!(fine[..=switch].iter().all(|(s, _)| s % 50 == 0));
+    assert!(fine[switch..].windows(2).all(|w| w[1].0 == w[0].0 + 5), "{fine:?}");
+    assert!(reached > switch + 1, "the test needs dense evaluations before the target: {fine:?}");
+    // Evaluating does not change training: the coarse rows are among the fine ones, value for value.
+    for row in coarse.iter().filter(|(s, _)| *s <= fine[reached].0) {
+        assert!(fine.contains(row), "{row:?} of the coarse run is not in the fine run");
+    }
+    let (c, f) = (cs["steps_to_target"].as_u64().unwrap(), fs["steps_to_target"].as_u64().unwrap());
+    assert!(f <= c, "fine {f}, coarse {c}");
+    assert_one_line_error(&nino(&["train", "--task", "debug", "--eval-fine", "0"]), "--eval-fine must be at least 1");
+    assert_one_line_error(
+        &nino(&["train", "--task", "debug", "--eval-fine", "5", "--eval-fine-margin", "150"]),
+        "--eval-fine-margin must be between 0 and 100 points",
+    );
+}
+
 #[test]
 fn lpe_of_another_graph_is_one_error_line() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -89,7 +89,15 @@ fn collection_holds_the_trainers_states_and_a_rerun_changes_nothing() {
         // The last state is where `nino train`'s loop (its own batch sampler and step loop) ends.
         let adam = AdamConfig { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 };
         let mut engine = Engine::new(arch.clone(), init_params(&arch, e.seed), adam, 32).unwrap();
-        let cfg = TrainConfig { max_steps: 30, eval_every: 30, target: None, batch: 32, seed: e.seed, progress: false };
+        let cfg = TrainConfig {
+            max_steps: 30,
+            eval_every: 30,
+            target: None,
+            fine_eval: None,
+            batch: 32,
+            seed: e.seed,
+            progress: false,
+        };
         train(&mut engine, &data.train, &data.test, &cfg, &mut NoHook, None).unwrap();
         assert_eq!(t.state(6), engine.params(), "{}: last state != the trainer's parameters", e.arch);
         assert!(e.test_acc > 0.0 && e.final_train_loss == t.train_loss(6));

@@ -137,6 +137,14 @@ fn adam_resumed_equals_uninterrupted() {
 }
 
 #[test]
+fn fine_evaluation_resumed_equals_uninterrupted() {
+    // A margin of 100 points makes every evaluation after the first one dense: every 2 steps from step 10.
+    let args = with(&base("60"), &["--target", "0.99", "--eval-fine", "2", "--eval-fine-margin", "100"]);
+    let s = check_equivalence(&args, &[25], &[25], "5");
+    assert_eq!((s["eval_fine"]["every"].as_u64(), s["steps_run"].as_u64()), (Some(2), Some(60)));
+}
+
+#[test]
 fn nino_with_rollback_resumed_twice_equals_uninterrupted() {
     // Period 10: states every 2 steps, a nowcast every 10. Stops at 25 and 43 fall inside windows, with
     // states recorded and the rollback baseline half summed; checkpoints every 5 steps, not at evaluations.
@@ -273,6 +281,7 @@ fn bad_resumes_are_refused_and_change_nothing() {
     assert_refused(&resume(&ck, &["--seed", "7"]), "--seed is 1000 there but 7 here");
     assert_refused(&nino(&strs(&with(&base("50"), &["--resume", &ck]))), "--steps is 40 there but 50 here");
     assert_refused(&resume(&ck, &["--nino", &weights()]), "--nino is none there");
+    assert_refused(&resume(&ck, &["--eval-fine", "2"]), "--eval-fine is unset there but 2 within 0.005 here");
     assert_refused(&resume(&truncated, &[]), "is truncated or corrupt");
     assert_refused(&resume(&garbage, &[]), "is truncated or corrupt");
     assert_refused(&resume(&flipped, &[]), "checksum");

@@ -1,12 +1,13 @@
 //! `nino experiment`: several training configurations over several seeds on data loaded once, with a
 //! markdown table, a JSON file of every summary and PNG accuracy plots.
 
-use crate::cmd::train::{NetArgs, Plan, resolve};
+use crate::cmd::train::{EvalArgs, NetArgs, Plan, resolve};
 use crate::fsutil::write_atomic;
-use crate::metrics::{EvalRow, Summary};
+use crate::metrics::{EvalRow, Summary, eval_schedule};
 use crate::nino_hook::PeriodChoice;
 use crate::plot::{LinePlot, Series, write_png};
 use crate::run::{NinoSpec, ProbeSource, RunSpec, VerdictTiming, load_data, run_training};
+use crate::train::FineEval;
 use anyhow::{Context, bail};
 use nino_core::Task;
 use nino_core::period::Period;
@@ -234,9 +235,9 @@ pub struct ExperimentArgs {
     #[arg(long, default_value_t = 10_000)]
     pub steps: u64,
 
-    /// Evaluate the test set every N steps (steps to target are multiples of N).
-    #[arg(long, value_name = "N", default_value_t = 100)]
-    pub eval_every: u64,
+    /// When to evaluate.
+    #[command(flatten)]
+    pub eval: EvalArgs,
 
     /// Adam learning rate [default: the task's, 0.006].
     #[arg(long)]
@@ -344,6 +345,8 @@ pub struct Setup {
     pub arch: String,
     /// Steps between evaluations.
     pub eval_every: u64,
+    /// Denser evaluations near the target.
+    pub eval_fine: Option<FineEval>,
     /// Step limit.
     pub steps: u64,
     /// Target accuracy (fraction).
@@ -386,14 +389,14 @@ pub fn render_table(title: &str, setup: &Setup, configs: &[ConfigResult]) -> Str
     let _ = writeln!(s, "# {title}\n");
     let _ = writeln!(
         s,
-        "Dataset `{}` (task {}, `{}`; {} training / {} test images); evaluation every {} steps; at most {} \
+        "Dataset `{}` (task {}, `{}`; {} training / {} test images); evaluation every {}; at most {} \
          steps; target {}; seeds {}.",
         setup.dataset,
         setup.task,
         setup.arch,
         setup.examples.0,
         setup.examples.1,
-        setup.eval_every,
+        eval_schedule(setup.eval_every, setup.eval_fine),
         setup.steps,
         setup.target.map_or("none".into(), pct),
         setup.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
@@ -533,9 +536,7 @@ fn write_outputs(out: &Path, title: &str, setup: &Setup, configs: &[ConfigResult
 
 /// Runs `nino experiment`.
 pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
-    if args.eval_every == 0 {
-        bail!("--eval-every must be at least 1");
-    }
+    let eval_fine = args.eval.fine()?;
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
@@ -589,7 +590,8 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
         examples: (data.train.len(), data.test.len()),
         task: task_name,
         arch: arch.clone(),
-        eval_every: args.eval_every,
+        eval_every: args.eval.eval_every,
+        eval_fine,
         steps: args.steps,
         target,
         seeds: args.seeds.clone(),
@@ -623,7 +625,8 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
                 batch: args.batch,
                 steps: args.steps,
                 seed,
-                eval_every: args.eval_every,
+                eval_every: args.eval.eval_every,
+                eval_fine,
                 nino: weight_paths[ci].as_ref().map(|w| NinoSpec {
                     weights: w.clone(),
                     period: cfg.period.unwrap_or(PeriodChoice::REFERENCE),
@@ -757,6 +760,7 @@ mod tests {
             lr: 0.006,
             batch: 128,
             eval_every: 100,
+            eval_fine: None,
             target: Some(0.7),
             steps_to_target,
             final_accuracy: 0.7125,
@@ -788,6 +792,7 @@ mod tests {
             task: "debug".into(),
             arch: "conv:4,6,6".into(),
             eval_every: 100,
+            eval_fine: None,
             steps: 1000,
             target: Some(0.7),
             seeds: vec![1, 2, 3],

@@ -4,6 +4,7 @@ use crate::data::DEFAULT_FASHION_MNIST_DIR;
 use crate::metrics::{MetricsLog, check_writable_dir};
 use crate::nino_hook::{Fault, PeriodChoice};
 use crate::run::{NinoSpec, Persistence, ProbeSource, RunSpec, VerdictTiming, load_data, run_training_with};
+use crate::train::FineEval;
 use anyhow::bail;
 use nino_core::{Arch, InputShape, Task};
 use std::io::IsTerminal;
@@ -90,6 +91,41 @@ pub struct NetArgs {
     pub target: Option<f32>,
 }
 
+/// When the test set is evaluated: shared by `nino train` and `nino experiment`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Evaluate the test set every N steps and after the last one (the reference evaluated after every
+    /// step, so steps to target are rounded up to a multiple of N).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub eval_every: u64,
+
+    /// Also evaluate every N steps once an evaluation has come within --eval-fine-margin of the target:
+    /// the reference's per-step resolution where it decides steps to target, at a fraction of its cost.
+    #[arg(long, value_name = "N")]
+    pub eval_fine: Option<u64>,
+
+    /// How far below the target, in accuracy points, the --eval-fine evaluations start.
+    #[arg(long, value_name = "POINTS", default_value_t = 0.5, requires = "eval_fine")]
+    pub eval_fine_margin: f32,
+}
+
+impl EvalArgs {
+    /// The checked `--eval-fine` schedule, `None` when it is off.
+    pub fn fine(&self) -> anyhow::Result<Option<FineEval>> {
+        if self.eval_every == 0 {
+            bail!("--eval-every must be at least 1");
+        }
+        let Some(every) = self.eval_fine else { return Ok(None) };
+        if every == 0 {
+            bail!("--eval-fine must be at least 1");
+        }
+        if !(self.eval_fine_margin >= 0.0 && self.eval_fine_margin <= 100.0) {
+            bail!("--eval-fine-margin must be between 0 and 100 points, not {}", self.eval_fine_margin);
+        }
+        Ok(Some(FineEval { every, margin: self.eval_fine_margin / 100.0 }))
+    }
+}
+
 /// Arguments of `nino train`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
@@ -114,10 +150,9 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1000)]
     pub seed: u64,
 
-    /// Evaluate the test set every N steps and after the last one (the reference evaluated after every
-    /// step, so steps to target are rounded up to a multiple of N).
-    #[arg(long, value_name = "N", default_value_t = 100)]
-    pub eval_every: u64,
+    /// When to evaluate.
+    #[command(flatten)]
+    pub eval: EvalArgs,
 
     /// Write one row per evaluation to FILE: CSV (`.csv`) or JSON lines (`.jsonl`).
     #[arg(long, value_name = "FILE")]
@@ -264,9 +299,7 @@ fn plan(args: &TrainArgs) -> anyhow::Result<Plan> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    if args.eval_every == 0 {
-        bail!("--eval-every must be at least 1");
-    }
+    args.eval.fine()?;
     resolve(&args.net, args.lr)
 }
 
@@ -355,7 +388,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         batch: args.batch,
         steps: args.steps,
         seed: args.seed,
-        eval_every: args.eval_every,
+        eval_every: args.eval.eval_every,
+        eval_fine: args.eval.fine()?,
         nino,
         metrics: args.metrics.clone(),
         progress: !args.no_progress && std::io::stderr().is_terminal(),
@@ -393,7 +427,7 @@ mod tests {
     #[test]
     fn task_defaults_follow_the_reference() {
         let a = parse(&["--task", "fm16"]).unwrap();
-        assert_eq!((a.batch, a.steps, a.seed, a.eval_every), (128, 10_000, 1000, 100));
+        assert_eq!((a.batch, a.steps, a.seed, a.eval.eval_every, a.eval.eval_fine), (128, 10_000, 1000, 100, None));
         assert_eq!(a.net.data, PathBuf::from(DEFAULT_FASHION_MNIST_DIR));
         let p = plan(&a).unwrap();
         assert_eq!((p.spec.as_str(), p.target, p.lr), ("conv:16,32,32", Some(0.895), 0.006));
