@@ -450,12 +450,17 @@ pub fn render_table(title: &str, setup: &Setup, configs: &[ConfigResult]) -> Str
             median(&eval).map_or("-".into(), |e| format!("{e:.2}")),
         );
     }
-    s.push_str(
+    let resolution = match setup.eval_fine {
+        None => "the evaluation interval".to_string(),
+        Some(f) => format!("{} once an evaluation was within the margin of the target", f.every),
+    };
+    let _ = writeln!(
+        s,
         "\n`>N`: the target was not reached in N steps (or, for wall time, in that many seconds). A run that \
          did not reach the target counts as slower than any that did, so a median of `>N` means at least half \
-         the seeds did not reach it. Steps to target are multiples of the evaluation interval. Wall time to \
+         the seeds did not reach it. Steps to target are multiples of {resolution}. Wall time to \
          target counts the optimizer steps and the whole NiNo hook (nowcasts, state recording, rollback \
-         probes); evaluation is excluded and shown apart (eval s).\n",
+         probes); evaluation is excluded and shown apart (eval s)."
     );
     s
 }
@@ -817,6 +822,11 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert!(t.contains("evaluation every 100 steps; at most 1000 steps; target 70.00%; seeds 1, 2, 3"), "{t}");
         assert!(t.contains("Command: `nino experiment --task debug`"), "{t}");
+        assert!(t.contains("multiples of the evaluation interval"), "{t}");
+        let fine = Setup { eval_fine: Some(FineEval { every: 10, margin: 0.005 }), ..setup() };
+        let t = render_table("t", &fine, &configs);
+        assert!(t.contains("evaluation every 100 steps; every 10 within 0.50 points of the target; at most"), "{t}");
+        assert!(t.contains("multiples of 10 once an evaluation was within the margin of the target"), "{t}");
         let adam = lines.iter().find(|l| l.starts_with("| Adam |")).unwrap();
         let cells: Vec<&str> = adam.split('|').map(str::trim).collect();
         assert_eq!(&cells[1..8], ["Adam", "600", "600, >1000, 400", "4.25", "4.25, >4.25, 4.25", "0", "0"]);
