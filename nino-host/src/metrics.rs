@@ -256,7 +256,8 @@ impl Summary {
     }
 }
 
-/// `100 steps`, or `100 steps; every 10 within 0.50 points of the target`.
+/// The evaluation schedule as summaries and tables state it: `100 steps`, or `100 steps; every 10 within
+/// 0.50 points of the target`.
 pub fn eval_schedule(every: u64, fine: Option<FineEval>) -> String {
     match fine {
         None => format!("{every} steps"),

@@ -226,6 +226,11 @@ fn fine_evaluation_adds_evaluations_near_the_target_and_changes_nothing_else() {
     let (c, f) = (cs["steps_to_target"].as_u64().unwrap(), fs["steps_to_target"].as_u64().unwrap());
     assert!(f <= c, "fine {f}, coarse {c}");
     assert_one_line_error(&nino(&["train", "--task", "debug", "--eval-fine", "0"]), "--eval-fine must be at least 1");
+    let m = mini();
+    assert_one_line_error(
+        &nino(&["train", "--arch", "mlp:8", "--data", m.to_str().unwrap(), "--eval-fine", "5"]),
+        "this run has none: give --target",
+    );
     assert_one_line_error(
         &nino(&["train", "--task", "debug", "--eval-fine", "5", "--eval-fine-margin", "150"]),
         "--eval-fine-margin must be between 0 and 100 points",

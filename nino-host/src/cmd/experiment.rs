@@ -541,7 +541,6 @@ fn write_outputs(out: &Path, title: &str, setup: &Setup, configs: &[ConfigResult
 
 /// Runs `nino experiment`.
 pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
-    let eval_fine = args.eval.fine()?;
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
@@ -552,6 +551,7 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
         bail!("--seeds lists {} twice", s.1);
     }
     let Plan { task, spec: arch, target, lr } = resolve(&args.net, args.lr)?;
+    let eval_fine = args.eval.fine(target)?;
     let (configs, title) = match &args.runs {
         Some(r) => (r.0.clone(), "nino experiment (custom runs)".to_string()),
         None => (

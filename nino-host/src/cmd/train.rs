@@ -110,12 +110,15 @@ pub struct EvalArgs {
 }
 
 impl EvalArgs {
-    /// The checked `--eval-fine` schedule, `None` when it is off.
-    pub fn fine(&self) -> anyhow::Result<Option<FineEval>> {
+    /// The checked `--eval-fine` schedule for a run aiming at `target`, `None` when it is off.
+    pub fn fine(&self, target: Option<f32>) -> anyhow::Result<Option<FineEval>> {
         if self.eval_every == 0 {
             bail!("--eval-every must be at least 1");
         }
         let Some(every) = self.eval_fine else { return Ok(None) };
+        if target.is_none() {
+            bail!("--eval-fine evaluates more often near the target, and this run has none: give --target");
+        }
         if every == 0 {
             bail!("--eval-fine must be at least 1");
         }
@@ -299,8 +302,9 @@ fn plan(args: &TrainArgs) -> anyhow::Result<Plan> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    args.eval.fine()?;
-    resolve(&args.net, args.lr)
+    let plan = resolve(&args.net, args.lr)?;
+    args.eval.fine(plan.target)?;
+    Ok(plan)
 }
 
 /// Checks the checkpoint flags: where checkpoints go must exist, and a fresh run never overwrites a
@@ -389,7 +393,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         steps: args.steps,
         seed: args.seed,
         eval_every: args.eval.eval_every,
-        eval_fine: args.eval.fine()?,
+        eval_fine: args.eval.fine(plan.target)?,
         nino,
         metrics: args.metrics.clone(),
         progress: !args.no_progress && std::io::stderr().is_terminal(),
