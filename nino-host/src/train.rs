@@ -376,11 +376,12 @@ impl Run<'_> {
         let mut last_loss = f32::NAN;
         let mut last_acc: Option<f32> = None;
         let mut checkpoint_due = false;
-        let fine = match (cfg.fine_eval, cfg.target) {
-            (Some(f), Some(t)) => Some((f, t)),
+        // The fine interval, once an evaluation has come near the target (found again in the rows on resume).
+        let fine_after = |acc: f32| match (cfg.fine_eval, cfg.target) {
+            (Some(f), Some(t)) if f.near(acc, t) => Some(f.every),
             _ => None,
         };
-        let mut dense = fine.is_some_and(|(f, t)| self.rep.rows.iter().any(|r| f.near(r.test_accuracy, t)));
+        let mut fine_every = self.rep.rows.iter().find_map(|r| fine_after(r.test_accuracy));
         for step in first..=cfg.max_steps {
             let t0 = Instant::now();
             train.gather(sampler.next_batch(), &mut x, &mut y);
@@ -410,14 +411,13 @@ impl Run<'_> {
                 }
             }
             self.rep.steps_run = step;
-            let evaluated = step % cfg.eval_every == 0
-                || step == cfg.max_steps
-                || (dense && fine.is_some_and(|(f, _)| step % f.every == 0));
+            let evaluated =
+                step % cfg.eval_every == 0 || step == cfg.max_steps || fine_every.is_some_and(|n| step % n == 0);
             let mut reached = false;
             if evaluated {
                 let acc = self.evaluate(model, test, step)?;
                 last_acc = Some(acc);
-                dense |= fine.is_some_and(|(f, t)| f.near(acc, t));
+                fine_every = fine_every.or_else(|| fine_after(acc));
                 if cfg.target.is_some_and(|t| acc >= t) {
                     self.rep.steps_to_target = Some(step);
                     reached = true;

@@ -80,13 +80,13 @@ fn summary(file: &str) -> BTreeMap<String, serde_json::Value> {
 
 /// Runs `args` uninterrupted, then stopped after each of `stops` and resumed, in `dir`; checks that each
 /// stop left its checkpoint at the step in `saved` and that both runs end the same. Returns the
-/// uninterrupted summary.
+/// uninterrupted summary and metrics rows.
 fn check_equivalence(
     args: &[String],
     stops: &[u64],
     saved: &[u64],
     ck_every: &str,
-) -> BTreeMap<String, serde_json::Value> {
+) -> (BTreeMap<String, serde_json::Value>, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (ma, pa, sa) = (path(d, "a.csv"), path(d, "a.params"), path(d, "a.json"));
@@ -126,13 +126,13 @@ fn check_equivalence(
     let c = Checkpoint::read(Path::new(&ck)).unwrap();
     assert_eq!(c.state.step, a["steps_run"].as_u64().unwrap());
     assert_eq!(c.state.rows.len(), ra.len());
-    a
+    (a, ra)
 }
 
 #[test]
 fn adam_resumed_equals_uninterrupted() {
     // Target 15% (chance is 10%): reached within the 80 steps, so steps to target is compared too.
-    let s = check_equivalence(&with(&base("80"), &["--target", "0.15"]), &[30], &[30], "10");
+    let (s, _) = check_equivalence(&with(&base("80"), &["--target", "0.15"]), &[30], &[30], "10");
     assert!(s["steps_to_target"].as_u64().is_some_and(|t| t > 30), "{s:?}");
 }
 
@@ -140,8 +140,10 @@ fn adam_resumed_equals_uninterrupted() {
 fn fine_evaluation_resumed_equals_uninterrupted() {
     // A margin of 100 points makes every evaluation after the first one dense: every 2 steps from step 10.
     let args = with(&base("60"), &["--target", "0.99", "--eval-fine", "2", "--eval-fine-margin", "100"]);
-    let s = check_equivalence(&args, &[25], &[25], "5");
+    let (s, rows) = check_equivalence(&args, &[25], &[25], "5");
     assert_eq!((s["eval_fine"]["every"].as_u64(), s["steps_run"].as_u64()), (Some(2), Some(60)));
+    let steps: Vec<u64> = rows.iter().map(|r| r.split(',').next().unwrap().parse().unwrap()).collect();
+    assert_eq!(steps, (10..=60).step_by(2).collect::<Vec<u64>>(), "dense rows on both sides of the stop at 25");
 }
 
 #[test]
@@ -149,7 +151,7 @@ fn nino_with_rollback_resumed_twice_equals_uninterrupted() {
     // Period 10: states every 2 steps, a nowcast every 10. Stops at 25 and 43 fall inside windows, with
     // states recorded and the rollback baseline half summed; checkpoints every 5 steps, not at evaluations.
     let args = with(&base("60"), &["--nino", &weights(), "--period", "10", "--rollback"]);
-    let s = check_equivalence(&args, &[25, 43], &[25, 43], "5");
+    let (s, _) = check_equivalence(&args, &[25, 43], &[25, 43], "5");
     assert_eq!(s["nowcasts"].as_u64(), Some(6), "{s:?}");
 }
 
@@ -159,7 +161,7 @@ fn nino_with_deferred_verdict_resumed_equals_uninterrupted() {
     // checkpoint is written meanwhile: the stop after step 31 (nowcast at 30) leaves the one of step 25,
     // and the run resumed from there still ends exactly as the uninterrupted one.
     let args = with(&base("60"), &["--nino", &weights(), "--period", "10", "--rollback", "--verdict", "deferred"]);
-    let s = check_equivalence(&with(&args, &["--patience", "0"]), &[25, 31, 43], &[25, 25, 43], "5");
+    let (s, _) = check_equivalence(&with(&args, &["--patience", "0"]), &[25, 31, 43], &[25, 25, 43], "5");
     assert_eq!(s["nowcasts"].as_u64(), Some(6), "{s:?}");
 }
 
@@ -169,7 +171,7 @@ fn nino_with_progress_period_resumed_equals_uninterrupted() {
     // resumed run must replay from the checkpoint. Period 10 while that loss falls: 20 nowcasts in 200
     // steps without a stall; fewer means stalls widened the windows, and the stop at 173 comes after them.
     let args = with(&base("200"), &["--nino", &weights(), "--period", "progress:10/1.5/10/40"]);
-    let s = check_equivalence(&args, &[97, 173], &[97, 173], "5");
+    let (s, _) = check_equivalence(&args, &[97, 173], &[97, 173], "5");
     let n = s["nowcasts"].as_u64().unwrap();
     assert!((10..20).contains(&n), "{s:?}");
 }

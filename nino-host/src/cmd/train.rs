@@ -298,13 +298,14 @@ pub(crate) fn resolve(net: &NetArgs, lr: Option<f32>) -> anyhow::Result<Plan> {
     Ok(Plan { task, spec, target, lr })
 }
 
-fn plan(args: &TrainArgs) -> anyhow::Result<Plan> {
+/// The resolved network and target, and the checked `--eval-fine` schedule for that target.
+fn plan(args: &TrainArgs) -> anyhow::Result<(Plan, Option<FineEval>)> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
     let plan = resolve(&args.net, args.lr)?;
-    args.eval.fine(plan.target)?;
-    Ok(plan)
+    let fine = args.eval.fine(plan.target)?;
+    Ok((plan, fine))
 }
 
 /// Checks the checkpoint flags: where checkpoints go must exist, and a fresh run never overwrites a
@@ -356,7 +357,7 @@ fn parse_fault(s: &str) -> anyhow::Result<Fault> {
 
 /// Runs `nino train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let plan = plan(args)?;
+    let (plan, eval_fine) = plan(args)?;
     // Fail on a bad metrics or summary path before loading data and training.
     if let Some(p) = &args.metrics {
         MetricsLog::new(p)?;
@@ -393,7 +394,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         steps: args.steps,
         seed: args.seed,
         eval_every: args.eval.eval_every,
-        eval_fine: args.eval.fine(plan.target)?,
+        eval_fine,
         nino,
         metrics: args.metrics.clone(),
         progress: !args.no_progress && std::io::stderr().is_terminal(),
@@ -433,15 +434,15 @@ mod tests {
         let a = parse(&["--task", "fm16"]).unwrap();
         assert_eq!((a.batch, a.steps, a.seed, a.eval.eval_every, a.eval.eval_fine), (128, 10_000, 1000, 100, None));
         assert_eq!(a.net.data, PathBuf::from(DEFAULT_FASHION_MNIST_DIR));
-        let p = plan(&a).unwrap();
+        let p = plan(&a).unwrap().0;
         assert_eq!((p.spec.as_str(), p.target, p.lr), ("conv:16,32,32", Some(0.895), 0.006));
-        let p = plan(&parse(&["--task", "fm32", "--target", "91", "--lr", "0.001"]).unwrap()).unwrap();
+        let p = plan(&parse(&["--task", "fm32", "--target", "91", "--lr", "0.001"]).unwrap()).unwrap().0;
         assert_eq!((p.target, p.lr), (Some(0.91), 0.001));
     }
 
     #[test]
     fn arch_runs_need_no_task_and_have_no_default_target() {
-        let p = plan(&parse(&["--arch", "mlp:32", "--data", "x"]).unwrap()).unwrap();
+        let p = plan(&parse(&["--arch", "mlp:32", "--data", "x"]).unwrap()).unwrap().0;
         assert_eq!((p.task, p.target), (None, None));
         assert!(parse(&["--task", "fm16", "--arch", "mlp:32"]).is_err());
         assert!(parse(&[]).is_err());
