@@ -229,7 +229,7 @@ impl Summary {
             ("arch", self.arch.clone()),
             ("seed", self.seed.to_string()),
             ("lr / batch", format!("{} / {}", self.lr, self.batch)),
-            ("eval every", eval_schedule(self.eval_every, self.eval_fine)),
+            ("evaluation", eval_schedule(self.eval_every, self.eval_fine)),
             ("target", self.target.map_or("-".into(), pct)),
             ("steps to target", self.steps_to_target.map_or("not reached".into(), |s| s.to_string())),
             ("final accuracy", pct(self.final_accuracy)),
@@ -256,12 +256,13 @@ impl Summary {
     }
 }
 
-/// The evaluation schedule as summaries and tables state it: `100 steps`, or `100 steps; every 10 within
-/// 0.50 points of the target`.
+/// The evaluation schedule as summaries and tables state it: `every 100 steps`, or `every 100 steps; every
+/// step within 0.50 points of the target`.
 pub fn eval_schedule(every: u64, fine: Option<FineEval>) -> String {
+    let steps = |n: u64| if n == 1 { "every step".to_string() } else { format!("every {n} steps") };
     match fine {
-        None => format!("{every} steps"),
-        Some(f) => format!("{every} steps; every {} within {:.2} points of the target", f.every, 100.0 * f.margin),
+        None => steps(every),
+        Some(f) => format!("{}; {} within {:.2} points of the target", steps(every), steps(f.every), 100.0 * f.margin),
     }
 }
 
@@ -374,6 +375,14 @@ mod tests {
         assert_eq!(v["eval_fine"]["every"], 10);
         let t = s.table();
         assert!(t.contains("not reached") && t.contains("88.00%") && t.contains("10.00 ms"), "{t}");
-        assert!(t.contains("100 steps; every 10 within 0.50 points of the target"), "{t}");
+        assert!(t.contains("every 100 steps; every 10 steps within 0.50 points of the target"), "{t}");
+    }
+
+    #[test]
+    fn evaluation_schedules_read_as_sentences() {
+        assert_eq!(eval_schedule(1, None), "every step");
+        assert_eq!(eval_schedule(100, None), "every 100 steps");
+        let fine = |every| Some(FineEval { every, margin: 0.005 });
+        assert_eq!(eval_schedule(100, fine(1)), "every 100 steps; every step within 0.50 points of the target");
     }
 }

@@ -409,7 +409,7 @@ pub fn run_training_with(spec: &RunSpec, data: &Splits, files: &Persistence) -> 
     if spec.announce {
         eprintln!(
             "training {} ({arch_spec}, {} params) on {} of {} training images from {}, testing on {}; \
-             batch {}, lr {}, seed {}, normalisation mean {:.4} std {:.4}; evaluating every {}",
+             batch {}, lr {}, seed {}, normalisation mean {:.4} std {:.4}; evaluating {}",
             spec.task.map_or("custom net", Task::name),
             arch.param_count(),
             data.train.len(),

@@ -389,7 +389,7 @@ pub fn render_table(title: &str, setup: &Setup, configs: &[ConfigResult]) -> Str
     let _ = writeln!(s, "# {title}\n");
     let _ = writeln!(
         s,
-        "Dataset `{}` (task {}, `{}`; {} training / {} test images); evaluation every {}; at most {} \
+        "Dataset `{}` (task {}, `{}`; {} training / {} test images); evaluation {}; at most {} \
          steps; target {}; seeds {}.",
         setup.dataset,
         setup.task,
@@ -451,16 +451,23 @@ pub fn render_table(title: &str, setup: &Setup, configs: &[ConfigResult]) -> Str
         );
     }
     let resolution = match setup.eval_fine {
-        None => "the evaluation interval".to_string(),
-        Some(f) => format!("{} once an evaluation was within the margin of the target", f.every),
+        None => "Steps to target are multiples of the evaluation interval.".to_string(),
+        Some(f) if f.every == 1 => "Steps to target are exact once an evaluation was within the margin of the \
+                                    target (every step is evaluated from there on)."
+            .to_string(),
+        Some(f) => {
+            format!(
+                "Steps to target are multiples of {} once an evaluation was within the margin of the target.",
+                f.every
+            )
+        }
     };
     let _ = writeln!(
         s,
         "\n`>N`: the target was not reached in N steps (or, for wall time, in that many seconds). A run that \
          did not reach the target counts as slower than any that did, so a median of `>N` means at least half \
-         the seeds did not reach it. Steps to target are multiples of {resolution}. Wall time to \
-         target counts the optimizer steps and the whole NiNo hook (nowcasts, state recording, rollback \
-         probes); evaluation is excluded and shown apart (eval s)."
+         the seeds did not reach it. {resolution} Wall time to target counts the optimizer steps and the whole \
+         NiNo hook (nowcasts, state recording, rollback probes); evaluation is excluded and shown apart (eval s)."
     );
     s
 }
@@ -825,8 +832,15 @@ mod tests {
         assert!(t.contains("multiples of the evaluation interval"), "{t}");
         let fine = Setup { eval_fine: Some(FineEval { every: 10, margin: 0.005 }), ..setup() };
         let t = render_table("t", &fine, &configs);
-        assert!(t.contains("evaluation every 100 steps; every 10 within 0.50 points of the target; at most"), "{t}");
-        assert!(t.contains("multiples of 10 once an evaluation was within the margin of the target"), "{t}");
+        assert!(
+            t.contains("evaluation every 100 steps; every 10 steps within 0.50 points of the target; at most"),
+            "{t}"
+        );
+        assert!(t.contains("multiples of 10 once an evaluation was within the margin of the target."), "{t}");
+        let exact = Setup { eval_fine: Some(FineEval { every: 1, margin: 0.005 }), ..setup() };
+        let t = render_table("t", &exact, &configs);
+        assert!(t.contains("evaluation every 100 steps; every step within 0.50 points of the target; at"), "{t}");
+        assert!(t.contains("Steps to target are exact once an evaluation was within the margin"), "{t}");
         let adam = lines.iter().find(|l| l.starts_with("| Adam |")).unwrap();
         let cells: Vec<&str> = adam.split('|').map(str::trim).collect();
         assert_eq!(&cells[1..8], ["Adam", "600", "600, >1000, 400", "4.25", "4.25, >4.25, 4.25", "0", "0"]);
