@@ -452,14 +452,9 @@ pub fn render_table(title: &str, setup: &Setup, configs: &[ConfigResult]) -> Str
     }
     let resolution = match setup.eval_fine {
         None => "Steps to target are multiples of the evaluation interval.".to_string(),
-        Some(f) if f.every == 1 => "Steps to target are exact once an evaluation was within the margin of the \
-                                    target (every step is evaluated from there on)."
-            .to_string(),
         Some(f) => {
-            format!(
-                "Steps to target are multiples of {} once an evaluation was within the margin of the target.",
-                f.every
-            )
+            let grid = if f.every == 1 { "exact".to_string() } else { format!("multiples of {}", f.every) };
+            format!("Steps to target are {grid} once an evaluation was within the margin of the target.")
         }
     };
     let _ = writeln!(
