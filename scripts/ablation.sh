@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# NiNo++ ablation on FM-16 (README, "NiNo++ ablation"): every variant fine-tuned from nino_no_posw with the
-# same budget, then steps to target over three seeds with the reference's static period 1000.
-# Usage: scripts/ablation.sh TRAJ_DIR OUT_DIR   (TRAJ_DIR from `nino collect --task fm16`)
+# NiNo++ ablation (README, "NiNo++ ablation"): every variant fine-tuned from nino_no_posw with the same
+# budget on FM-16 trajectories, then steps to target over three seeds with the reference's static period 1000
+# on TASK (fm16 or fm32). VARIANTS (names below, space-separated) runs a subset; checkpoints and finished
+# evaluations already in OUT_DIR are kept, so a second task reuses the first one's checkpoints.
+# Usage: [TASK=fm32] [VARIANTS="mlp-v0-lpe8 gru-v0-lpe8"] scripts/ablation.sh TRAJ_DIR OUT_DIR
+#   (TRAJ_DIR from `nino collect --task fm16`)
 set -euo pipefail
 traj=${1:?collection folder from nino collect}
 out=${2:?output folder}
 nino=${NINO:-target/release/nino}
 limit=${LIMIT:-10000}  # the step limit also sizes the reference horizon schedule
+task=${TASK:-fm16}
 mkdir -p "$out"
 variants=(
   "mlp-v0-lpe8|--head mlp"
@@ -21,8 +25,11 @@ variants=(
 for v in "${variants[@]}"; do
   name=${v%%|*}
   flags=${v#*|}
+  [ -z "${VARIANTS:-}" ] || [[ " $VARIANTS " == *" $name "* ]] || continue
+  eval_dir="$out/eval-$name"  # FM-16's folders keep their first name
+  [ "$task" = fm16 ] || eval_dir="$out/eval-$task-$name"
   [ -f "$out/$name.safetensors" ] || "$nino" meta-train --data "$traj" --out "$out/$name.safetensors" \
     --init fixtures/weights/nino_no_posw.safetensors --steps 100 --batch 2 --lr 1e-3 --seed 0 --no-progress $flags
-  [ -f "$out/eval-$name/table.md" ] || "$nino" experiment --task fm16 --runs nino:1000 --nino "$out/$name.safetensors" \
-    --seeds 1000,2000,3000 --steps "$limit" --out "$out/eval-$name" --no-progress
+  [ -f "$eval_dir/table.md" ] || "$nino" experiment --task "$task" --runs nino:1000 --nino "$out/$name.safetensors" \
+    --seeds 1000,2000,3000 --steps "$limit" --out "$eval_dir" --no-progress
 done
