@@ -13,9 +13,6 @@
 use crate::error::Error;
 use crate::nowcast::schedule::Schedule;
 
-/// The model's horizon unit was meta-trained with this many optimizer steps between context states.
-pub const TRAINED_SPACING: usize = 200;
-
 /// How the period grows from one nowcast to the next.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
