@@ -22,6 +22,9 @@ variants=(
   "lstm-v0-lpe8|--head lstm"
   "lstm-v0s-lpe5|--head lstm --lpe 5 --centrality"
 )
+for want in ${VARIANTS:-}; do  # a misspelt name would otherwise run nothing, silently
+  printf '%s\n' "${variants[@]}" | grep -q "^$want|" || { echo "unknown variant: $want" >&2; exit 2; }
+done
 for v in "${variants[@]}"; do
   name=${v%%|*}
   flags=${v#*|}
