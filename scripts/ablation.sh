@@ -18,6 +18,7 @@ variants=(
   "mlp-v0-lpe4|--head mlp --lpe 4"
   "mlp-v0-lpe5|--head mlp --lpe 5"
   "mlp-v0-lpe8-hor20|--head mlp --hor 20"
+  "mlp-v0-lpe8-hor10|--head mlp --hor 10"
   "gru-v0-lpe8|--head gru"
   "lstm-v0-lpe8|--head lstm"
   "lstm-v0s-lpe5|--head lstm --lpe 5 --centrality"
