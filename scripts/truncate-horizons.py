@@ -12,21 +12,23 @@ import os
 import struct
 import sys
 
-DEFAULTS = {"centrality": False, "ctx": 5, "edge_types": 15, "gnn": True, "head": "mlp", "hid": 128,
-            "layers": 3, "lpe": 8, "max_feat_size": 9, "seq_len": 40, "upd_scale": 1.0,
-            "wte_pos_enc": False}
+# The two defaults of `nino_core::nowcast::weights::Config` the cut needs when `model_args` omits them
+# (the published checkpoints do); every other argument is passed through as the file has it.
+SEQ_LEN, MAX_FEAT_SIZE = 40, 9
+HEAD = "edge_out.fc.2."
 
 
 def main(src, hor, dst):
-    raw = open(src, "rb").read()
+    with open(src, "rb") as f:
+        raw = f.read()
     n = struct.unpack("<Q", raw[:8])[0]
     header = json.loads(raw[8:8 + n])
     data = raw[8 + n:]
     meta = header.pop("__metadata__", {})
-    args = dict(DEFAULTS, **json.loads(meta.get("model_args", "{}")))
-    if args["head"] != "mlp":
-        sys.exit("only the MLP head's output rows can be cut")
-    seq, feat = args["seq_len"], args["max_feat_size"]
+    args = json.loads(meta.get("model_args", "{}"))
+    if HEAD + "weight" not in header:
+        sys.exit(f"no `{HEAD}weight`: only the MLP head's output rows can be cut")
+    seq, feat = args.get("seq_len", SEQ_LEN), args.get("max_feat_size", MAX_FEAT_SIZE)
     if not 1 <= hor <= seq:
         sys.exit(f"H must be in 1..={seq}")
     out, blobs, off = {}, [], 0
@@ -36,7 +38,7 @@ def main(src, hor, dst):
             sys.exit(f"{key}: only F32 tensors are supported")
         s, e = t["data_offsets"]
         blob, shape = data[s:e], list(t["shape"])
-        if key.startswith("edge_out.fc.2."):
+        if key.startswith(HEAD):
             row = 4 * (shape[1] if len(shape) == 2 else 1)
             blob = b"".join(blob[(j * seq + h) * row:(j * seq + h + 1) * row]
                             for j in range(feat) for h in range(hor))
@@ -53,7 +55,6 @@ def main(src, hor, dst):
     tmp = dst + ".tmp"
     with open(tmp, "wb") as f:
         f.write(struct.pack("<Q", len(hb)) + hb + b"".join(blobs))
-
     os.replace(tmp, dst)
 
 
