@@ -104,3 +104,38 @@ fn missing_weights_and_bad_runs_are_one_line_errors() {
     }
     assert!(!out.exists(), "a failed check must not create the output directory");
 }
+
+#[test]
+fn a_deferred_run_is_nino_train_with_the_deferred_verdict_and_the_heldout_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = mini();
+    let (data, out) = (m.to_str().unwrap(), dir.path().join("exp"));
+    let common = ["--task", "debug", "--data", data, "--steps", "300"];
+    let res = nino(
+        &[&["experiment", "--runs", "nino:50+deferred", "--seeds", "1", "--out", out.to_str().unwrap()][..], &common]
+            .concat(),
+    );
+    assert!(res.status.success(), "experiment failed: {}", String::from_utf8_lossy(&res.stderr));
+    let exp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("runs/nino-50-deferred-seed1.json")).unwrap()).unwrap();
+
+    let summary = dir.path().join("train.json");
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/weights/nino_no_posw.safetensors");
+    let res = nino(
+        &[
+            &["train", "--nino", weights.to_str().unwrap(), "--period", "50", "--rollback", "--seed", "1"][..],
+            &["--verdict", "deferred", "--probe", "heldout", "--summary-json", summary.to_str().unwrap()],
+            &common,
+        ]
+        .concat(),
+    );
+    assert!(res.status.success(), "train failed: {}", String::from_utf8_lossy(&res.stderr));
+    let train: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+
+    let events = exp["events"].as_array().unwrap();
+    assert!(events.len() >= 2, "{exp}");
+    assert!(events.iter().any(|e| e["later"].is_number()), "no deferred verdict was taken: {exp}");
+    assert_eq!(exp["events"], train["events"], "the same nowcasts, losses and verdicts");
+    assert_eq!(exp["steps_run"], train["steps_run"]);
+    assert_eq!(exp["final_accuracy"], train["final_accuracy"]);
+}

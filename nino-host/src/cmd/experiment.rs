@@ -35,7 +35,8 @@ pub enum Method {
     Wnn,
 }
 
-/// One configuration of an experiment: `adam`, `nino:PERIOD` or `wnn:PERIOD`, optionally `+rollback[:R]`.
+/// One configuration of an experiment: `adam`, `nino:PERIOD` or `wnn:PERIOD`, optionally `+rollback[:R]`
+/// and `+deferred`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunConfig {
     /// The nowcaster.
@@ -44,6 +45,9 @@ pub struct RunConfig {
     pub period: Option<PeriodChoice>,
     /// Rollback ratio, if rollback is on.
     pub rollback: Option<f32>,
+    /// This run's rollback also takes the deferred verdict, whatever `--verdict` says: the guard that
+    /// keeps short static periods from wrecking training.
+    pub deferred: bool,
 }
 
 impl RunConfig {
@@ -56,7 +60,7 @@ impl RunConfig {
         }
     }
 
-    /// The canonical `--runs` spelling (`nino:dynamic+rollback`).
+    /// The canonical `--runs` spelling (`nino:dynamic+rollback`, `nino:100+deferred`).
     pub fn name(&self) -> String {
         let mut s = match self.method {
             Method::Adam => "adam".to_string(),
@@ -64,11 +68,15 @@ impl RunConfig {
             Method::Wnn => format!("wnn:{}", self.period_name()),
         };
         match self.rollback {
+            Some(r) if r == DEFAULT_ROLLBACK && self.deferred => {}
             Some(r) if r == DEFAULT_ROLLBACK => s.push_str("+rollback"),
             Some(r) => {
                 let _ = write!(s, "+rollback:{r}");
             }
             None => {}
+        }
+        if self.deferred {
+            s.push_str("+deferred");
         }
         s
     }
@@ -89,9 +97,10 @@ impl RunConfig {
             Some(PeriodChoice(Period::Static(p))) => format!("static {p}"),
             _ => self.period_name(),
         };
+        let deferred = if self.deferred { ", deferred verdict" } else { "" };
         match self.rollback {
-            Some(r) if r == DEFAULT_ROLLBACK => format!("{head} ({period}, rollback)"),
-            Some(r) => format!("{head} ({period}, rollback {r})"),
+            Some(r) if r == DEFAULT_ROLLBACK => format!("{head} ({period}, rollback{deferred})"),
+            Some(r) => format!("{head} ({period}, rollback {r}{deferred})"),
             None => format!("{head} ({period})"),
         }
     }
@@ -104,29 +113,45 @@ impl std::str::FromStr for RunConfig {
     fn from_str(item: &str) -> Result<Self, Self::Err> {
         let item = item.trim();
         let bad = |why: &str| format!("bad run `{item}`: {why}");
-        let (base, rollback) = match item.split_once('+') {
-            None => (item, None),
-            Some((b, "rollback")) => (b, Some(DEFAULT_ROLLBACK)),
-            Some((b, r)) => match r.strip_prefix("rollback:").map(str::parse::<f32>) {
-                Some(Ok(x)) if x.is_finite() && x >= 1.0 => (b, Some(x)),
-                Some(_) => return Err(bad("the rollback ratio must be a number of at least 1")),
-                None => return Err(bad("the only suffix is `+rollback` or `+rollback:RATIO`")),
-            },
-        };
+        let mut parts = item.split('+');
+        let base = parts.next().unwrap_or_default();
+        let (mut rollback, mut deferred) = (None, false);
+        for suffix in parts {
+            let ratio = match suffix {
+                "rollback" => Some(DEFAULT_ROLLBACK),
+                "deferred" if !deferred => {
+                    deferred = true;
+                    continue;
+                }
+                "deferred" => return Err(bad("`+deferred` is given twice")),
+                r => match r.strip_prefix("rollback:").map(str::parse::<f32>) {
+                    Some(Ok(x)) if x.is_finite() && x >= 1.0 => Some(x),
+                    Some(_) => return Err(bad("the rollback ratio must be a number of at least 1")),
+                    None => return Err(bad("the suffixes are `+rollback`, `+rollback:RATIO` and `+deferred`")),
+                },
+            };
+            if rollback.is_some() {
+                return Err(bad("`+rollback` is given twice"));
+            }
+            rollback = ratio;
+        }
+        if deferred {
+            rollback = rollback.or(Some(DEFAULT_ROLLBACK));
+        }
         let (method, period) = match base.split_once(':') {
             None if base == "adam" => (Method::Adam, None),
             Some(("nino", p)) => (Method::Nino, Some(p)),
             Some(("wnn", p)) => (Method::Wnn, Some(p)),
             _ => return Err(bad("expected `adam`, `nino:PERIOD` or `wnn:PERIOD`")),
         };
-        if method == Method::Adam && rollback.is_some() {
+        if method == Method::Adam && (rollback.is_some() || deferred) {
             return Err(bad("plain Adam has no nowcast to roll back"));
         }
         let period = period.map(|p| p.parse::<PeriodChoice>().map_err(|e| bad(&e))).transpose()?;
         if let Some(PeriodChoice(Period::Static(0))) = period {
             return Err(bad("the period must be at least 1 step"));
         }
-        Ok(RunConfig { method, period, rollback })
+        Ok(RunConfig { method, period, rollback, deferred })
     }
 }
 
@@ -158,7 +183,7 @@ pub enum Preset {
     StaticVsDynamic,
     /// Adam, NiNo static 1000 and NiNo dynamic: wall time to target with every NiNo cost counted.
     WallTime,
-    /// NiNo with static periods 100, 500, 1000 vs the dynamic period.
+    /// NiNo with static periods 100, 500 (both guarded by the deferred verdict), 1000 vs the dynamic period.
     Periods,
     /// Adam, Adam+NiNo (static 1000) and Adam+WNN+ (static 1000).
     NinoVsWnn,
@@ -171,7 +196,7 @@ impl Preset {
             Preset::Main => "adam,nino:dynamic+rollback",
             Preset::StaticVsDynamic => "nino:1000,nino:dynamic,nino:fork",
             Preset::WallTime => "adam,nino:1000,nino:dynamic",
-            Preset::Periods => "nino:100,nino:500,nino:1000,nino:dynamic",
+            Preset::Periods => "nino:100+deferred,nino:500+deferred,nino:1000,nino:dynamic+rollback",
             Preset::NinoVsWnn => "adam,nino:1000,wnn:1000",
         }
     }
@@ -193,11 +218,13 @@ Presets (--preset), as --runs lists:
   main               adam,nino:dynamic+rollback
   static-vs-dynamic  nino:1000,nino:dynamic,nino:fork
   wall-time          adam,nino:1000,nino:dynamic
-  periods            nino:100,nino:500,nino:1000,nino:dynamic
+  periods            nino:100+deferred,nino:500+deferred,nino:1000,nino:dynamic+rollback
   nino-vs-wnn        adam,nino:1000,wnn:1000
 
 A run is `adam`, `nino:PERIOD` or `wnn:PERIOD` (PERIOD: steps, `dynamic`, `fork`), optionally followed by
-`+rollback` (ratio 10) or `+rollback:RATIO`. Every configuration runs once per seed on the same data
+`+rollback` (ratio 10) or `+rollback:RATIO`, and by `+deferred`: rollback with the deferred verdict and the
+held-out probe, the guard for static periods under 1000, which without it drift into a collapse (FM-16 and
+FM-32 at period 100 end at 23-78% accuracy). Every configuration runs once per seed on the same data
 (loaded once), under the `nino train` protocol.
 
 Output in --out: table.md (median steps and wall time to target over the seeds, each seed's value, `>N`
@@ -255,23 +282,26 @@ pub struct ExperimentArgs {
     #[arg(long, value_name = "LOSS", default_value_t = nino_core::rollback::DEFAULT_MAX_INCREASE)]
     pub rollback_slack: f32,
 
-    /// The probe batch of `+rollback` runs: `train` or `heldout` (as `nino train --probe`).
-    #[arg(long, value_enum, default_value_t = ProbeSource::Train)]
-    pub probe: ProbeSource,
+    /// The probe batch of rollback runs: `train` or `heldout` (as `nino train --probe`) [default: heldout
+    /// for runs with the deferred verdict, train for the others].
+    #[arg(long, value_enum)]
+    pub probe: Option<ProbeSource>,
 
     /// After a rollback, retry once with a quarter of the horizon (as `nino train --retry`).
     #[arg(long)]
     pub retry: bool,
 
-    /// When `+rollback` runs judge a nowcast: `immediate` or `deferred` (as `nino train --verdict`).
+    /// When `+rollback` runs judge a nowcast: `immediate` or `deferred` (as `nino train --verdict`);
+    /// `+deferred` runs take the deferred verdict whatever this says.
     #[arg(long, value_enum, default_value_t = VerdictTiming::Immediate)]
     pub verdict: VerdictTiming,
 
-    /// Deferred undos in a row after which a `+rollback` run stops nowcasting (as `nino train --patience`).
+    /// Deferred undos in a row after which a run with the deferred verdict stops nowcasting (as `nino train
+    /// --patience`).
     #[arg(long, value_name = "N", default_value_t = nino_core::rollback::DEFAULT_PATIENCE)]
     pub patience: usize,
 
-    /// The deferred verdict's ratio of `+rollback` runs (as `nino train --verdict-ratio`).
+    /// The deferred verdict's ratio (as `nino train --verdict-ratio`).
     #[arg(long, value_name = "RATIO", default_value_t = nino_core::rollback::DEFAULT_LATER.max_ratio)]
     pub verdict_ratio: f32,
 
@@ -623,6 +653,11 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
             let stem = format!("{}-seed{seed}", cfg.file_stem());
             let (metrics_csv, summary_json) =
                 (runs_dir.join(format!("{stem}.csv")), runs_dir.join(format!("{stem}.json")));
+            let verdict = match cfg.rollback {
+                Some(_) if cfg.deferred => VerdictTiming::Deferred,
+                Some(_) => args.verdict,
+                None => VerdictTiming::Immediate,
+            };
             let spec = RunSpec {
                 task,
                 arch: arch.clone(),
@@ -641,9 +676,12 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
                     f16: false,
                     rollback: cfg.rollback,
                     slack: args.rollback_slack,
-                    probe: args.probe,
+                    probe: args.probe.unwrap_or(match verdict {
+                        VerdictTiming::Deferred => ProbeSource::Heldout,
+                        VerdictTiming::Immediate => ProbeSource::Train,
+                    }),
                     retry: args.retry,
-                    verdict: if cfg.rollback.is_some() { args.verdict } else { VerdictTiming::Immediate },
+                    verdict,
                     patience: args.patience,
                     verdict_ratio: args.verdict_ratio,
                     lpe: None,
@@ -708,7 +746,7 @@ mod tests {
                 "nino:500+rollback:2"
             ]
         );
-        assert_eq!(r[0], RunConfig { method: Method::Adam, period: None, rollback: None });
+        assert_eq!(r[0], RunConfig { method: Method::Adam, period: None, rollback: None, deferred: false });
         assert_eq!(r[2].period, Some(PeriodChoice::DYNAMIC));
         assert_eq!(r[5].rollback, Some(DEFAULT_ROLLBACK));
         assert_eq!(r[4].method, Method::Wnn);
@@ -723,6 +761,24 @@ mod tests {
     }
 
     #[test]
+    fn deferred_runs_imply_rollback_and_name_themselves_once() {
+        let r = parse_runs("nino:100+deferred,nino:500+rollback:3+deferred,wnn:1000+deferred+rollback").unwrap();
+        assert_eq!(r[0].rollback, Some(DEFAULT_ROLLBACK));
+        assert!(r.iter().all(|c| c.deferred));
+        assert_eq!(r[1].rollback, Some(3.0));
+        let names: Vec<String> = r.iter().map(RunConfig::name).collect();
+        assert_eq!(names, ["nino:100+deferred", "nino:500+rollback:3+deferred", "wnn:1000+deferred"]);
+        assert_eq!(r[0].label(), "Adam+NiNo (static 100, rollback, deferred verdict)");
+        assert_eq!(r[1].label(), "Adam+NiNo (static 500, rollback 3, deferred verdict)");
+        assert_eq!(r[0].file_stem(), "nino-100-deferred");
+        for c in &r {
+            assert_eq!(&c.name().parse::<RunConfig>().unwrap(), c);
+        }
+        // Without `+deferred` a rollback is the plain one, so `+rollback+deferred` and `+rollback` differ.
+        assert_ne!(parse_runs("nino:100+rollback").unwrap(), parse_runs("nino:100+rollback+deferred").unwrap());
+    }
+
+    #[test]
     fn bad_run_lists_are_one_line_errors() {
         for bad in [
             "",
@@ -734,6 +790,10 @@ mod tests {
             "adam+rollback",
             "nino:1000+retry",
             "nino:1000+rollback:0.5",
+            "nino:1000+deferred+deferred",
+            "nino:1000+rollback+rollback:3",
+            "adam+deferred",
+            "nino:1000+defered",
             "adam,adam",
         ] {
             let e = parse_runs(bad).err().unwrap_or_else(|| panic!("`{bad}` accepted"));
@@ -747,6 +807,11 @@ mod tests {
             assert!(parse_runs(p.runs()).is_ok(), "{}", p.name());
         }
         assert_eq!(parse_runs(Preset::Main.runs()).unwrap()[1].rollback, Some(nino_core::rollback::DEFAULT_MAX_RATIO));
+        // Table (c): the short static periods run guarded; static 1000 stays the reference.
+        let periods = parse_runs(Preset::Periods.runs()).unwrap();
+        let guarded: Vec<bool> = periods.iter().map(|c| c.deferred).collect();
+        assert_eq!(guarded, [true, true, false, false]);
+        assert_eq!(periods[2].rollback, None);
     }
 
     #[test]
