@@ -81,6 +81,15 @@ impl RunConfig {
         s
     }
 
+    /// How this run's rollback judges a nowcast, given the experiment's `--verdict` for `+rollback` runs.
+    fn verdict(&self, default: VerdictTiming) -> VerdictTiming {
+        match self.rollback {
+            Some(_) if self.deferred => VerdictTiming::Deferred,
+            Some(_) => default,
+            None => VerdictTiming::Immediate,
+        }
+    }
+
     /// A name safe in file names (`nino-dynamic-rollback`).
     pub fn file_stem(&self) -> String {
         self.name().chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' }).collect()
@@ -118,22 +127,21 @@ impl std::str::FromStr for RunConfig {
         let (mut rollback, mut deferred) = (None, false);
         for suffix in parts {
             let ratio = match suffix {
-                "rollback" => Some(DEFAULT_ROLLBACK),
-                "deferred" if !deferred => {
+                "deferred" if deferred => return Err(bad("`+deferred` is given twice")),
+                "deferred" => {
                     deferred = true;
                     continue;
                 }
-                "deferred" => return Err(bad("`+deferred` is given twice")),
+                "rollback" => DEFAULT_ROLLBACK,
                 r => match r.strip_prefix("rollback:").map(str::parse::<f32>) {
-                    Some(Ok(x)) if x.is_finite() && x >= 1.0 => Some(x),
+                    Some(Ok(x)) if x.is_finite() && x >= 1.0 => x,
                     Some(_) => return Err(bad("the rollback ratio must be a number of at least 1")),
                     None => return Err(bad("the suffixes are `+rollback`, `+rollback:RATIO` and `+deferred`")),
                 },
             };
-            if rollback.is_some() {
+            if rollback.replace(ratio).is_some() {
                 return Err(bad("`+rollback` is given twice"));
             }
-            rollback = ratio;
         }
         if deferred {
             rollback = rollback.or(Some(DEFAULT_ROLLBACK));
@@ -144,7 +152,7 @@ impl std::str::FromStr for RunConfig {
             Some(("wnn", p)) => (Method::Wnn, Some(p)),
             _ => return Err(bad("expected `adam`, `nino:PERIOD` or `wnn:PERIOD`")),
         };
-        if method == Method::Adam && (rollback.is_some() || deferred) {
+        if method == Method::Adam && rollback.is_some() {
             return Err(bad("plain Adam has no nowcast to roll back"));
         }
         let period = period.map(|p| p.parse::<PeriodChoice>().map_err(|e| bad(&e))).transpose()?;
@@ -653,11 +661,7 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
             let stem = format!("{}-seed{seed}", cfg.file_stem());
             let (metrics_csv, summary_json) =
                 (runs_dir.join(format!("{stem}.csv")), runs_dir.join(format!("{stem}.json")));
-            let verdict = match cfg.rollback {
-                Some(_) if cfg.deferred => VerdictTiming::Deferred,
-                Some(_) => args.verdict,
-                None => VerdictTiming::Immediate,
-            };
+            let verdict = cfg.verdict(args.verdict);
             let spec = RunSpec {
                 task,
                 arch: arch.clone(),
@@ -774,6 +778,10 @@ mod tests {
         for c in &r {
             assert_eq!(&c.name().parse::<RunConfig>().unwrap(), c);
         }
+        assert!(r.iter().all(|c| c.verdict(VerdictTiming::Immediate) == VerdictTiming::Deferred));
+        let plain = parse_runs("adam,nino:100,nino:100+rollback").unwrap();
+        let verdicts: Vec<VerdictTiming> = plain.iter().map(|c| c.verdict(VerdictTiming::Deferred)).collect();
+        assert_eq!(verdicts, [VerdictTiming::Immediate, VerdictTiming::Immediate, VerdictTiming::Deferred]);
         // Without `+deferred` a rollback is the plain one, so `+rollback+deferred` and `+rollback` differ.
         assert_ne!(parse_runs("nino:100+rollback").unwrap(), parse_runs("nino:100+rollback+deferred").unwrap());
     }
