@@ -462,9 +462,8 @@ fn trainable_model_matches_the_reference() {
         let mut out = vec![0.0; g.arch().param_count()];
         for k in KS {
             let (history, lpe) = (fx.f32("history"), fx.f32("lpe8"));
-            let be = nino_host::gemm::HostGemm;
             nowcast::nowcast_meta(
-                &be,
+                nino_host::meta_kernels::host_compute(),
                 &model.layout,
                 &model.params,
                 &g,

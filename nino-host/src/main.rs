@@ -28,6 +28,8 @@ enum Command {
     Collect(cmd::collect::CollectArgs),
     /// Meta-train a NiNo (reference or NiNo++: GRU/LSTM head, centrality, LPE count) on collected trajectories.
     MetaTrain(cmd::meta_train::MetaTrainArgs),
+    /// Score NiNo models (published or meta-trained) by masked L1 on the same fixed windows of a collection.
+    MetaEval(cmd::meta_eval::MetaEvalArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +52,7 @@ fn main() -> std::process::ExitCode {
         Command::Spectrum(a) => cmd::spectrum::run(a),
         Command::Collect(a) => cmd::collect::run(a),
         Command::MetaTrain(a) => cmd::meta_train::run(a),
+        Command::MetaEval(a) => cmd::meta_eval::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

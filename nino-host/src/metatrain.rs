@@ -161,8 +161,12 @@ pub struct MetaTrainConfig {
     pub weight_decay: f32,
     /// Global gradient-norm clip.
     pub clip: f32,
-    /// Optimizer steps between context states (the reference: 200).
+    /// Optimizer steps between context states (the reference: 200); the smallest one when
+    /// `spacing_max` is larger.
     pub spacing: u64,
+    /// Largest spacing: each example draws its spacing uniformly from `spacing..=spacing_max` in multiples
+    /// of the collection's `every`, so the model meets the spacings a dynamic period nowcasts with.
+    pub spacing_max: u64,
     /// Seed of the sampler.
     pub seed: u64,
 }
@@ -177,6 +181,7 @@ impl Default for MetaTrainConfig {
             weight_decay: 1e-2,
             clip: 5.0,
             spacing: 200,
+            spacing_max: 200,
             seed: 0,
         }
     }
@@ -207,14 +212,38 @@ pub struct MetaData {
 impl MetaData {
     /// Loads every trajectory of the collection in `dir` and computes its graph's features for `cfg`.
     pub fn load(dir: &Path, cfg: &Config) -> anyhow::Result<MetaData> {
-        let manifest = Manifest::load(dir)?;
-        if manifest.trajectories.is_empty() {
-            bail!("{}: the collection has no finished trajectory yet (run `nino collect` first)", dir.display());
+        MetaData::load_dirs(&[dir.to_path_buf()], cfg)
+    }
+
+    /// Loads every trajectory of several collections (they must store states equally often).
+    pub fn load_dirs(dirs: &[std::path::PathBuf], cfg: &Config) -> anyhow::Result<MetaData> {
+        let mut trajs = Vec::new();
+        let mut every = None;
+        for dir in dirs {
+            let manifest = Manifest::load(dir)?;
+            if manifest.trajectories.is_empty() {
+                bail!("{}: the collection has no finished trajectory yet (run `nino collect` first)", dir.display());
+            }
+            match every {
+                Some(e) if e != manifest.config.every => bail!(
+                    "{} stores a state every {} steps, an earlier folder every {e}: collections read together must agree",
+                    dir.display(),
+                    manifest.config.every
+                ),
+                _ => every = Some(manifest.config.every),
+            }
+            for entry in &manifest.trajectories {
+                trajs.push(manifest.load_trajectory(dir, entry)?);
+            }
         }
+        MetaData::from_trajectories(trajs, every.unwrap_or(1), cfg)
+    }
+
+    /// Prepares trajectories already in memory (states every `every` steps) for a model of `cfg`.
+    pub fn from_trajectories(trajs: Vec<Trajectory>, every: u64, cfg: &Config) -> anyhow::Result<MetaData> {
         let mut feats: HashMap<String, (Vec<f32>, Vec<f32>)> = HashMap::new();
         let mut sources = Vec::new();
-        for entry in &manifest.trajectories {
-            let traj = manifest.load_trajectory(dir, entry)?;
+        for traj in trajs {
             let m = &traj.meta;
             let input = InputShape { channels: m.input[0], height: m.input[1], width: m.input[2] };
             let arch = Arch::parse(&m.arch, input, m.classes).map_err(|e| anyhow!("{}: {e}", m.arch))?;
@@ -238,7 +267,28 @@ impl MetaData {
             };
             sources.push(Source { arch_spec: m.arch.clone(), graph, lpe, centrality, traj });
         }
-        Ok(MetaData { sources, every: manifest.config.every })
+        if sources.is_empty() {
+            bail!("no trajectory to train on");
+        }
+        Ok(MetaData { sources, every })
+    }
+
+    /// Forward and backward FLOPs of one graph of trajectory `source` for `layout` (every matrix product
+    /// counted as `2 m n k`; the elementwise work, a few percent, is not counted).
+    pub fn graph_flops(&self, layout: &Layout, source: usize) -> anyhow::Result<u64> {
+        let windows = [Window {
+            source,
+            states: (0..layout.cfg.ctx + layout.cfg.seq_len).collect(),
+            len: layout.cfg.seq_len,
+            signs: vec![1.0; layout.cfg.lpe.max(nino_core::spectral::LPE_COLS)],
+        }];
+        let counter = FlopCounter::default();
+        let params = vec![0.01; layout.len];
+        let mut b = WindowBuffers::default();
+        let mut grad = vec![0.0; layout.len];
+        let cx = meta::Compute { gemm: &counter, kernels: meta::Kernels::PORTABLE };
+        window_loss_with(cx, layout, &params, self, &windows[0], &mut b, &mut grad, true)?;
+        Ok(counter.flops.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Number of trajectories.
@@ -283,10 +333,16 @@ struct Window {
     signs: Vec<f32>,
 }
 
-/// Stored states an example spans before its start can be drawn: `(c + min(S, 2c) + windows) * stride`.
+/// Stored states an example spans before its start can be drawn: `(c + min(S, 2c) + windows) * stride`,
+/// at the largest stride.
 fn window_span(cfg: &Config, mc: &MetaTrainConfig, every: u64) -> usize {
-    let stride = (mc.spacing / every).max(1) as usize;
-    (cfg.ctx + cfg.seq_len.min(2 * cfg.ctx) + mc.windows) * stride
+    (cfg.ctx + cfg.seq_len.min(2 * cfg.ctx) + mc.windows) * strides(mc, every).1
+}
+
+/// The smallest and largest stride, in stored states, of the spacings `mc` asks for.
+fn strides(mc: &MetaTrainConfig, every: u64) -> (usize, usize) {
+    let lo = (mc.spacing / every).max(1) as usize;
+    (lo, ((mc.spacing_max / every) as usize).max(lo))
 }
 
 /// Draws one batch: `batch` examples of `windows` overlapping windows each (spec 7.2).
@@ -297,10 +353,12 @@ fn sample_batch(
     rng: &mut SplitMix64,
 ) -> anyhow::Result<Vec<Window>> {
     let (c, s) = (cfg.ctx, cfg.seq_len);
-    let stride = (mc.spacing / data.every).max(1) as usize;
+    let (lo, hi) = strides(mc, data.every);
     let mut out = Vec::new();
     for _ in 0..mc.batch {
         let source = rng.below(data.sources.len() as u64) as usize;
+        // A fixed spacing draws nothing here, so such runs sample exactly as before spacing ranges existed.
+        let stride = if hi > lo { lo + rng.below((hi - lo + 1) as u64) as usize } else { lo };
         let n_states = data.sources[source].traj.n_states;
         let need = window_span(cfg, mc, data.every);
         if n_states <= need {
@@ -321,7 +379,8 @@ fn sample_batch(
     Ok(out)
 }
 
-/// One thread's buffers for the windows it processes, grown to the largest graph seen and then reused.
+/// One thread's buffers for the windows it processes, grown to the largest graph seen and then reused
+/// across updates.
 #[derive(Default)]
 struct WindowBuffers {
     states: Vec<f32>,
@@ -334,74 +393,155 @@ struct WindowBuffers {
     out: Vec<f32>,
 }
 
+/// A [`nino_core::ops::Gemm`] that multiplies with the portable kernel and counts `2 m n k` per product.
+#[derive(Default)]
+struct FlopCounter {
+    flops: std::sync::atomic::AtomicU64,
+}
+
+impl nino_core::ops::Gemm for FlopCounter {
+    fn gemm(
+        &self,
+        a: nino_core::ops::MatRef<'_>,
+        b: nino_core::ops::MatRef<'_>,
+        c: &mut [f32],
+        ldc: usize,
+        beta: f32,
+    ) -> Result<(), nino_core::Error> {
+        let n = 2 * (a.rows * a.cols * b.cols) as u64;
+        self.flops.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        nino_core::ops::Portable.gemm(a, b, c, ldc, beta)
+    }
+}
+
+/// Partial sums a batch is split into. Fixed, so the pooled gradient is the same whatever the number of
+/// threads; eight parts of a 16-graph batch keep two cores busy when graph sizes differ.
+const PARTS: usize = 8;
+
+/// Buffers kept between updates (allocating them per window cost as much as the elementwise math: every
+/// large vector is fresh pages from the kernel): one partial gradient per part, and one set of window
+/// buffers per thread that is working (taken from the pool and given back).
+#[derive(Default)]
+pub struct Workspace {
+    grads: Vec<Vec<f32>>,
+    pool: std::sync::Mutex<Vec<WindowBuffers>>,
+}
+
 /// Sizes `v` to `n` values, reusing its allocation (the contents are overwritten by the caller).
 fn sized<T: Copy + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
     v.resize(n, T::default());
     &mut v[..n]
 }
 
-/// Pooled loss, count and (when `with_grad`) the summed gradient of the batch `windows`, over rayon's
-/// threads; without the gradient only the forward runs.
+/// Loss and count of one window, adding its gradient to `grad` when `with_grad`, on the host's kernels.
+fn window_loss(
+    lay: &Layout,
+    params: &[f32],
+    data: &MetaData,
+    w: &Window,
+    b: &mut WindowBuffers,
+    grad: &mut [f32],
+    with_grad: bool,
+) -> anyhow::Result<(f64, usize)> {
+    window_loss_with(crate::meta_kernels::host_compute(), lay, params, data, w, b, grad, with_grad)
+}
+
+/// [`window_loss`] on the kernels `cx`.
+#[allow(clippy::too_many_arguments)]
+fn window_loss_with(
+    cx: meta::Compute<'_>,
+    lay: &Layout,
+    params: &[f32],
+    data: &MetaData,
+    w: &Window,
+    b: &mut WindowBuffers,
+    grad: &mut [f32],
+    with_grad: bool,
+) -> anyhow::Result<(f64, usize)> {
+    let cfg = &lay.cfg;
+    let src = &data.sources[w.source];
+    let g = &src.graph;
+    let (e, f, s) = (g.num_edges(), g.feat_slots(), cfg.seq_len);
+    b.states.clear();
+    for &j in &w.states {
+        b.states.extend_from_slice(src.traj.state(j));
+    }
+    let (attr, target, mask) =
+        (sized(&mut b.attr, e * f * cfg.ctx), sized(&mut b.target, e * f * s), sized(&mut b.mask, e * f * s));
+    window::build(cfg, g, &b.states, w.len, sized(&mut b.window, window::scratch_len(cfg, g)), attr, target, mask)?;
+    b.lpe.clear();
+    b.lpe.extend(src.lpe.iter().enumerate().map(|(i, v)| v * w.signs[i % cfg.lpe]));
+    let sample = Sample { graph: g, attr, lpe: &b.lpe, centrality: &src.centrality };
+    let scratch = sized(&mut b.scratch, meta::scratch_len(cfg, g));
+    if with_grad {
+        let (loss, count) = meta::loss_and_grad(cx, lay, params, &sample, target, mask, scratch, grad)?;
+        Ok((f64::from(loss), count))
+    } else {
+        let out = sized(&mut b.out, e * f * s);
+        meta::predict(cx, lay, params, &sample, scratch, out)?;
+        let (loss, count) = meta::masked_l1(out, target, mask, None);
+        if !loss.is_finite() {
+            bail!("meta-training loss is not finite");
+        }
+        Ok((f64::from(loss), count))
+    }
+}
+
+/// Pooled loss and count of the batch `windows` and, when `with_grad`, its summed gradient (left in `work`),
+/// over rayon's threads; without the gradient only the forward runs.
 fn batch_loss(
     lay: &Layout,
     params: &[f32],
     data: &MetaData,
     windows: &[Window],
     with_grad: bool,
-) -> anyhow::Result<(f64, usize, Vec<f32>)> {
-    let cfg = &lay.cfg;
-    let gemm = crate::gemm::HostGemm;
-    // Per-window results come back in window order and are summed in that order, so the sums do not
-    // depend on how rayon splits the work; the large buffers are reused within each rayon job.
-    let parts: Vec<anyhow::Result<(f64, usize, Vec<f32>)>> = windows
-        .par_iter()
-        .map_init(WindowBuffers::default, |b, w| {
-            let src = &data.sources[w.source];
-            let g = &src.graph;
-            let (e, f, s) = (g.num_edges(), g.feat_slots(), cfg.seq_len);
-            b.states.clear();
-            for &j in &w.states {
-                b.states.extend_from_slice(src.traj.state(j));
-            }
-            let (attr, target, mask) =
-                (sized(&mut b.attr, e * f * cfg.ctx), sized(&mut b.target, e * f * s), sized(&mut b.mask, e * f * s));
-            window::build(
-                cfg,
-                g,
-                &b.states,
-                w.len,
-                sized(&mut b.window, window::scratch_len(cfg, g)),
-                attr,
-                target,
-                mask,
-            )?;
-            b.lpe.clear();
-            b.lpe.extend(src.lpe.iter().enumerate().map(|(i, v)| v * w.signs[i % cfg.lpe]));
-            let sample = Sample { graph: g, attr, lpe: &b.lpe, centrality: &src.centrality };
-            let scratch = sized(&mut b.scratch, meta::scratch_len(cfg, g));
+    work: &mut Workspace,
+) -> anyhow::Result<(f64, usize)> {
+    work.grads.resize_with(PARTS, Vec::new);
+    let per = windows.len().div_ceil(PARTS).max(1);
+    let pool = &work.pool;
+    // Part i sums windows [i*per, (i+1)*per) in order, and the parts are summed in order: the result does
+    // not depend on how rayon schedules them.
+    let parts: Vec<anyhow::Result<(f64, usize)>> = work
+        .grads
+        .par_iter_mut()
+        .enumerate()
+        .map(|(i, grad)| {
             if with_grad {
-                let mut grad = vec![0.0; lay.len];
-                let (loss, count) = meta::loss_and_grad(&gemm, lay, params, &sample, target, mask, scratch, &mut grad)?;
-                Ok((f64::from(loss), count, grad))
-            } else {
-                let out = sized(&mut b.out, e * f * s);
-                meta::predict(&gemm, lay, params, &sample, scratch, out)?;
-                let (loss, count) = meta::masked_l1(out, target, mask, None);
-                if !loss.is_finite() {
-                    bail!("meta-training loss is not finite");
-                }
-                Ok((f64::from(loss), count, Vec::new()))
+                grad.clear();
+                grad.resize(lay.len, 0.0);
             }
+            let mut b = pool.lock().map_err(|_| anyhow!("a meta-training thread panicked"))?.pop().unwrap_or_default();
+            let mut total = Ok((0.0, 0));
+            for w in windows.iter().skip(i * per).take(per) {
+                total = total.and_then(|(l0, n0)| {
+                    let (l, n) = window_loss(lay, params, data, w, &mut b, grad, with_grad)?;
+                    Ok((l0 + l, n0 + n))
+                });
+            }
+            pool.lock().map_err(|_| anyhow!("a meta-training thread panicked"))?.push(b);
+            total
         })
         .collect();
-    let mut total = (0.0, 0, vec![0.0; if with_grad { lay.len } else { 0 }]);
+    let mut total = (0.0, 0);
     for part in parts {
-        let (l, n, g) = part?;
-        total.0 += l;
-        total.1 += n;
-        total.2.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
+        let (l, n) = part?;
+        total = (total.0 + l, total.1 + n);
+    }
+    if with_grad {
+        let (first, rest) = work.grads.split_at_mut(1);
+        for g in rest {
+            first[0].iter_mut().zip(g.iter()).for_each(|(a, v)| *a += v);
+        }
     }
     Ok(total)
+}
+
+impl Workspace {
+    /// The summed gradient left by the last [`batch_loss`] with gradients.
+    fn grad_mut(&mut self) -> &mut [f32] {
+        &mut self.grads[0]
+    }
 }
 
 /// Pooled loss of `model` on `batches` batches drawn with a fixed `seed`: the same windows for every model,
@@ -415,9 +555,10 @@ pub fn fixed_sample_loss(
 ) -> anyhow::Result<f64> {
     let mut rng = SplitMix64::new(seed);
     let (mut loss, mut count) = (0.0, 0);
+    let mut work = Workspace::default();
     for _ in 0..batches {
         let windows = sample_batch(data, &model.layout.cfg, mc, &mut rng)?;
-        let (l, n, _) = batch_loss(&model.layout, &model.params, data, &windows, false)?;
+        let (l, n) = batch_loss(&model.layout, &model.params, data, &windows, false, &mut work)?;
         (loss, count) = (loss + l, count + n);
     }
     Ok(loss / count.max(1) as f64)
@@ -436,6 +577,9 @@ pub struct LossRow {
     pub grad_norm: f32,
     /// Seconds since the start of the run (resumed runs continue the count).
     pub seconds: f64,
+    /// Masked L1 on the validation windows after this update, where it was measured.
+    #[serde(default)]
+    pub val_loss: Option<f64>,
 }
 
 /// The optimizer state of a meta-training run, saved and restored whole.
@@ -456,6 +600,8 @@ pub struct MetaTrainer {
     pub rows: Vec<LossRow>,
     /// Settings.
     pub cfg: MetaTrainConfig,
+    /// Buffers reused from one update to the next (not part of the saved state).
+    work: Workspace,
 }
 
 impl MetaTrainer {
@@ -471,6 +617,7 @@ impl MetaTrainer {
             rng: SplitMix64::new(cfg.seed),
             rows: Vec::new(),
             cfg,
+            work: Workspace::default(),
         }
     }
 
@@ -483,7 +630,8 @@ impl MetaTrainer {
     ) -> anyhow::Result<&LossRow> {
         let lay = self.model.layout;
         let windows = sample_batch(data, &lay.cfg, &self.cfg, &mut self.rng)?;
-        let (loss, count, mut grad) = batch_loss(&lay, &self.model.params, data, &windows, true)?;
+        let (loss, count) = batch_loss(&lay, &self.model.params, data, &windows, true, &mut self.work)?;
+        let grad = self.work.grad_mut();
         if count == 0 {
             bail!("a batch had no target to learn (every target masked)");
         }
@@ -499,10 +647,17 @@ impl MetaTrainer {
         }
         let lr = cosine_lr(self.cfg.lr, self.step, self.cfg.steps);
         let adam = AdamConfig { lr, weight_decay: self.cfg.weight_decay, ..AdamConfig::new(lr) };
-        adam_step(&adam, &mut self.model.params, &grad, &mut self.m, &mut self.v, &mut self.t)?;
+        adam_step(&adam, &mut self.model.params, grad, &mut self.m, &mut self.v, &mut self.t)?;
         self.step += 1;
         let seconds = seconds_before + started.elapsed().as_secs_f64();
-        self.rows.push(LossRow { step: self.step, loss: loss / count as f64, lr, grad_norm: norm, seconds });
+        self.rows.push(LossRow {
+            step: self.step,
+            loss: loss / count as f64,
+            lr,
+            grad_norm: norm,
+            seconds,
+            val_loss: None,
+        });
         Ok(self.rows.last().expect("just pushed"))
     }
 
@@ -520,6 +675,7 @@ impl MetaTrainer {
             "step": self.step, "t": self.t, "rng": self.rng.state(), "rows": self.rows,
             "steps": self.cfg.steps, "batch": self.cfg.batch, "windows": self.cfg.windows, "lr": self.cfg.lr,
             "weight_decay": self.cfg.weight_decay, "clip": self.cfg.clip, "spacing": self.cfg.spacing,
+            "spacing_max": self.cfg.spacing_max,
             "seed": self.cfg.seed, "data": data_dir,
         });
         let meta: HashMap<String, String> = [
@@ -548,7 +704,14 @@ impl MetaTrainer {
         if saved_cfg != *cfg {
             bail!("the checkpoint is of another model ({}), not {}", model_args_json(&saved_cfg), model_args_json(cfg));
         }
-        let state: serde_json::Value = serde_json::from_str(meta.get("state").map_or("", String::as_str))?;
+        let mut state: serde_json::Value = serde_json::from_str(meta.get("state").map_or("", String::as_str))?;
+        // Checkpoints from before spacing ranges had one spacing.
+        if state.get("spacing_max").is_none() {
+            let spacing = state.get("spacing").cloned().unwrap_or_default();
+            if let Some(o) = state.as_object_mut() {
+                o.insert("spacing_max".into(), spacing);
+            }
+        }
         let same = |k: &str, v: serde_json::Value| state.get(k) == Some(&v);
         let checks = [
             ("steps", serde_json::json!(mc.steps)),
@@ -558,6 +721,7 @@ impl MetaTrainer {
             ("weight_decay", serde_json::json!(mc.weight_decay)),
             ("clip", serde_json::json!(mc.clip)),
             ("spacing", serde_json::json!(mc.spacing)),
+            ("spacing_max", serde_json::json!(mc.spacing_max)),
             ("seed", serde_json::json!(mc.seed)),
             ("data", serde_json::json!(data_dir)),
         ];
@@ -596,6 +760,7 @@ impl MetaTrainer {
             rng: SplitMix64::new(num("rng")?),
             rows,
             cfg: mc.clone(),
+            work: Workspace::default(),
         })
     }
 }

@@ -7,7 +7,7 @@ use crate::gemm::HostGemm;
 use crate::metatrain::MetaModel;
 use crate::weights::{WeightSet, WeightsError};
 use half::f16;
-use nino_core::nowcast::{self, Backend, Config};
+use nino_core::nowcast::{self, Backend, Config, meta};
 use nino_core::ops::gemm::{Gemm, MatRef, check_gemm};
 use nino_core::{Arch, NeuralGraph};
 
@@ -409,9 +409,18 @@ impl Nowcaster {
         match &self.weights {
             Storage::F32(w) => nowcast::nowcast(be, &w.bind()?, g, history, lpe, k, scratch, out)?,
             Storage::F16(w) => nowcast::nowcast(be, &w.bind()?, g, history, lpe, k, scratch, out)?,
-            Storage::Meta(m, cent) => {
-                nowcast::nowcast_meta(&*self.gemm, &m.layout, &m.params, g, history, lpe, cent, k, scratch, out)?
-            }
+            Storage::Meta(m, cent) => nowcast::nowcast_meta(
+                meta::Compute { gemm: &*self.gemm, kernels: crate::meta_kernels::host_kernels() },
+                &m.layout,
+                &m.params,
+                g,
+                history,
+                lpe,
+                cent,
+                k,
+                scratch,
+                out,
+            )?,
         }
         Ok(())
     }

@@ -185,3 +185,57 @@ fn the_shipped_nino_pp_checkpoint_loads_and_nowcasts() {
     assert!(out.iter().all(|v| v.is_finite()));
     assert_ne!(&out[..], &history[4 * p..]);
 }
+
+/// The same two trajectories in a second folder (a copy), for multi-folder and validation runs.
+fn second_collection() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep().join("traj2");
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in std::fs::read_dir(collection()).unwrap() {
+            let f = f.unwrap().path();
+            if f.extension().is_some_and(|e| e == "json" || e == "safetensors") {
+                std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+        dir
+    })
+}
+
+#[test]
+fn validation_spacing_ranges_folders_and_meta_eval_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("v.safetensors");
+    let (data, val) = (collection().to_str().unwrap(), second_collection().to_str().unwrap());
+    let two = format!("{data},{val}");
+    let mut args = meta_args(out.to_str().unwrap(), &two, "6");
+    let at = args.iter().position(|a| *a == "--spacing").unwrap() + 1;
+    args[at] = "8-16"; // --spacing: a range of multiples of the collection's 4 steps
+    args.extend(["--val", val, "--val-every", "3", "--val-batches", "2"]);
+    // A validation folder that is also a training folder is refused before anything runs.
+    let r = nino(&args);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && err.contains("validation") && err.lines().count() == 1, "{err}");
+    assert!(!out.exists());
+    let pos = args.iter().position(|a| *a == two.as_str()).unwrap();
+    args[pos] = data;
+    let text = ok(&args);
+    assert!(text.contains("validation masked L1"), "{text}");
+    // The loss curve has the validation column at updates 3 and 6, empty elsewhere.
+    let csv = std::fs::read_to_string(dir.path().join("v.loss.csv")).unwrap();
+    let val_col: Vec<&str> = csv.lines().skip(1).map(|l| l.rsplit(',').next().unwrap()).collect();
+    assert_eq!(val_col.iter().filter(|v| !v.is_empty()).count(), 2, "{csv}");
+    assert!(val_col[2].parse::<f64>().unwrap().is_finite() && val_col[5].parse::<f64>().unwrap() > 0.0);
+    // `nino meta-eval` scores on the validation windows: the final figure equals the curve's last one.
+    let e =
+        ok(&["meta-eval", "--data", val, "--weights", out.to_str().unwrap(), "--batches", "2", "--spacing", "8-16"]);
+    let l: f64 = e.split("masked L1 ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let last: f64 = val_col[5].parse().unwrap();
+    // meta-eval prints five decimals: equal up to that rounding.
+    assert!((l - last).abs() <= 5.1e-6, "meta-eval {l} vs curve {last}");
+    // A bad spacing is one line.
+    for bad in ["0", "16-8", "a-b"] {
+        let r = nino(&["meta-eval", "--data", val, "--weights", out.to_str().unwrap(), "--spacing", bad]);
+        assert!(!r.status.success() && String::from_utf8_lossy(&r.stderr).lines().count() == 1);
+    }
+}

@@ -123,7 +123,7 @@ pub fn meta_scratch_len(graph: &NeuralGraph, cfg: &Config) -> usize {
 /// is [`meta::centrality_feature`] of the graph (empty without `cent_proj`); `out` is written only on
 /// success.
 pub fn nowcast_meta(
-    gemm: &dyn crate::ops::Gemm,
+    cx: meta::Compute<'_>,
     layout: &meta::Layout,
     params: &[f32],
     graph: &NeuralGraph,
@@ -143,7 +143,7 @@ pub fn nowcast_meta(
     pipeline(cfg, graph, history, lpe, scratch, out, |attr, rest, edges| {
         let (mscratch, preds) = rest.split_at_mut(meta::scratch_len(cfg, graph));
         let sample = meta::Sample { graph, attr, lpe, centrality };
-        meta::predict(gemm, layout, params, &sample, mscratch, preds)?;
+        meta::predict(cx, layout, params, &sample, mscratch, preds)?;
         let s = cfg.seq_len;
         for (o, row) in edges.iter_mut().zip(preds.chunks_exact(s)) {
             *o = row[k - 1];

@@ -38,9 +38,20 @@ Example:
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct MetaTrainArgs {
-    /// Collection folder written by `nino collect` (manifest.json and shards).
-    #[arg(long, value_name = "DIR")]
-    pub data: PathBuf,
+    /// Collection folders written by `nino collect` (manifest.json and shards): repeat the flag or separate
+    /// them with commas; they must store states equally often.
+    #[arg(long, value_name = "DIR", value_delimiter = ',', required = true)]
+    pub data: Vec<PathBuf>,
+    /// Validation collections, never trained on: their masked L1 on fixed windows is measured every
+    /// --val-every updates and written to the loss curve.
+    #[arg(long, value_name = "DIR", value_delimiter = ',')]
+    pub val: Vec<PathBuf>,
+    /// Updates between validation measurements.
+    #[arg(long, default_value_t = 100)]
+    pub val_every: u64,
+    /// Batches of fixed validation windows (each --batch x --windows graphs).
+    #[arg(long, default_value_t = 4)]
+    pub val_batches: usize,
     /// Model file to write (safetensors, atomically).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
@@ -86,9 +97,10 @@ pub struct MetaTrainArgs {
     /// Gradient-norm clip.
     #[arg(long, default_value_t = 5.0)]
     pub clip: f32,
-    /// Optimizer steps between context states of a window.
-    #[arg(long, default_value_t = 200)]
-    pub spacing: u64,
+    /// Optimizer steps between context states of a window: `200` (the reference), or a range `100-300`
+    /// from which each example draws its spacing (multiples of the collection's state interval).
+    #[arg(long, default_value = "200", value_parser = parse_spacing)]
+    pub spacing: (u64, u64),
     /// Seed of the initialisation and the sampler.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -112,9 +124,43 @@ pub struct MetaTrainArgs {
     pub stop_after: Option<u64>,
 }
 
+/// Parses `--spacing`: `S` or `LO-HI` (steps, `1 <= LO <= HI`).
+pub fn parse_spacing(s: &str) -> Result<(u64, u64), String> {
+    let num = |t: &str| t.trim().parse::<u64>().map_err(|_| format!("bad spacing `{s}`: expected STEPS or LO-HI"));
+    let (lo, hi) = match s.split_once('-') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => (num(s)?, num(s)?),
+    };
+    if lo == 0 || hi < lo {
+        return Err(format!("bad spacing `{s}`: need 1 <= LO <= HI"));
+    }
+    Ok((lo, hi))
+}
+
+/// The canonical folders of `dirs` joined by commas: the key a checkpoint records its data under.
+pub fn data_key(dirs: &[PathBuf], flag: &str) -> anyhow::Result<(Vec<PathBuf>, String)> {
+    let canon: Vec<PathBuf> = dirs
+        .iter()
+        .map(|d| d.canonicalize().with_context(|| format!("{flag} {}", d.display())))
+        .collect::<Result<_, _>>()?;
+    let key = canon.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(",");
+    Ok((canon, key))
+}
+
 fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
     let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     p.with_file_name(format!("{stem}{suffix}"))
+}
+
+/// Seed of the fixed validation windows: every run and `nino meta-eval` score models on the same ones.
+pub const VAL_SEED: u64 = 0x7A1;
+
+/// Whether two paths name the same folder (compared canonically where both exist).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
 }
 
 /// Runs `nino meta-train`.
@@ -144,14 +190,20 @@ pub fn run(a: &MetaTrainArgs) -> anyhow::Result<()> {
         lr: a.lr,
         weight_decay: a.weight_decay,
         clip: a.clip,
-        spacing: a.spacing,
+        spacing: a.spacing.0,
+        spacing_max: a.spacing.1,
         seed: a.seed,
     };
     let ckpt = a.checkpoint.clone().unwrap_or_else(|| with_suffix(&a.out, ".ckpt.safetensors"));
     let csv = a.loss_csv.clone().unwrap_or_else(|| with_suffix(&a.out, ".loss.csv"));
     let png = csv.with_extension("png");
-    let data_dir = a.data.canonicalize().with_context(|| format!("--data {}", a.data.display()))?;
-    let data_key = data_dir.display().to_string();
+    let (data_dirs, data_key) = data_key(&a.data, "--data")?;
+    if let Some(d) = a.val.iter().find(|v| a.data.iter().any(|t| same_dir(t, v))) {
+        bail!("--val {} is also a training folder: validation data must never be trained on", d.display());
+    }
+    if a.val_every == 0 || a.val_batches == 0 {
+        bail!("--val-every and --val-batches must be at least 1");
+    }
 
     let mut tr = if a.resume {
         let bytes = std::fs::read(&ckpt).with_context(|| format!("--resume: cannot read {}", ckpt.display()))?;
@@ -171,8 +223,15 @@ pub fn run(a: &MetaTrainArgs) -> anyhow::Result<()> {
         };
         MetaTrainer::new(model, mc)
     };
-    let data = MetaData::load(&data_dir, &cfg)?;
+    let data = MetaData::load_dirs(&data_dirs, &cfg)?;
     data.check_lengths(&cfg, &tr.cfg)?;
+    let val = if a.val.is_empty() {
+        None
+    } else {
+        let v = MetaData::load_dirs(&a.val, &cfg)?;
+        v.check_lengths(&cfg, &tr.cfg)?;
+        Some(v)
+    };
     eprintln!(
         "meta-train: {} trajectories ({}), {} parameters, head {}, lpe {}, centrality {}",
         data.len(),
@@ -185,6 +244,10 @@ pub fn run(a: &MetaTrainArgs) -> anyhow::Result<()> {
 
     // A fixed set of windows (seed independent of the sampler's) scores the model before and after.
     const EVAL_SEED: u64 = 0x5EED;
+    let val_before = match &val {
+        Some(v) => Some(fixed_sample_loss(&tr.model, v, &tr.cfg, VAL_SEED, a.val_batches)?),
+        None => None,
+    };
     let eval_before = fixed_sample_loss(&tr.model, &data, &tr.cfg, EVAL_SEED, 2)?;
     let pb = if a.no_progress || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
@@ -204,6 +267,15 @@ pub fn run(a: &MetaTrainArgs) -> anyhow::Result<()> {
         let row = tr.update(&data, before, started)?;
         pb.set_message(format!("loss {:.4}", row.loss));
         pb.set_position(tr.step);
+        if let Some(v) = &val
+            && (tr.step % a.val_every == 0 || tr.step == a.steps)
+        {
+            let l = fixed_sample_loss(&tr.model, v, &tr.cfg, VAL_SEED, a.val_batches)?;
+            if let Some(r) = tr.rows.last_mut() {
+                r.val_loss = Some(l);
+            }
+            pb.println(format!("update {}: validation masked L1 {l:.5}", tr.step));
+        }
         if tr.step % a.checkpoint_every == 0 || tr.step == a.steps {
             write_atomic(&ckpt, &tr.checkpoint_bytes(&data_key)?)
                 .with_context(|| format!("cannot write {}", ckpt.display()))?;
@@ -220,6 +292,10 @@ pub fn run(a: &MetaTrainArgs) -> anyhow::Result<()> {
     tr.model.save(&a.out, &[("meta_train", format!("{{\"steps\": {}, \"data\": {:?}}}", tr.step, data_key))])?;
     write_curve(&tr, &csv, &png)?;
     let eval_after = fixed_sample_loss(&tr.model, &data, &tr.cfg, EVAL_SEED, 2)?;
+    if let (Some(b), Some(v)) = (val_before, &val) {
+        let after = fixed_sample_loss(&tr.model, v, &tr.cfg, VAL_SEED, a.val_batches)?;
+        println!("validation masked L1 ({} trajectories): {b:.5} before this session, {after:.5} after", v.len());
+    }
     println!(
         "loss on a fixed sample of windows: {eval_before:.5} before this session, {eval_after:.5} after; \
          {:.2} graphs/s ({} updates of {} graphs in {secs:.1} s); model {}",
@@ -233,20 +309,27 @@ pub fn run(a: &MetaTrainArgs) -> anyhow::Result<()> {
 
 /// The loss curve as CSV and PNG, both atomically.
 fn write_curve(tr: &MetaTrainer, csv: &Path, png: &Path) -> anyhow::Result<()> {
-    let mut s = String::from("step,loss,lr,grad_norm,seconds\n");
+    let mut s = String::from("step,loss,lr,grad_norm,seconds,val_loss\n");
     for r in &tr.rows {
-        s.push_str(&format!("{},{},{},{},{:.3}\n", r.step, r.loss, r.lr, r.grad_norm, r.seconds));
+        let val = r.val_loss.map_or(String::new(), |v| v.to_string());
+        s.push_str(&format!("{},{},{},{},{:.3},{val}\n", r.step, r.loss, r.lr, r.grad_norm, r.seconds));
     }
     write_atomic(csv, s.as_bytes()).with_context(|| format!("cannot write {}", csv.display()))?;
     let plot = LinePlot {
         title: "Meta-training loss".into(),
         x_label: "update".into(),
         y_label: "masked L1 loss (scaled parameters)".into(),
-        series: vec![Series {
-            label: format!("{} head", tr.model.layout.cfg.head.name()),
+        series: std::iter::once(Series {
+            label: format!("{} head, training batches", tr.model.layout.cfg.head.name()),
             main: tr.rows.iter().map(|r| (r.step as f64, r.loss)).collect(),
             faint: vec![],
-        }],
+        })
+        .chain(tr.rows.iter().any(|r| r.val_loss.is_some()).then(|| Series {
+            label: "validation windows".into(),
+            main: tr.rows.iter().filter_map(|r| Some((r.step as f64, r.val_loss?))).collect(),
+            faint: vec![],
+        }))
+        .collect(),
         target: None,
         marker: None,
     };

@@ -2,6 +2,7 @@
 
 pub mod collect;
 pub mod experiment;
+pub mod meta_eval;
 pub mod meta_train;
 pub mod net_spec;
 pub mod nowcast;

@@ -10,7 +10,7 @@
 //! weights get a zero gradient.
 
 pub mod layout;
-mod ops;
+pub mod ops;
 pub mod window;
 
 pub use layout::{Layout, LinSlot, TensorSlot};
@@ -20,8 +20,9 @@ use crate::graph::NeuralGraph;
 use crate::nowcast::features::for_each_edge;
 use crate::nowcast::model::{add_node_terms, aggregate_messages};
 use crate::nowcast::weights::{Config, Head};
-use crate::ops::{Gemm, MatRef};
-use ops::{lin_bwd, lin_fwd, sigmoid, silu_bwd, silu_fwd};
+use crate::ops::MatRef;
+pub use ops::{Compute, Kernels};
+use ops::{lin_bwd, lin_fwd};
 
 /// One training (or prediction) graph: the scaled history of one window and what the model reads with it.
 #[derive(Clone, Copy, Debug)]
@@ -163,7 +164,8 @@ fn check_sample(lay: &Layout, p: &[f32], s: &Sample<'_>) -> Result<(), Error> {
 }
 
 /// Training-mode forward into the tape; `tape.out` ends up holding the predictions of every horizon.
-fn forward(g: &dyn Gemm, lay: &Layout, p: &[f32], s: &Sample<'_>, tp: &mut Tape<'_>) -> Result<(), Error> {
+fn forward(cx: Compute<'_>, lay: &Layout, p: &[f32], s: &Sample<'_>, tp: &mut Tape<'_>) -> Result<(), Error> {
+    let (g, k) = (cx.gemm, &cx.kernels);
     let cfg = &lay.cfg;
     let graph = s.graph;
     let (e, n, f, c, h, sl) = (graph.num_edges(), graph.num_nodes(), graph.feat_slots(), cfg.ctx, cfg.hid, cfg.seq_len);
@@ -207,14 +209,14 @@ fn forward(g: &dyn Gemm, lay: &Layout, p: &[f32], s: &Sample<'_>, tp: &mut Tape<
         lin_fwd(g, p, &conv.post, xm, 0, lt.y1, true, false)?;
         lin_fwd(g, p, &conv.post, MatRef::row_major(lt.agg, n, h), h, lt.y1, false, true)?;
         lin_fwd(g, p, &conv.lin, MatRef::row_major(lt.y1, n, h), 0, lt.xt, true, false)?;
-        silu_fwd(lt.xt, x_out);
+        (k.silu_fwd)(lt.xt, x_out);
 
         let xm = MatRef::row_major(x_out, n, h);
         lin_fwd(g, p, &upd.lin_s, xm, 0, lt.s, true, false)?;
         lin_fwd(g, p, &upd.lin_t, xm, 0, lt.t, true, false)?;
         lin_fwd(g, p, &upd.lin_e, MatRef::row_major(e_in, e, h), 0, lt.z, true, false)?;
         add_node_terms(graph, lt.s, lt.t, lt.z, h);
-        silu_fwd(lt.z, lt.a);
+        (k.silu_fwd)(lt.z, lt.a);
         lin_fwd(g, p, &upd.lin1, MatRef::row_major(lt.a, e, h), 0, e_out, true, false)?;
     }
 
@@ -224,7 +226,7 @@ fn forward(g: &dyn Gemm, lay: &Layout, p: &[f32], s: &Sample<'_>, tp: &mut Tape<
         (Head::Mlp, Some(hidden), _) => {
             let (hp, hs) = tp.head.split_at_mut(eh);
             lin_fwd(g, p, hidden, MatRef::row_major(e_fin, e, h), 0, hp, true, false)?;
-            silu_fwd(hp, hs);
+            (k.silu_fwd)(hp, hs);
             lin_fwd(g, p, &out_rows, MatRef::row_major(hs, e, h), 0, tp.out, true, false)?;
         }
         (Head::Gru | Head::Lstm, _, Some(cell)) => {
@@ -242,7 +244,7 @@ fn forward(g: &dyn Gemm, lay: &Layout, p: &[f32], s: &Sample<'_>, tp: &mut Tape<
                 match cfg.head {
                     Head::Gru => {
                         let ghn = &mut extra[t * eh..(t + 1) * eh];
-                        gru_fwd(g, p, cell, xin, e, f, h, hprev, gt, ghn, hnext, wrest)?;
+                        gru_fwd(cx, p, cell, xin, e, f, h, hprev, gt, ghn, hnext, wrest)?;
                     }
                     _ => {
                         let (cprev, cnext) = if t == 0 {
@@ -251,7 +253,7 @@ fn forward(g: &dyn Gemm, lay: &Layout, p: &[f32], s: &Sample<'_>, tp: &mut Tape<
                             let (a, b) = extra[(t - 1) * eh..(t + 1) * eh].split_at_mut(eh);
                             (Some(&*a), b)
                         };
-                        lstm_fwd(g, p, cell, xin, e, f, h, hprev, cprev, gt, cnext, hnext)?;
+                        lstm_fwd(cx, p, cell, xin, e, f, h, hprev, cprev, gt, cnext, hnext)?;
                     }
                 }
             }
@@ -281,7 +283,7 @@ fn step_input(attr: &[f32], e: usize, f: usize, c: usize, t: usize, out: &mut [f
 /// One GRU step (PyTorch's gates r, z, n): keeps the activated gates and `gh_n` for backward.
 #[allow(clippy::too_many_arguments)]
 fn gru_fwd(
-    g: &dyn Gemm,
+    cx: Compute<'_>,
     p: &[f32],
     cell: &layout::CellSlots,
     xin: &[f32],
@@ -294,29 +296,17 @@ fn gru_fwd(
     hnext: &mut [f32],
     work: &mut [f32],
 ) -> Result<(), Error> {
-    let gw = 3 * h;
-    let gh = &mut work[..e * gw];
-    lin_fwd(g, p, &cell.ih, MatRef::row_major(xin, e, f), 0, gates, true, false)?;
-    lin_fwd(g, p, &cell.hh, MatRef::row_major(hprev, e, h), 0, gh, true, false)?;
-    for ei in 0..e {
-        let gi = &mut gates[ei * gw..(ei + 1) * gw];
-        let ghr = &gh[ei * gw..(ei + 1) * gw];
-        for j in 0..h {
-            let r = sigmoid(gi[j] + ghr[j]);
-            let z = sigmoid(gi[h + j] + ghr[h + j]);
-            let nn = libm::tanhf(gi[2 * h + j] + r * ghr[2 * h + j]);
-            ghn[ei * h + j] = ghr[2 * h + j];
-            (gi[j], gi[h + j], gi[2 * h + j]) = (r, z, nn);
-            hnext[ei * h + j] = (1.0 - z) * nn + z * hprev[ei * h + j];
-        }
-    }
+    let gh = &mut work[..e * 3 * h];
+    lin_fwd(cx.gemm, p, &cell.ih, MatRef::row_major(xin, e, f), 0, gates, true, false)?;
+    lin_fwd(cx.gemm, p, &cell.hh, MatRef::row_major(hprev, e, h), 0, gh, true, false)?;
+    (cx.kernels.gru)(&mut gates[..e * 3 * h], gh, hprev, ghn, hnext, h);
     Ok(())
 }
 
 /// One LSTM step (PyTorch's gates i, f, g, o), `c_prev = None` meaning zeros: keeps the activated gates.
 #[allow(clippy::too_many_arguments)]
 fn lstm_fwd(
-    g: &dyn Gemm,
+    cx: Compute<'_>,
     p: &[f32],
     cell: &layout::CellSlots,
     xin: &[f32],
@@ -329,28 +319,16 @@ fn lstm_fwd(
     cnext: &mut [f32],
     hnext: &mut [f32],
 ) -> Result<(), Error> {
-    let gw = 4 * h;
-    lin_fwd(g, p, &cell.ih, MatRef::row_major(xin, e, f), 0, gates, true, false)?;
-    lin_fwd(g, p, &cell.hh, MatRef::row_major(hprev, e, h), 0, gates, true, true)?;
-    for ei in 0..e {
-        let gt = &mut gates[ei * gw..(ei + 1) * gw];
-        for j in 0..h {
-            let (i, fg, gg, o) =
-                (sigmoid(gt[j]), sigmoid(gt[h + j]), libm::tanhf(gt[2 * h + j]), sigmoid(gt[3 * h + j]));
-            (gt[j], gt[h + j], gt[2 * h + j], gt[3 * h + j]) = (i, fg, gg, o);
-            let cp = cprev.map_or(0.0, |cp| cp[ei * h + j]);
-            let cn = fg * cp + i * gg;
-            cnext[ei * h + j] = cn;
-            hnext[ei * h + j] = o * libm::tanhf(cn);
-        }
-    }
+    lin_fwd(cx.gemm, p, &cell.ih, MatRef::row_major(xin, e, f), 0, gates, true, false)?;
+    lin_fwd(cx.gemm, p, &cell.hh, MatRef::row_major(hprev, e, h), 0, gates, true, true)?;
+    (cx.kernels.lstm)(&mut gates[..e * 4 * h], cprev, cnext, hnext, h);
     Ok(())
 }
 
 /// Predictions of every horizon, `out [E, F*S]` (column `f*S + j` is slot `f` at horizon `j + 1`), scaled,
 /// residual included.
 pub fn predict(
-    g: &dyn Gemm,
+    cx: Compute<'_>,
     lay: &Layout,
     params: &[f32],
     sample: &Sample<'_>,
@@ -361,7 +339,7 @@ pub fn predict(
     let graph = sample.graph;
     check_len("predictions", out.len(), graph.num_edges() * graph.feat_slots() * lay.cfg.seq_len)?;
     let mut tp = tape(&lay.cfg, graph, scratch)?;
-    forward(g, lay, params, sample, &mut tp)?;
+    forward(cx, lay, params, sample, &mut tp)?;
     out.copy_from_slice(tp.out);
     Ok(())
 }
@@ -371,7 +349,7 @@ pub fn predict(
 /// `target` and `mask` are `[E, F*S]` (column `f*S + j`); self-loops must be masked out by the caller
 /// (spec 7.2: `y_mask` false on every edge of type 10 or more).
 pub fn loss_and_grad(
-    g: &dyn Gemm,
+    cx: Compute<'_>,
     lay: &Layout,
     params: &[f32],
     sample: &Sample<'_>,
@@ -385,7 +363,7 @@ pub fn loss_and_grad(
     check_len("targets", target.len(), len)?;
     check_len("mask", mask.len(), len)?;
     let mut out = (0.0f32, 0usize);
-    backprop(g, lay, params, sample, scratch, grad, &mut |pred, dpred| {
+    backprop(cx, lay, params, sample, scratch, grad, &mut |pred, dpred| {
         out = masked_l1(pred, target, mask, Some(dpred));
     })?;
     if !out.0.is_finite() {
@@ -422,7 +400,7 @@ pub fn masked_l1(pred: &[f32], target: &[f32], mask: &[u8], mut dpred: Option<&m
 /// Forward, then `dloss(pred, dpred)` writes dL/dpred, then the gradient of L is added to `grad`.
 #[allow(clippy::type_complexity)]
 fn backprop(
-    g: &dyn Gemm,
+    cx: Compute<'_>,
     lay: &Layout,
     params: &[f32],
     sample: &Sample<'_>,
@@ -436,7 +414,8 @@ fn backprop(
     let (e, n, f, c, h, sl) = (graph.num_edges(), graph.num_nodes(), graph.feat_slots(), cfg.ctx, cfg.hid, cfg.seq_len);
     check_len("meta grad", grad.len(), lay.len)?;
     let mut tp = tape(cfg, graph, scratch)?;
-    forward(g, lay, params, sample, &mut tp)?;
+    forward(cx, lay, params, sample, &mut tp)?;
+    let (g, k) = (cx.gemm, &cx.kernels);
     let (nh, eh) = (n * h, e * h);
     let nl = cfg.layers - 1;
     let z = sizes(cfg, e, n, f);
@@ -466,7 +445,7 @@ fn backprop(
         (Head::Mlp, Some(hidden), _) => {
             let (hp, hs) = tp.head.split_at(eh);
             lin_bwd(g, params, grad, &out_rows, MatRef::row_major(hs, e, h), 0, dd, true, Some((da, false)))?;
-            silu_bwd(hp, da);
+            (k.silu_bwd)(hp, da);
             lin_bwd(g, params, grad, hidden, MatRef::row_major(e_fin, e, h), 0, da, true, Some((de, false)))?;
         }
         (Head::Gru | Head::Lstm, _, Some(cell)) => {
@@ -496,41 +475,14 @@ fn backprop(
                 step_input(sample.attr, e, f, c, t, xin);
                 let hprev = &hs[t * eh..(t + 1) * eh];
                 let gt = &gates[t * e * gw..(t + 1) * e * gw];
-                for ei in 0..e {
-                    for j in 0..h {
-                        let k = ei * h + j;
-                        let gr = &gt[ei * gw..(ei + 1) * gw];
-                        let (gi, ghh) = (&mut dgi[ei * gw..(ei + 1) * gw], &mut dgh[ei * gw..(ei + 1) * gw]);
-                        if cfg.head == Head::Gru {
-                            let (rr, zz, nn) = (gr[j], gr[h + j], gr[2 * h + j]);
-                            let ghn = extra[t * eh + k];
-                            let dn = dh[k] * (1.0 - zz);
-                            let dz = dh[k] * (hprev[k] - nn);
-                            let dan = dn * (1.0 - nn * nn);
-                            let dar = dan * ghn * rr * (1.0 - rr);
-                            let daz = dz * zz * (1.0 - zz);
-                            (gi[j], gi[h + j], gi[2 * h + j]) = (dar, daz, dan);
-                            (ghh[j], ghh[h + j], ghh[2 * h + j]) = (dar, daz, dan * rr);
-                            dh[k] *= zz;
-                        } else {
-                            let (i, fg, gg, o) = (gr[j], gr[h + j], gr[2 * h + j], gr[3 * h + j]);
-                            let cn = extra[t * eh + k];
-                            let cp = if t == 0 { 0.0 } else { extra[(t - 1) * eh + k] };
-                            let tc = libm::tanhf(cn);
-                            let d_o = dh[k] * tc;
-                            let dcc = dc[k] + dh[k] * o * (1.0 - tc * tc);
-                            let (di, df, dg) = (dcc * gg, dcc * cp, dcc * i);
-                            dc[k] = dcc * fg;
-                            let v =
-                                [di * i * (1.0 - i), df * fg * (1.0 - fg), dg * (1.0 - gg * gg), d_o * o * (1.0 - o)];
-                            for (q, val) in v.into_iter().enumerate() {
-                                gi[q * h + j] = val;
-                                ghh[q * h + j] = val;
-                            }
-                            dh[k] = 0.0;
-                        }
-                    }
-                }
+                let dgh = if cfg.head == Head::Gru {
+                    (k.gru_bwd)(gt, &extra[t * eh..(t + 1) * eh], hprev, dh, dgi, dgh, h);
+                    &*dgh
+                } else {
+                    let cprev = (t > 0).then(|| &extra[(t - 1) * eh..t * eh]);
+                    (k.lstm_bwd)(gt, cprev, &extra[t * eh..(t + 1) * eh], dh, dc, dgi, h);
+                    &*dgi
+                };
                 lin_bwd(g, params, grad, &cell.ih, MatRef::row_major(xin, e, f), 0, dgi, true, None)?;
                 lin_bwd(g, params, grad, &cell.hh, MatRef::row_major(hprev, e, h), 0, dgh, true, Some((dh, true)))?;
             }
@@ -550,7 +502,7 @@ fn backprop(
         let lt = layer_tape(&mut tp.layers[l * z.per_layer..(l + 1) * z.per_layer], nh, eh);
         // Edge update: E_{l+1} = lin1(SiLU(lin_e(E_l) + lin_s(X_{l+1})[s] + lin_t(X_{l+1})[t])).
         lin_bwd(g, params, grad, &upd.lin1, MatRef::row_major(lt.a, e, h), 0, de, true, Some((da, false)))?;
-        silu_bwd(lt.z, da);
+        (k.silu_bwd)(lt.z, da);
         lin_bwd(g, params, grad, &upd.lin_e, MatRef::row_major(e_in, e, h), 0, da, true, Some((de2, false)))?;
         du.fill(0.0);
         dv.fill(0.0);
@@ -563,7 +515,7 @@ fn backprop(
         lin_bwd(g, params, grad, &upd.lin_s, xm, 0, du, true, Some((dx, true)))?;
         lin_bwd(g, params, grad, &upd.lin_t, xm, 0, dv, true, Some((dx, true)))?;
         // X_{l+1} = SiLU(X~), X~ = lin(post([X_l | agg])).
-        silu_bwd(lt.xt, dx);
+        (k.silu_bwd)(lt.xt, dx);
         lin_bwd(g, params, grad, &conv.lin, MatRef::row_major(lt.y1, n, h), 0, dx, true, Some((dy1, false)))?;
         let xm = MatRef::row_major(x_in, n, h);
         lin_bwd(g, params, grad, &conv.post, xm, 0, dy1, true, Some((dx2, false)))?;

@@ -56,7 +56,7 @@ fn linear_loss(lay: &Layout, p: &[f32], d: &Data, w: &[f32]) -> (f64, Vec<f32>) 
     let mut scratch = vec![0.0; scratch_len(&lay.cfg, &d.graph)];
     let mut grad = vec![0.0; lay.len];
     let mut value = 0.0f64;
-    backprop(&Portable, lay, p, &sample(d), &mut scratch, &mut grad, &mut |pred, dpred| {
+    backprop(Compute::portable(&Portable), lay, p, &sample(d), &mut scratch, &mut grad, &mut |pred, dpred| {
         value = pred.iter().zip(w).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
         dpred.copy_from_slice(w);
     })
@@ -170,12 +170,13 @@ fn l1_loss_counts_the_mask_and_its_gradient_is_the_sign() {
     });
     let mut scratch = vec![0.0; scratch_len(&c, &d.graph)];
     let mut pred = vec![0.0; e * f * s];
-    predict(&Portable, &lay, &p, &sample(&d), &mut scratch, &mut pred).unwrap();
+    predict(Compute::portable(&Portable), &lay, &p, &sample(&d), &mut scratch, &mut pred).unwrap();
     let want: f32 =
         pred.iter().zip(&target).zip(&mask).filter(|(_, m)| **m != 0).map(|((a, b), _)| (a - b).abs()).sum();
     let mut grad = vec![0.0; lay.len];
     let (loss, count) =
-        loss_and_grad(&Portable, &lay, &p, &sample(&d), &target, &mask, &mut scratch, &mut grad).unwrap();
+        loss_and_grad(Compute::portable(&Portable), &lay, &p, &sample(&d), &target, &mask, &mut scratch, &mut grad)
+            .unwrap();
     assert_eq!(count, n_mask);
     assert!((loss - want).abs() <= 1e-4 * want, "{loss} vs {want}");
     // The L1 gradient is the linear-loss gradient with w = sign(pred - target) on the mask.
@@ -194,10 +195,10 @@ fn bad_inputs_are_errors() {
     let mut scratch = vec![0.0; scratch_len(&c, &d.graph)];
     let mut out = vec![0.0; d.graph.num_edges() * d.graph.feat_slots() * c.seq_len];
     let no_cent = Sample { centrality: &[], ..sample(&d) };
-    assert!(predict(&Portable, &lay, &p, &no_cent, &mut scratch, &mut out).is_err());
-    assert!(predict(&Portable, &lay, &p[1..], &sample(&d), &mut scratch, &mut out).is_err());
+    assert!(predict(Compute::portable(&Portable), &lay, &p, &no_cent, &mut scratch, &mut out).is_err());
+    assert!(predict(Compute::portable(&Portable), &lay, &p[1..], &sample(&d), &mut scratch, &mut out).is_err());
     let short = scratch.len() - 1;
-    assert!(predict(&Portable, &lay, &p, &sample(&d), &mut scratch[..short], &mut out).is_err());
+    assert!(predict(Compute::portable(&Portable), &lay, &p, &sample(&d), &mut scratch[..short], &mut out).is_err());
     assert!(Layout::new(&Config { wte_pos_enc: true, ..c }).is_err());
     assert!(Layout::new(&Config { gnn: false, head: Head::Mlp, centrality: false, ..c }).is_err());
 }

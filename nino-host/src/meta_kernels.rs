@@ -1,0 +1,197 @@
+//! The trainable model's elementwise kernels (`nino_core::nowcast::meta::ops`) compiled for this CPU.
+//!
+//! The core builds for the baseline x86-64 (SSE2); the same functions compiled with AVX2 run their loops
+//! eight floats wide. They are the core's functions, inlined into wrappers with a wider target, so the
+//! results are bit-identical (tested): Rust never fuses `a * b + c` on its own.
+
+use crate::gemm::HostGemm;
+use nino_core::nowcast::meta::{Compute, Kernels};
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use nino_core::nowcast::meta::ops;
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn silu_fwd_tf(x: &[f32], y: &mut [f32]) {
+        ops::silu_fwd(x, y)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn silu_bwd_tf(x: &[f32], dy: &mut [f32]) {
+        ops::silu_bwd(x, dy)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn lstm_tf(g: &mut [f32], cp: Option<&[f32]>, cn: &mut [f32], hn: &mut [f32], h: usize) {
+        ops::lstm_cells(g, cp, cn, hn, h)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn lstm_bwd_tf(
+        g: &[f32],
+        cp: Option<&[f32]>,
+        c: &[f32],
+        dh: &mut [f32],
+        dc: &mut [f32],
+        dg: &mut [f32],
+        h: usize,
+    ) {
+        ops::lstm_cells_bwd(g, cp, c, dh, dc, dg, h)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn gru_tf(gi: &mut [f32], gh: &[f32], hp: &[f32], ghn: &mut [f32], hn: &mut [f32], h: usize) {
+        ops::gru_cells(gi, gh, hp, ghn, hn, h)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn gru_bwd_tf(
+        g: &[f32],
+        ghn: &[f32],
+        hp: &[f32],
+        dh: &mut [f32],
+        dgi: &mut [f32],
+        dgh: &mut [f32],
+        h: usize,
+    ) {
+        ops::gru_cells_bwd(g, ghn, hp, dh, dgi, dgh, h)
+    }
+
+    // SAFETY (all six): handed out by `super::host_kernels` only after detecting AVX2 and FMA.
+    pub(super) fn silu_fwd(x: &[f32], y: &mut [f32]) {
+        unsafe { silu_fwd_tf(x, y) }
+    }
+
+    pub(super) fn silu_bwd(x: &[f32], dy: &mut [f32]) {
+        unsafe { silu_bwd_tf(x, dy) }
+    }
+
+    pub(super) fn lstm(g: &mut [f32], cp: Option<&[f32]>, cn: &mut [f32], hn: &mut [f32], h: usize) {
+        unsafe { lstm_tf(g, cp, cn, hn, h) }
+    }
+
+    pub(super) fn lstm_bwd(
+        g: &[f32],
+        cp: Option<&[f32]>,
+        c: &[f32],
+        dh: &mut [f32],
+        dc: &mut [f32],
+        dg: &mut [f32],
+        h: usize,
+    ) {
+        unsafe { lstm_bwd_tf(g, cp, c, dh, dc, dg, h) }
+    }
+
+    pub(super) fn gru(gi: &mut [f32], gh: &[f32], hp: &[f32], ghn: &mut [f32], hn: &mut [f32], h: usize) {
+        unsafe { gru_tf(gi, gh, hp, ghn, hn, h) }
+    }
+
+    pub(super) fn gru_bwd(
+        g: &[f32],
+        ghn: &[f32],
+        hp: &[f32],
+        dh: &mut [f32],
+        dgi: &mut [f32],
+        dgh: &mut [f32],
+        h: usize,
+    ) {
+        unsafe { gru_bwd_tf(g, ghn, hp, dh, dgi, dgh, h) }
+    }
+}
+
+/// The environment variable that forces the portable kernels (`NINO_KERNELS=portable`), so tests and
+/// benchmarks can run the fallback on any CPU.
+pub const KERNELS_ENV: &str = "NINO_KERNELS";
+
+static FORCE_PORTABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes [`host_kernels`] hand out the core's baseline kernels (benchmarks compare both in one run).
+pub fn force_portable(on: bool) {
+    FORCE_PORTABLE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the baseline kernels are forced, by [`force_portable`] or `NINO_KERNELS=portable`.
+pub fn portable_forced() -> bool {
+    FORCE_PORTABLE.load(std::sync::atomic::Ordering::Relaxed)
+        || std::env::var_os(KERNELS_ENV).is_some_and(|v| v == "portable")
+}
+
+/// The fastest elementwise kernels this CPU runs: AVX2 when present (and not forced off), else the core's.
+pub fn host_kernels() -> Kernels {
+    #[cfg(target_arch = "x86_64")]
+    if !portable_forced() && std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        return Kernels {
+            silu_fwd: avx2::silu_fwd,
+            silu_bwd: avx2::silu_bwd,
+            lstm: avx2::lstm,
+            lstm_bwd: avx2::lstm_bwd,
+            gru: avx2::gru,
+            gru_bwd: avx2::gru_bwd,
+        };
+    }
+    Kernels::PORTABLE
+}
+
+static HOST_GEMM: HostGemm = HostGemm;
+
+/// The host's GEMM and elementwise kernels for a trainable-model pass (one thread; callers parallelise
+/// across graphs).
+pub fn host_compute() -> Compute<'static> {
+    Compute { gemm: &HOST_GEMM, kernels: host_kernels() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 20_001) as f32 / 1000.0 - 10.0)
+            .collect()
+    }
+
+    /// Every host kernel gives the core's bits (the fallback is the core itself).
+    #[test]
+    fn host_kernels_are_bit_identical_to_the_core() {
+        let k = host_kernels();
+        let p = Kernels::PORTABLE;
+        let (e, h) = (7, 24);
+        let x = values(e * h, 1);
+        let (mut a, mut b) = (vec![0.0; e * h], vec![0.0; e * h]);
+        (k.silu_fwd)(&x, &mut a);
+        (p.silu_fwd)(&x, &mut b);
+        assert_eq!(a, b);
+        let (mut a, mut b) = (values(e * h, 2), values(e * h, 2));
+        (k.silu_bwd)(&x, &mut a);
+        (p.silu_bwd)(&x, &mut b);
+        assert_eq!(a, b);
+
+        let cp = values(e * h, 3);
+        let mut ga = values(e * 4 * h, 4);
+        let mut gb = ga.clone();
+        let (mut ca, mut cb, mut ha, mut hb) = (vec![0.0; e * h], vec![0.0; e * h], vec![0.0; e * h], vec![0.0; e * h]);
+        (k.lstm)(&mut ga, Some(&cp), &mut ca, &mut ha, h);
+        (p.lstm)(&mut gb, Some(&cp), &mut cb, &mut hb, h);
+        assert_eq!((&ga, &ca, &ha), (&gb, &cb, &hb));
+        let (mut dha, mut dca, mut dga) = (values(e * h, 5), values(e * h, 6), vec![0.0; e * 4 * h]);
+        let (mut dhb, mut dcb, mut dgb) = (dha.clone(), dca.clone(), dga.clone());
+        (k.lstm_bwd)(&ga, Some(&cp), &ca, &mut dha, &mut dca, &mut dga, h);
+        (p.lstm_bwd)(&gb, Some(&cp), &cb, &mut dhb, &mut dcb, &mut dgb, h);
+        assert_eq!((&dha, &dca, &dga), (&dhb, &dcb, &dgb));
+
+        let gh = values(e * 3 * h, 7);
+        let mut gia = values(e * 3 * h, 8);
+        let mut gib = gia.clone();
+        let (mut na, mut nb, mut ha, mut hb) = (vec![0.0; e * h], vec![0.0; e * h], vec![0.0; e * h], vec![0.0; e * h]);
+        (k.gru)(&mut gia, &gh, &cp, &mut na, &mut ha, h);
+        (p.gru)(&mut gib, &gh, &cp, &mut nb, &mut hb, h);
+        assert_eq!((&gia, &na, &ha), (&gib, &nb, &hb));
+        let (mut dha, mut dia, mut dqa) = (values(e * h, 9), vec![0.0; e * 3 * h], vec![0.0; e * 3 * h]);
+        let (mut dhb, mut dib, mut dqb) = (dha.clone(), dia.clone(), dqa.clone());
+        (k.gru_bwd)(&gia, &na, &cp, &mut dha, &mut dia, &mut dqa, h);
+        (p.gru_bwd)(&gib, &nb, &cp, &mut dhb, &mut dib, &mut dqb, h);
+        assert_eq!((&dha, &dia, &dqa), (&dhb, &dib, &dqb));
+        // The values are finite and the cells did something (a kernel that wrote nothing would pass above).
+        assert!(ha.iter().chain(&dga).all(|v| v.is_finite()) && ha.iter().any(|&v| v != 0.0));
+    }
+}
