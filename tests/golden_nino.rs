@@ -328,22 +328,42 @@ fn check_wrapper(name: &str, spec: &str) {
                 assert_close(&what("raw_out"), &delta, &fx.f32(&format!("{model}.raw_out_k{k}")), PRED_REL, 0.0);
             }
             assert_close(&what("pred_params"), &out, &fx.f32(&format!("{model}.pred_params_k{k}")), PRED_REL, 0.0);
+            let mut compared = Vec::new();
             for (key, v) in mids {
                 let full_key = format!("{model}.{key}");
                 if fx.names().contains(&full_key) {
                     assert_close(&what(&key), &v, &fx.f32(&full_key), MID_REL, 0.0);
+                    compared.push(key);
                 }
             }
+            // Every intermediate the fixture holds and the unfused path produces was compared: the node
+            // projection and the node outputs of the two message-passing layers that are run (the third
+            // one's, conv2_x, is skipped by design: nothing reads it).
+            let producible = |k: &str| k == "node_proj_x" || k == "conv0_x" || k == "conv1_x";
+            let mut want: Vec<String> = fx
+                .names()
+                .iter()
+                .filter_map(|n| n.strip_prefix(&format!("{model}.")).map(str::to_string))
+                .filter(|k| producible(k))
+                .collect();
+            want.sort();
+            compared.sort();
+            assert_eq!(compared, want, "{name} {model} k={k}: intermediates compared");
+            assert!(!wm.config.gnn || !compared.is_empty(), "{name} {model}: no intermediate was compared");
             if wm.config.gnn {
                 let buf = fold(&wm);
                 let m = nowcast::FoldedGnn::new(&wm.config, &buf).unwrap();
                 let mut scratch = vec![0.0; nowcast::folded_scratch_len(&g, &wm.config)];
+                // The folded path must write both outputs itself: the unfused run's are poisoned first.
+                delta = Vec::new();
+                out.fill(f32::NAN);
                 let mut obs = |s: Stage, v: &[f32]| {
                     if s == Stage::Delta {
                         delta = v.to_vec()
                     }
                 };
                 nowcast::nowcast_folded(gemm(), &m, &g, &history, l, k, &mut scratch, &mut out, &mut obs).unwrap();
+                assert_eq!(delta.len(), e_out, "{name} {model} k={k}: the folded path reported no delta");
                 assert_close(&what("folded raw_out"), &delta, &fx.f32(&format!("{model}.raw_out_k{k}")), PRED_REL, 0.0);
                 let want = fx.f32(&format!("{model}.pred_params_k{k}"));
                 assert_close(&what("folded pred_params"), &out, &want, PRED_REL, 0.0);

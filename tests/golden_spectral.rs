@@ -161,7 +161,9 @@ fn projector_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
         for c in 0..n {
             let pa: f64 = a.iter().map(|v| v[r] * v[c]).sum();
             let pb: f64 = b.iter().map(|v| v[r] * v[c]).sum();
-            worst = worst.max((pa - pb).abs());
+            let d = (pa - pb).abs();
+            // A NaN difference must not be dropped by `max`.
+            worst = if d.is_nan() || worst.is_nan() { f64::NAN } else { worst.max(d) };
         }
     }
     worst

@@ -54,22 +54,49 @@ impl Fixture {
     }
 }
 
-/// Largest absolute difference between two equally long slices.
+/// The larger of two values, NaN if either is NaN (`f32::max` returns the other operand and so would
+/// hide a NaN from every comparison folded through it).
+pub fn nan_max(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() { f32::NAN } else { a.max(b) }
+}
+
+/// Largest absolute difference between two equally long slices; NaN if any difference is NaN.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, nan_max)
 }
 
-/// Largest absolute value of a slice.
+/// Largest absolute value of a slice; NaN if any value is NaN.
 pub fn max_abs(a: &[f32]) -> f32 {
-    a.iter().map(|x| x.abs()).fold(0.0, f32::max)
+    a.iter().map(|x| x.abs()).fold(0.0, nan_max)
 }
 
-/// Asserts `max |got - want| <= rel * max |want| + abs`, printing the figures on failure.
+/// Asserts `max |got - want| <= rel * max |want| + abs`, printing the figures on failure. Fails on any NaN
+/// or infinity in either slice, and on empty slices (a comparison of nothing proves nothing).
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f32, abs: f32) {
+    assert!(!want.is_empty(), "{what}: nothing to compare");
+    assert!(got.iter().chain(want).all(|v| v.is_finite()), "{what}: NaN or infinity in the values compared");
     let d = max_abs_diff(got, want);
     let m = max_abs(want);
     assert!(d <= rel * m + abs, "{what}: max |diff| = {d:e} > {rel:e} * max |ref| ({m:e}) + {abs:e}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "NaN or infinity")]
+    fn a_nan_output_fails_the_comparison() {
+        assert_close("nan", &[1.0, f32::NAN], &[1.0, 2.0], 1e-3, 1e-3);
+    }
+
+    #[test]
+    fn nan_max_keeps_nan() {
+        assert!(max_abs_diff(&[0.0, f32::NAN, 5.0], &[0.0, 0.0, 0.0]).is_nan());
+        assert!(max_abs(&[f32::NAN, 1.0]).is_nan());
+        assert_eq!(max_abs_diff(&[1.0, -2.0], &[1.5, -2.0]), 0.5);
+    }
 }
 
 /// The four golden target networks: fixture name and arch spec.

@@ -31,8 +31,17 @@ cargo +nightly fuzz build --fuzz-dir tests/fuzz
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+# The target list is taken apart from the loop: a failure inside `$(...)` in a `for` list is not caught by
+# `set -e`, and an empty list would run nothing and pass. Every [[bin]] of the fuzz crate must be listed.
+targets="$(cargo +nightly fuzz list --fuzz-dir tests/fuzz)"
+declared=$(grep -c '^\[\[bin\]\]' tests/fuzz/Cargo.toml)
+listed=$(printf '%s\n' "$targets" | grep -c . || true)
+if [[ "$listed" -eq 0 || "$listed" -ne "$declared" ]]; then
+    echo "fuzz smoke: FAILED: cargo fuzz lists $listed targets, tests/fuzz/Cargo.toml declares $declared" >&2
+    exit 1
+fi
 failed=()
-for target in $(cargo +nightly fuzz list --fuzz-dir tests/fuzz); do
+for target in $targets; do
     case "$target" in
         safetensors_*) dict=safetensors ;;
         *) dict="$target" ;;
@@ -47,7 +56,13 @@ for target in $(cargo +nightly fuzz list --fuzz-dir tests/fuzz); do
         tail -n 60 "$work/$target.log"
         failed+=("$target")
     fi
-    grep -E '^stat::number_of_executed_units' "$work/$target.log" || true
+    # A target that ran zero inputs (a seed folder that is gone, a harness that returns at once) tested nothing.
+    units=$(grep -E '^stat::number_of_executed_units' "$work/$target.log" | grep -oE '[0-9]+$' || echo 0)
+    echo "stat::number_of_executed_units: $units"
+    if [[ "${units:-0}" -lt 100 ]]; then
+        echo "fuzz smoke: $target executed only ${units:-0} inputs" >&2
+        failed+=("$target")
+    fi
 done
 
 if [[ ${#failed[@]} -gt 0 ]]; then
@@ -55,4 +70,4 @@ if [[ ${#failed[@]} -gt 0 ]]; then
     echo "    cargo +nightly fuzz run --fuzz-dir tests/fuzz TARGET tests/fuzz/artifacts/TARGET/crash-...)" >&2
     exit 1
 fi
-echo "fuzz smoke: every target ran ${SECONDS_PER_TARGET}s without a crash"
+echo "fuzz smoke: all $listed targets ran ${SECONDS_PER_TARGET}s each without a crash"

@@ -76,8 +76,9 @@ fn check_variant(arch: &Arch, head: Head, centrality: bool) {
 
     // Every parameter: central differences in f32 with h = 1e-2. The loss is smooth (SiLU, sigmoid, tanh),
     // so the truncation error is O(h^2) ~ 1e-4 times third derivatives of order one; rounding of a loss of
-    // a few hundred terms in f32 adds ~ 1e-6 / h. Both sit well inside 2e-3 + 2% of the gradient, while a
-    // wrong term (a missing factor, a transposed block, a dropped path) is off by O(gradient).
+    // a few hundred terms in f32 adds ~ 1e-6 / h. Measured over every variant below: at most 1.9e-4 (at
+    // |g| = 0.93; 1.6e-4 at |g| = 0.075). The bound, 4e-4 + 0.1% of |g|, sits 3-7x above that noise, while
+    // a wrong term (a missing factor, a transposed block, a dropped path) is off by O(gradient).
     let h = 1e-2f32;
     let mut q = p.clone();
     let mut worst = (0.0f32, 0usize);
@@ -88,8 +89,9 @@ fn check_variant(arch: &Arch, head: Head, centrality: bool) {
         let down = linear_loss(&lay, &q, &d, &w).0;
         q[i] = p[i];
         let fd = ((up - down) / (2.0 * f64::from(h))) as f32;
-        let err = (fd - grad[i]).abs() - (2e-3 + 2e-2 * grad[i].abs());
-        if err > worst.0 {
+        let err = (fd - grad[i]).abs() - (4e-4 + 1e-3 * grad[i].abs());
+        // A NaN error is the worst of all (a plain `>` would skip it).
+        if err.is_nan() || err > worst.0 {
             worst = (err, i);
         }
     }
@@ -110,6 +112,7 @@ fn check_variant(arch: &Arch, head: Head, centrality: bool) {
     // Every tensor gets a gradient, except the last message-passing layer, which nothing reads (quirk Q1).
     Layout::visit(&c, &mut |t| {
         let norm: f32 = grad[t.offset..t.offset + t.len()].iter().map(|g| g * g).sum();
+        assert!(norm.is_finite(), "{}: gradient norm {norm}", t.key);
         let unused = t.key.starts_with("gnn.convs.2.");
         // layer_embed rows of edge types the graph lacks stay zero; the tensor as a whole must not.
         assert_eq!(norm == 0.0, unused, "{}: gradient norm {norm}", t.key);
