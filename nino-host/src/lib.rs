@@ -14,6 +14,7 @@ pub mod metatrain;
 pub mod metrics;
 pub mod nino_hook;
 pub mod nowcaster;
+pub mod paired;
 pub mod plot;
 pub mod run;
 pub mod spectral;
