@@ -377,3 +377,14 @@ fn lpe_count_above_n_minus_1_is_an_error() {
     assert!(spectral::lpe(&a, 31).is_err());
     assert_eq!(spectral::eigenvalues(&a).len(), 31);
 }
+
+/// The elbow rule on the reference's own spectra (numpy's eigenvalues in the fixtures), not on ours: the
+/// README's "the rule picks 4 on FM-16, FM-32 and the debug net" is a statement about those graphs, so the
+/// expected count must not come from our solver.
+#[test]
+fn the_elbow_rule_picks_four_on_the_reference_spectra() {
+    for name in ["debug", "fm16", "fm32"] {
+        let ev = Fixture::load("golden", name).f32("laplacian_eigenvalues");
+        assert_eq!(nino_core::spectral::lpe_elbow(&ev), Ok(4), "{name}");
+    }
+}
