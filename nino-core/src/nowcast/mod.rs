@@ -4,6 +4,7 @@
 //! the parameters `k` context spacings ahead, in caller buffers sized by [`scratch_len`].
 
 pub mod features;
+pub mod file;
 pub mod folded;
 pub mod linear;
 pub mod meta;
