@@ -54,10 +54,11 @@ impl Fixture {
     }
 }
 
-/// Largest absolute difference between two equally long slices.
+/// Largest absolute difference between two equally long slices; NaN when any difference is NaN (`f32::max`
+/// would drop it, and a NaN prediction would pass every bound).
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, |m, d| if d > m || d.is_nan() { d } else { m })
 }
 
 /// Largest absolute value of a slice.
@@ -65,7 +66,7 @@ pub fn max_abs(a: &[f32]) -> f32 {
     a.iter().map(|x| x.abs()).fold(0.0, f32::max)
 }
 
-/// Asserts `max |got - want| <= rel * max |want| + abs`, printing the figures on failure.
+/// Asserts `max |got - want| <= rel * max |want| + abs`, printing the figures on failure; fails on any NaN.
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f32, abs: f32) {
     let d = max_abs_diff(got, want);
     let m = max_abs(want);
@@ -75,3 +76,15 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f32, abs: f32) {
 /// The four golden target networks: fixture name and arch spec.
 pub const GOLDEN: [(&str, &str); 4] =
     [("debug", "conv:4,6,6"), ("fm16", "conv:16,32,32"), ("fm32", "conv:32,64,64"), ("mlp_fm", "mlp:32")];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_nan_difference_fails_the_comparison() {
+        assert!(super::max_abs_diff(&[1.0, f32::NAN, 2.0], &[1.0, 1.0, 1.0]).is_nan());
+        assert!(
+            std::panic::catch_unwind(|| super::assert_close("nan", &[f32::NAN, 1.0], &[1.0, 1.0], 1.0, 1.0)).is_err()
+        );
+        assert_eq!(super::max_abs_diff(&[1.0, 3.0], &[1.0, 1.5]), 1.5);
+    }
+}
