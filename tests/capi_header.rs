@@ -14,12 +14,20 @@ use std::ffi::CStr;
 use std::mem::{align_of, offset_of, size_of};
 
 const HEADER: &str = include_str!("../nino-core/capi/include/nino.h");
-const RUST: [(&str, &str); 4] = [
-    ("mod.rs", include_str!("../nino-core/src/capi/mod.rs")),
-    ("nowcaster.rs", include_str!("../nino-core/src/capi/nowcaster.rs")),
-    ("schedule.rs", include_str!("../nino-core/src/capi/schedule.rs")),
-    ("train.rs", include_str!("../nino-core/src/capi/train.rs")),
-];
+
+/// Every source file of the ABI module (read from the directory, so that a new file is never missed).
+fn rust_sources() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../nino-core/src/capi");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .expect("nino-core/src/capi")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
+        .collect();
+    files.sort();
+    assert!(files.iter().any(|(f, _)| f == "mod.rs"), "found the module's files in {}", dir.display());
+    files
+}
 
 /// A declaration with its type in C spelling, normalised (`const char*`, `nino_nowcaster**`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -194,7 +202,7 @@ fn parse_rust() -> Api {
     let mut api = Api::default();
     let mut no_mangle = 0;
     let mut extern_fns = 0;
-    for (file, src) in RUST {
+    for (file, src) in rust_sources() {
         let code: String = src.lines().map(|l| l.split("//").next().unwrap()).collect::<Vec<_>>().join("\n");
         no_mangle += code.matches("#[unsafe(no_mangle)]").count();
         for (i, _) in code.match_indices("pub const NINO_") {

@@ -33,6 +33,14 @@ if [[ -z "$own" ]] || grep -Evx 'abort|memcpy|memmove|memset|memcmp|bcmp' <<<"$o
     exit 1
 fi
 echo "libnino.a needs from C: $(tr '\n' ' ' <<<"$own")"
+# It exports exactly the functions nino.h declares.
+exported="$("${nm_[@]}" --defined-only --format=just-symbols "$lib" 2>/dev/null | grep -E '^nino_' | sort -u)"
+declared="$(grep -oE '\bnino_[a-z_]+\(' nino-core/capi/include/nino.h | tr -d '(' | sort -u)"
+if [[ "$exported" != "$declared" ]]; then
+    echo "libnino.a exports (left) other nino_ functions than nino.h declares (right):" >&2
+    diff <(echo "$exported") <(echo "$declared") >&2 || true
+    exit 1
+fi
 
 out="$CARGO_TARGET_DIR/capi"
 mkdir -p "$out"
