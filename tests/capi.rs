@@ -1,6 +1,6 @@
 //! The C ABI called from Rust, for what the C program (`tests/capi/nino_capi_test.c`, the GNN on the debug
-//! net) does not cover: the memory plan against the core's own, WNN+ (`nino_mlp`) and the GNN on other nets
-//! against their golden predictions, and models and archs whose sizes would overflow a `usize`.
+//! net) does not cover: the memory plan against the core's own, WNN+ (`nino_mlp`) on three nets against
+//! their golden predictions, and models and archs whose sizes would overflow a `usize`.
 
 use nino_core::capi::*;
 use nino_core::nowcast::Config;
@@ -47,9 +47,16 @@ impl Model {
     }
 }
 
-/// Memory aligned to `NINO_ALIGN`.
-fn block(bytes: usize) -> Vec<u128> {
-    vec![0u128; bytes.div_ceil(16)]
+/// Sixteen bytes aligned to `NINO_ALIGN`.
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
+struct Chunk([u8; 16]);
+
+const _: () = assert!(align_of::<Chunk>() == NINO_ALIGN);
+
+/// A nowcaster's memory block of at least `bytes`.
+fn block(bytes: usize) -> Vec<Chunk> {
+    vec![Chunk([0; 16]); bytes.div_ceil(16)]
 }
 
 #[test]
@@ -114,9 +121,11 @@ fn check_golden(fixture: &str, spec: &str, weights: &str, storage: i32, ks: &[us
 #[test]
 fn wnn_and_gnn_through_the_abi_match_the_reference() {
     check_golden("debug", "conv:4,6,6", "nino_mlp", NINO_STORAGE_F32, &[1, 5, 40]);
-    // Larger nets, one horizon each: the core's portable kernels take seconds on them.
+    // Larger nets, one horizon each. The GNN on the debug net is the C program's; on larger nets the core's
+    // portable kernels take seconds (tests/golden_nino.rs holds the GNN to every fixture).
     check_golden("fm16", "conv:16,32,32", "nino_mlp", NINO_STORAGE_F32, &[40]);
-    check_golden("mlp_fm", "mlp:32", "nino_no_posw", NINO_STORAGE_F32, &[5]);
+    check_golden("mlp_fm", "mlp:32", "nino_mlp", NINO_STORAGE_F32, &[5]);
+    check_golden("debug", "conv:4,6,6", "nino_no_posw", NINO_STORAGE_F32, &[5]);
 }
 
 #[test]
@@ -144,4 +153,21 @@ fn nino_plus_plus_and_word_positions_are_refused() {
     assert_eq!(pp.plan(NINO_STORAGE_F32), Err(NINO_E_UNSUPPORTED));
     let with_wte = Model::new("conv:4,6,6", "nino_no_posw", Some(r#"{"wte_pos_enc": true}"#));
     assert_eq!(with_wte.plan(NINO_STORAGE_F32), Err(NINO_E_UNSUPPORTED));
+}
+
+#[test]
+fn a_model_that_cannot_nowcast_the_arch_is_refused_by_the_plan() {
+    // Self-loops are edge type 13: an embedding of 13 rows lacks theirs.
+    let short_embedding = r#"{"wte_pos_enc": false, "edge_types": 13}"#;
+    assert_eq!(
+        Model::new("mlp:32", "nino_no_posw", Some(short_embedding)).plan(NINO_STORAGE_F32),
+        Err(NINO_E_UNSUPPORTED)
+    );
+    // Four feature slots hold an MLP's one, not a 3x3 conv's nine.
+    let four_slots = r#"{"wte_pos_enc": false, "max_feat_size": 4}"#;
+    assert_eq!(
+        Model::new("conv:4,6,6", "nino_no_posw", Some(four_slots)).plan(NINO_STORAGE_F32),
+        Err(NINO_E_UNSUPPORTED)
+    );
+    assert!(Model::new("mlp:32", "nino_no_posw", Some(four_slots)).plan(NINO_STORAGE_F32).is_ok());
 }

@@ -398,6 +398,8 @@ static void bad_input(void) {
     EXPECT(nino_plan_query(&m, &plan), NINO_E_UNSUPPORTED);
     m.model_args = "{\"wte_pos_enc\": false, \"head\": \"lstm\", \"centrality\": true, \"lpe\": 5}";
     EXPECT(nino_plan_query(&m, &plan), NINO_E_UNSUPPORTED);
+    m.model_args = "{\"wte_pos_enc\": false, \"edge_types\": 13}"; /* no embedding row for self-loops */
+    EXPECT(nino_plan_query(&m, &plan), NINO_E_UNSUPPORTED);
     m.model_args = "{\"wte_pos_enc\": false, \"hid\": 64}"; /* a valid model the file does not hold */
     EXPECT(nino_plan_query(&m, &plan), NINO_OK);
     EXPECT(nino_nowcaster_init(&m, NULL, 0, mem, sizeof mem, &nc), NINO_E_WEIGHTS);

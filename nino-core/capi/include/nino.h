@@ -34,7 +34,7 @@ extern "C" {
 #define NINO_E_ARCH (-5)             /* the architecture string or input shape is invalid */
 #define NINO_E_WEIGHTS (-6)          /* the weight file is malformed or lacks a tensor the model reads */
 #define NINO_E_MODEL_ARGS (-7)       /* model_args is missing, malformed or names an unsupported option */
-#define NINO_E_UNSUPPORTED (-8)      /* a model the C ABI does not run (NiNo++ variants, wte_pos_enc) */
+#define NINO_E_UNSUPPORTED (-8)      /* a model the ABI does not run, or that cannot nowcast this arch */
 #define NINO_E_NODE_FEATURES (-9)    /* no node features given and no built-in table for this arch */
 #define NINO_E_HORIZON (-10)         /* the horizon k is outside 1..=seq_len */
 #define NINO_E_HISTORY (-11)         /* fewer than ctx states recorded */

@@ -39,7 +39,8 @@ pub const NINO_E_ARCH: i32 = -5;
 pub const NINO_E_WEIGHTS: i32 = -6;
 /// `model_args` is missing, malformed or names an option the core does not run.
 pub const NINO_E_MODEL_ARGS: i32 = -7;
-/// The model is valid but not one the C ABI runs (NiNo++ variants, word positional encodings).
+/// The model is valid but not one the C ABI runs (NiNo++ variants, word positional encodings, sizes beyond
+/// the address space), or it cannot nowcast this architecture (feature slots, edge types).
 pub const NINO_E_UNSUPPORTED: i32 = -8;
 /// The GNN needs node features and none were given for an architecture without a built-in table.
 pub const NINO_E_NODE_FEATURES: i32 = -9;
@@ -66,7 +67,11 @@ const ERRORS: [(i32, &CStr, &CStr); 16] = [
     (NINO_E_ARCH, c"NINO_E_ARCH", c"the architecture string or input shape is invalid"),
     (NINO_E_WEIGHTS, c"NINO_E_WEIGHTS", c"the weight file is malformed or lacks a tensor the model reads"),
     (NINO_E_MODEL_ARGS, c"NINO_E_MODEL_ARGS", c"model_args is missing, malformed or names an unsupported option"),
-    (NINO_E_UNSUPPORTED, c"NINO_E_UNSUPPORTED", c"the model is not one the C ABI runs (NiNo++ variants, wte_pos_enc)"),
+    (
+        NINO_E_UNSUPPORTED,
+        c"NINO_E_UNSUPPORTED",
+        c"the model is not one the C ABI runs, or cannot nowcast this architecture",
+    ),
     (NINO_E_NODE_FEATURES, c"NINO_E_NODE_FEATURES", c"no node features given and no built-in table for this arch"),
     (NINO_E_HORIZON, c"NINO_E_HORIZON", c"the horizon k is outside 1..=seq_len"),
     (NINO_E_HISTORY, c"NINO_E_HISTORY", c"fewer than ctx states recorded"),

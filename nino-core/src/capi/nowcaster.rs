@@ -198,6 +198,7 @@ unsafe fn open(model: &NinoModel) -> Result<(Opened, WeightFile<'_>), i32> {
     let config = Config::from_json(json.trim()).map_err(|e| code(e, NINO_E_MODEL_ARGS))?;
     file::check_packable(&config).map_err(|_| NINO_E_UNSUPPORTED)?;
     let graph = NeuralGraph::new(&arch);
+    nowcast::check_fits(&graph, &config).map_err(|_| NINO_E_UNSUPPORTED)?;
     check_size(&graph, &config)?;
     let plan = NowcastPlan::new(&graph, &config);
     let layout = Layout::new(&plan, storage)?;
