@@ -10,6 +10,8 @@ mod fmt;
 
 pub mod adam;
 pub mod arch;
+#[cfg(feature = "capi")]
+pub mod capi;
 pub mod error;
 pub mod graph;
 pub mod init;

@@ -30,6 +30,12 @@ impl<'a> Snapshot<'a> {
         Snapshot { buf, valid: false }
     }
 
+    /// Wraps a buffer that still holds the snapshot saved into it earlier (`saved`), for a caller that keeps
+    /// the snapshot in its own memory across calls (the C ABI); with `saved` false it is [`Snapshot::new`].
+    pub fn reopen(buf: &'a mut [f32], saved: bool) -> Snapshot<'a> {
+        Snapshot { buf, valid: saved }
+    }
+
     /// Saves `params` (replacing any earlier snapshot).
     pub fn save(&mut self, params: &[f32]) -> Result<(), Error> {
         check_len("snapshot params", params.len(), self.buf.len())?;
@@ -273,6 +279,11 @@ mod tests {
         s.restore(&mut p).unwrap();
         assert_eq!(p, [1.0, 2.0, 3.0]);
         assert!(s.save(&[1.0]).is_err());
+        assert_eq!(mem, [1.0, 2.0, 3.0]);
+        let mut p = [0.0; 3];
+        assert!(Snapshot::reopen(&mut mem, false).restore(&mut p).is_err());
+        Snapshot::reopen(&mut mem, true).restore(&mut p).unwrap();
+        assert_eq!(p, [1.0, 2.0, 3.0]);
     }
 
     #[test]

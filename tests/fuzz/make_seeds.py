@@ -81,13 +81,18 @@ def header_only(path):
 
 
 def weights_seeds():
-    t = "safetensors_weights"
-    write(t, "wnn_hid2_f32", safetensors(WNN_KEYS, "F32", WNN_ARGS))
-    write(t, "wnn_hid2_f16", safetensors(WNN_KEYS, "F16", WNN_ARGS))
-    write(t, "gnn_hid2_f32", safetensors(GNN_KEYS, "F32", GNN_ARGS))
-    write(t, "gnn_hid2_bf16", safetensors(GNN_KEYS, "BF16", GNN_ARGS))
-    write(t, "nino_mlp_header_only", header_only("fixtures/weights/nino_mlp.safetensors"))
-    write(t, "nino_no_posw_header_only", header_only("fixtures/weights/nino_no_posw.safetensors"))
+    # The host's loader and the C ABI's nowcaster read the same files.
+    for t in ("safetensors_weights", "safetensors_capi"):
+        write(t, "wnn_hid2_f32", safetensors(WNN_KEYS, "F32", WNN_ARGS))
+        write(t, "wnn_hid2_f16", safetensors(WNN_KEYS, "F16", WNN_ARGS))
+        write(t, "gnn_hid2_f32", safetensors(GNN_KEYS, "F32", GNN_ARGS))
+        write(t, "gnn_hid2_bf16", safetensors(GNN_KEYS, "BF16", GNN_ARGS))
+        write(t, "nino_mlp_header_only", header_only("fixtures/weights/nino_mlp.safetensors"))
+        write(t, "nino_no_posw_header_only", header_only("fixtures/weights/nino_no_posw.safetensors"))
+    # A GNN the C ABI can nowcast a real graph with: 14 edge-type rows, so the self-loop (type 13) has one.
+    gnn14 = GNN_ARGS.replace('"edge_types": 2', '"edge_types": 14')
+    keys14 = [("layer_embed.weight", [14, 2])] + GNN_KEYS[1:]
+    write("safetensors_capi", "gnn_hid2_types14_f32", safetensors(keys14, "F32", gnn14))
 
 
 def tensor_seeds():

@@ -4,6 +4,7 @@
 //! the parameters `k` context spacings ahead, in caller buffers sized by [`scratch_len`].
 
 pub mod features;
+pub mod file;
 pub mod folded;
 pub mod linear;
 pub mod meta;
@@ -21,7 +22,20 @@ pub use schedule::Schedule;
 pub use weights::{Config, Head, ModelWeights, NinoWeights, WeightElem};
 
 use crate::error::{Error, check_len};
-use crate::graph::NeuralGraph;
+use crate::graph::{EdgeType, NeuralGraph};
+
+/// Checks that a model of `cfg` can nowcast the network of `graph`, before any buffer is sized for it: the
+/// graph's feature slots fit the model's, and the highest edge type the core lays out (the self-loop) has a
+/// row in the model's embedding.
+pub fn check_fits(graph: &NeuralGraph, cfg: &Config) -> Result<(), Error> {
+    if graph.feat_slots() > cfg.max_feat_size {
+        return Err(Error::InvalidArgument("graph has more feature slots than the model (kernel > 3x3)"));
+    }
+    if cfg.edge_types > 0 && EdgeType::SelfLoop.id() >= cfg.edge_types {
+        return Err(Error::InvalidArgument("edge type outside the model's embedding"));
+    }
+    Ok(())
+}
 
 /// Scratch floats the model alone needs ([`model_forward`]).
 pub fn model_scratch_len(graph: &NeuralGraph, cfg: &Config) -> usize {

@@ -51,9 +51,7 @@ pub(crate) fn check_common(
     out: &[f32],
 ) -> Result<(), Error> {
     let (e, f, c) = (graph.num_edges(), graph.feat_slots(), cfg.ctx);
-    if f > cfg.max_feat_size {
-        return Err(Error::InvalidArgument("graph has more feature slots than the model (kernel > 3x3)"));
-    }
+    super::check_fits(graph, cfg)?;
     check_horizon(cfg, k)?;
     check_len("edge_attr_in", attr.len(), e * f * c)?;
     check_len("edge outputs", out.len(), e * f)
