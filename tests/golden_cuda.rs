@@ -22,7 +22,7 @@ use nino_core::{Arch, InputShape, NeuralGraph, net};
 use nino_cuda::nowcast::NodeStates;
 use nino_cuda::{Device, Gpu, GpuStatus, Nowcaster, Precision, Shim, Trainer};
 use nino_host::weights::WeightSet;
-use nino_tests::{Fixture, fixture_path};
+use nino_tests::{Fixture, fixture_path, train_case as case, update_error};
 use std::io::Write;
 
 /// The shim, or `None` after printing why this test checks nothing.
@@ -89,6 +89,13 @@ fn graph(spec: &str) -> NeuralGraph {
     NeuralGraph::new(&Arch::parse(spec, InputShape::FASHION_MNIST, 10).unwrap())
 }
 
+/// The published GNN and its folded buffer.
+fn published() -> (WeightSet<f32>, Vec<f32>) {
+    let w = WeightSet::<f32>::load(fixture_path("weights/nino_no_posw.safetensors")).unwrap();
+    let buf = folded(&w);
+    (w, buf)
+}
+
 fn folded(w: &WeightSet<f32>) -> Vec<f32> {
     let b = w.bind().unwrap();
     let nowcast::ModelWeights::Gnn(g) = &b.model else { panic!("not a GNN") };
@@ -132,102 +139,76 @@ const MID_REL: f32 = 1e-5;
 /// ulps, which stay that size through two layers. Bounds: 2e-6 (7x the largest measured), where a wrong
 /// index or a missing barrier gives 1e-2 and more (nino-cuda/README.md, mutations).
 fn nino_step_matches_core_and_reference<D: Device>(dev: &D, name: &str, spec: &str) {
-    let w = WeightSet::<f32>::load(fixture_path("weights/nino_no_posw.safetensors")).unwrap();
-    let buf = folded(&w);
+    let (w, buf) = published();
     let m = nowcast::FoldedGnn::new(&w.config, &buf).unwrap();
-    {
-        let fx = Fixture::load("golden", name);
-        let g = graph(spec);
-        let (history, lpe) = (fx.f32("history"), fx.f32("lpe8"));
-        let mut nc = Nowcaster::new(dev, &m, &g, &lpe, Precision::F32).unwrap();
-        nc.keep_edge_outputs().unwrap();
-        // fm32 and mlp_fm hold no intermediate tensors.
-        let mids = fx.names().contains(&"nino_no_posw.node_proj_x".to_string());
-        for k in [1, 5, 40] {
-            let what = |t: &str| format!("{name} k{k} {t}");
-            let mut out = vec![0.0; g.arch().param_count()];
-            nc.nowcast_host(&history, k, &mut out).unwrap();
-            let st = nc.node_states().unwrap();
-            let (core, cst) = core_folded(&w, &buf, &g, &history, &lpe, k);
-            close(&what("pred_params vs core"), &out, &core, 2e-6, 0.0);
+    let fx = Fixture::load("golden", name);
+    let g = graph(spec);
+    let (history, lpe) = (fx.f32("history"), fx.f32("lpe8"));
+    let mut nc = Nowcaster::new(dev, &m, &g, &lpe, Precision::F32).unwrap();
+    nc.keep_edge_outputs().unwrap();
+    // fm32 and mlp_fm hold no intermediate tensors.
+    let mids = fx.names().contains(&"nino_no_posw.node_proj_x".to_string());
+    for k in [1, 5, 40] {
+        let what = |t: &str| format!("{name} k{k} {t}");
+        let mut out = vec![0.0; g.arch().param_count()];
+        nc.nowcast_host(&history, k, &mut out).unwrap();
+        let st = nc.node_states().unwrap();
+        let (core, cst) = core_folded(&w, &buf, &g, &history, &lpe, k);
+        close(&what("pred_params vs core"), &out, &core, 2e-6, 0.0);
+        close(
+            &what("pred_params vs reference"),
+            &out,
+            &fx.f32(&format!("nino_no_posw.pred_params_k{k}")),
+            PRED_REL,
+            0.0,
+        );
+        let eo = st.edge_out.as_ref().unwrap();
+        close(
+            &what("edge_attr_out vs reference"),
+            eo,
+            &fx.f32(&format!("nino_no_posw.edge_attr_out_k{k}")),
+            PRED_REL,
+            0.0,
+        );
+        close(&what("node_proj vs core"), &st.node_proj, &cst.node_proj, 2e-6, 0.0);
+        if mids {
+            close(&what("node_proj vs reference"), &st.node_proj, &fx.f32("nino_no_posw.node_proj_x"), MID_REL, 0.0);
+        }
+        assert_eq!(st.conv.len(), 2);
+        for (l, (ours, core)) in st.conv.iter().zip(&cst.conv).enumerate() {
+            close(&what(&format!("conv{l}_x vs core")), ours, core, 2e-6, 0.0);
+            if !mids {
+                continue;
+            }
             close(
-                &what("pred_params vs reference"),
-                &out,
-                &fx.f32(&format!("nino_no_posw.pred_params_k{k}")),
-                PRED_REL,
+                &what(&format!("conv{l}_x vs reference")),
+                ours,
+                &fx.f32(&format!("nino_no_posw.conv{l}_x")),
+                MID_REL,
                 0.0,
             );
-            let eo = st.edge_out.as_ref().unwrap();
-            close(
-                &what("edge_attr_out vs reference"),
-                eo,
-                &fx.f32(&format!("nino_no_posw.edge_attr_out_k{k}")),
-                PRED_REL,
-                0.0,
-            );
-            close(&what("node_proj vs core"), &st.node_proj, &cst.node_proj, 2e-6, 0.0);
-            if mids {
-                close(
-                    &what("node_proj vs reference"),
-                    &st.node_proj,
-                    &fx.f32("nino_no_posw.node_proj_x"),
-                    MID_REL,
-                    0.0,
-                );
-            }
-            assert_eq!(st.conv.len(), 2);
-            for (l, (ours, core)) in st.conv.iter().zip(&cst.conv).enumerate() {
-                close(&what(&format!("conv{l}_x vs core")), ours, core, 2e-6, 0.0);
-                if !mids {
-                    continue;
-                }
-                close(
-                    &what(&format!("conv{l}_x vs reference")),
-                    ours,
-                    &fx.f32(&format!("nino_no_posw.conv{l}_x")),
-                    MID_REL,
-                    0.0,
-                );
-            }
         }
     }
-}
-
-/// Relative L2 error of the predicted update `pred - last` against the reference's, and their cosine.
-fn update_error(ours: &[f32], want: &[f32], last: &[f32]) -> (f64, f64) {
-    let (mut dd, mut rr, mut oo, mut or) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-    for ((o, w), l) in ours.iter().zip(want).zip(last) {
-        assert!(!o.is_nan(), "NaN prediction");
-        let (uo, uw) = ((o - l) as f64, (w - l) as f64);
-        dd += (uo - uw) * (uo - uw);
-        rr += uw * uw;
-        oo += uo * uo;
-        or += uo * uw;
-    }
-    ((dd / rr).sqrt(), or / (oo * rr).sqrt())
 }
 
 /// f16 storage of the folded weights: every folded value rounded once (unit roundoff 4.9e-4), the math in
 /// f32. Held to the bound nino-core's own f16 path meets (`f16_weights_keep_the_predicted_update`):
 /// relative L2 error of the predicted update <= 3e-3 and cosine >= 0.99999 against the reference.
 fn nino_step_with_f16_weights_keeps_the_update<D: Device>(dev: &D, name: &str, spec: &str) {
-    let w = WeightSet::<f32>::load(fixture_path("weights/nino_no_posw.safetensors")).unwrap();
-    let buf = folded(&w);
+    let (w, buf) = published();
     let m = nowcast::FoldedGnn::new(&w.config, &buf).unwrap();
-    {
-        let fx = Fixture::load("golden", name);
-        let g = graph(spec);
-        let (history, lpe) = (fx.f32("history"), fx.f32("lpe8"));
-        let p = g.arch().param_count();
-        let mut nc = Nowcaster::new(dev, &m, &g, &lpe, Precision::F16).unwrap();
-        for k in [1, 40] {
-            let mut out = vec![0.0; p];
-            nc.nowcast_host(&history, k, &mut out).unwrap();
-            let want = fx.f32(&format!("nino_no_posw.pred_params_k{k}"));
-            let (rel, cos) = update_error(&out, &want, &history[4 * p..]);
-            eprintln!("f16 {name} k={k}: relative update error {rel:.2e}, cosine {cos:.7}");
-            assert!(rel <= 3e-3 && cos >= 0.99999, "{name} k={k}: rel {rel:e}, cos {cos}");
-        }
+    let fx = Fixture::load("golden", name);
+    let g = graph(spec);
+    let (history, lpe) = (fx.f32("history"), fx.f32("lpe8"));
+    let p = g.arch().param_count();
+    let mut nc = Nowcaster::new(dev, &m, &g, &lpe, Precision::F16).unwrap();
+    for k in [1, 40] {
+        let mut out = vec![0.0; p];
+        nc.nowcast_host(&history, k, &mut out).unwrap();
+        let want = fx.f32(&format!("nino_no_posw.pred_params_k{k}"));
+        let (rel, cos) = update_error(&out, &want, &history[4 * p..]);
+        eprintln!("f16 {name} k={k}: relative update error {rel:.2e}, cosine {cos:.7}");
+        assert!(rel <= 3e-3 && cos >= 0.99999, "{name} k={k}: rel {rel:e}, cos {cos}");
     }
 }
 
@@ -239,8 +220,7 @@ fn nino_step_refuses_bad_inputs_debug() {
 }
 
 fn refuses_bad_history<D: Device>(dev: &D) {
-    let w = WeightSet::<f32>::load(fixture_path("weights/nino_no_posw.safetensors")).unwrap();
-    let buf = folded(&w);
+    let (w, buf) = published();
     let m = nowcast::FoldedGnn::new(&w.config, &buf).unwrap();
     let fx = Fixture::load("golden", "debug");
     let g = graph("conv:4,6,6");
@@ -261,96 +241,73 @@ fn refuses_bad_history<D: Device>(dev: &D) {
     assert!(Nowcaster::new(dev, &m, &g, &[0.0; 3], Precision::F32).is_err(), "lpe of the wrong size");
 }
 
-struct Case {
-    arch: Arch,
-    fx: Fixture,
-    params: Vec<f32>,
-    x: Vec<f32>,
-    y: Vec<u32>,
-    lr: f32,
-}
-
-fn case(name: &str, spec: &str) -> Case {
-    let fx = Fixture::load("golden", name);
-    let arch = Arch::parse(spec, InputShape::FASHION_MNIST, 10).unwrap();
-    let p = arch.param_count();
-    let params = fx.f32("history")[4 * p..].to_vec();
-    let y = fx.i64("batch_y").into_iter().map(|c| c as u32).collect();
-    let lr = fx.meta["lr"].as_f64().unwrap() as f32;
-    Case { x: fx.f32("batch_x"), y, params, arch, fx, lr }
-}
-
 /// Forward, loss and gradient of the training kernels against the reference (golden_train's bounds) and
 /// nino-core's `net` (the same products summed in another order). Measured against nino-core: logits
 /// within 2e-7 of the largest logit, gradients within 5e-7 of the largest entry (a conv weight's
 /// gradient sums 8 x 169 products here), the mean loss within 5e-8. Bounds: 1e-6 for logits, 3e-6 for
 /// gradients (5x), 1e-6 absolute for the loss (O(1)).
 fn training_kernels_match_core_and_reference<D: Device>(dev: &D, name: &str, spec: &str) {
-    {
-        let c = case(name, spec);
-        let n = c.y.len();
-        let mut tr = Trainer::new(dev, &c.arch, &c.params, AdamConfig::new(c.lr), n).unwrap();
-        let logits = tr.logits(&c.x).unwrap();
-        let mut acts = vec![0.0; net::activation_len(&c.arch, n)];
-        let mut scratch = vec![0.0; net::scratch_len(&c.arch, n)];
-        let core = net::forward(&c.arch, &c.params, &c.x, &mut acts, &mut scratch, &Portable).unwrap().to_vec();
-        close(&format!("{name} logits vs core"), &logits, &core, 1e-6, 0.0);
-        close(&format!("{name} logits vs reference"), &logits, &c.fx.f32("batch_logits"), 1e-5, 1e-6);
-        let loss = tr.gradient(&c.x, &c.y).unwrap();
-        let grad = tr.grad().unwrap();
-        let mut cgrad = vec![0.0; c.arch.param_count()];
-        let closs =
-            net::loss_and_grad(&c.arch, &c.params, &c.x, &c.y, &mut acts, &mut scratch, &mut cgrad, &Portable).unwrap();
-        close(&format!("{name} loss vs core"), &[loss], &[closs], 0.0, 1e-6);
-        close(&format!("{name} loss vs reference"), &[loss], &c.fx.f32("batch_loss"), 1e-6, 1e-6);
-        close(&format!("{name} grad vs core"), &grad, &cgrad, 3e-6, 1e-9);
-        close(&format!("{name} grad vs reference"), &grad, &c.fx.f32("batch_grad"), 1e-5, 1e-8);
-        let ev = tr.evaluate(&c.x, &c.y).unwrap();
-        let (csum, ccorrect) = (
-            closs * n as f32,
-            net::evaluate(&c.arch, &c.params, &c.x, &c.y, &mut acts, &mut scratch, &Portable).unwrap().1,
-        );
-        assert_eq!((ev.correct, ev.total), (ccorrect, n), "{name}: accuracy");
-        close(&format!("{name} eval loss"), &[ev.loss * n as f32], &[csum], 0.0, 1e-5);
-    }
+    let c = case(name, spec);
+    let n = c.y.len();
+    let mut tr = Trainer::new(dev, &c.arch, &c.params, AdamConfig::new(c.lr), n).unwrap();
+    let logits = tr.logits(&c.x).unwrap();
+    let mut acts = vec![0.0; net::activation_len(&c.arch, n)];
+    let mut scratch = vec![0.0; net::scratch_len(&c.arch, n)];
+    let core = net::forward(&c.arch, &c.params, &c.x, &mut acts, &mut scratch, &Portable).unwrap().to_vec();
+    close(&format!("{name} logits vs core"), &logits, &core, 1e-6, 0.0);
+    close(&format!("{name} logits vs reference"), &logits, &c.fx.f32("batch_logits"), 1e-5, 1e-6);
+    let loss = tr.gradient(&c.x, &c.y).unwrap();
+    let grad = tr.grad().unwrap();
+    let mut cgrad = vec![0.0; c.arch.param_count()];
+    let closs =
+        net::loss_and_grad(&c.arch, &c.params, &c.x, &c.y, &mut acts, &mut scratch, &mut cgrad, &Portable).unwrap();
+    close(&format!("{name} loss vs core"), &[loss], &[closs], 0.0, 1e-6);
+    close(&format!("{name} loss vs reference"), &[loss], &c.fx.f32("batch_loss"), 1e-6, 1e-6);
+    close(&format!("{name} grad vs core"), &grad, &cgrad, 3e-6, 1e-9);
+    close(&format!("{name} grad vs reference"), &grad, &c.fx.f32("batch_grad"), 1e-5, 1e-8);
+    let ev = tr.evaluate(&c.x, &c.y).unwrap();
+    let (csum, ccorrect) = (
+        closs * n as f32,
+        net::evaluate(&c.arch, &c.params, &c.x, &c.y, &mut acts, &mut scratch, &Portable).unwrap().1,
+    );
+    assert_eq!((ev.correct, ev.total), (ccorrect, n), "{name}: accuracy");
+    close(&format!("{name} eval loss"), &[ev.loss * n as f32], &[csum], 0.0, 1e-5);
 }
 
 /// Three Adam steps against the reference (golden_train's criterion), and the Adam kernel against
 /// nino-core's adam_step fed the same gradient: bit for bit (same f32 operations in the same order, no
 /// contraction, IEEE division and square root on both sides).
 fn adam_steps_match_core_bit_for_bit_and_the_reference<D: Device>(dev: &D, name: &str, spec: &str) {
-    {
-        let c = case(name, spec);
-        let cfg = AdamConfig::new(c.lr);
-        let mut tr = Trainer::new(dev, &c.arch, &c.params, cfg, c.y.len()).unwrap();
-        let n = c.arch.param_count();
-        let (mut p, mut m, mut v, mut t) = (c.params.clone(), vec![0.0; n], vec![0.0; n], 0u64);
-        for s in 1..=3 {
-            // The step's own gradient (the kernels are deterministic, so recomputing it gives these bits).
-            tr.gradient(&c.x, &c.y).unwrap();
-            let g = tr.grad().unwrap();
-            tr.train_step(&c.x, &c.y).unwrap();
-            adam_step(&cfg, &mut p, &g, &mut m, &mut v, &mut t).unwrap();
-            let got = tr.params().unwrap();
-            same(&format!("{name} adam step {s} vs core"), &got, &p);
-            let (gm, gv) = tr.adam_moments().unwrap();
-            same(&format!("{name} adam m {s}"), &gm, &m);
-            same(&format!("{name} adam v {s}"), &gv, &v);
-            let want = c.fx.f32(&format!("adam_params_step{s}"));
-            let ref_grad = c.fx.f32("batch_grad");
-            let (mut strict, mut loose) = (0f32, 0f32);
-            for ((got, w), g) in got.iter().zip(&want).zip(&ref_grad) {
-                assert!(!got.is_nan());
-                let d = (got - w).abs();
-                if g.abs() >= 1e-6 { strict = strict.max(d) } else { loose = loose.max(d) }
-            }
-            let sf = s as f32;
-            eprintln!("{name} adam step {s}: max |diff| {strict:.2e} (|g| >= 1e-6), {loose:.2e} (else)");
-            assert!(strict <= 2e-6 * sf + 1e-6, "{name} adam step {s}: {strict:e}");
-            assert!(loose <= c.lr * sf, "{name} adam step {s}: {loose:e}");
+    let c = case(name, spec);
+    let cfg = AdamConfig::new(c.lr);
+    let mut tr = Trainer::new(dev, &c.arch, &c.params, cfg, c.y.len()).unwrap();
+    let n = c.arch.param_count();
+    let (mut p, mut m, mut v, mut t) = (c.params.clone(), vec![0.0; n], vec![0.0; n], 0u64);
+    for s in 1..=3 {
+        // The step's own gradient (the kernels are deterministic, so recomputing it gives these bits).
+        tr.gradient(&c.x, &c.y).unwrap();
+        let g = tr.grad().unwrap();
+        tr.train_step(&c.x, &c.y).unwrap();
+        adam_step(&cfg, &mut p, &g, &mut m, &mut v, &mut t).unwrap();
+        let got = tr.params().unwrap();
+        same(&format!("{name} adam step {s} vs core"), &got, &p);
+        let (gm, gv) = tr.adam_moments().unwrap();
+        same(&format!("{name} adam m {s}"), &gm, &m);
+        same(&format!("{name} adam v {s}"), &gv, &v);
+        let want = c.fx.f32(&format!("adam_params_step{s}"));
+        let ref_grad = c.fx.f32("batch_grad");
+        let (mut strict, mut loose) = (0f32, 0f32);
+        for ((got, w), g) in got.iter().zip(&want).zip(&ref_grad) {
+            assert!(!got.is_nan());
+            let d = (got - w).abs();
+            if g.abs() >= 1e-6 { strict = strict.max(d) } else { loose = loose.max(d) }
         }
-        assert_eq!(tr.step_count(), 3);
+        let sf = s as f32;
+        eprintln!("{name} adam step {s}: max |diff| {strict:.2e} (|g| >= 1e-6), {loose:.2e} (else)");
+        assert!(strict <= 2e-6 * sf + 1e-6, "{name} adam step {s}: {strict:e}");
+        assert!(loose <= c.lr * sf, "{name} adam step {s}: {loose:e}");
     }
+    assert_eq!(tr.step_count(), 3);
 }
 
 /// A label outside the classes is refused, as nino-core refuses it.

@@ -278,13 +278,10 @@ impl<D: Device> Nowcaster<D> {
             launch(pick(Kernel::NodeInitF32, Kernel::NodeInitF16), n as u32),
             &[dims, fw, dev.ptr(&self.lpe, 0), dev.ptr(x, 0), dev.ptr(uv, 0)],
         )?;
+        // Every edge kernel reads the model, the graph, the history and its scales.
+        let common = [dims, tab, fw, hist, stats];
         for l in 0..d.nl as usize {
-            let args = [
-                dims,
-                tab,
-                fw,
-                hist,
-                stats,
+            let layer = [
                 Arg::I32(l as i32),
                 dev.ptr(x, l * n * h),
                 dev.ptr(uv, (l % 2) * n * 2 * h),
@@ -293,15 +290,11 @@ impl<D: Device> Nowcaster<D> {
                 dev.ptr(x, (l + 1) * n * h),
                 dev.ptr(uv, ((l + 1) % 2) * n * 2 * h),
             ];
+            let args = [&common[..], &layer].concat();
             dev.launch(launch(pick(Kernel::LayerF32, Kernel::LayerF16), n as u32), &args)?;
         }
         let edge_out = self.edge_out.as_ref().map_or(Arg::Ptr(0), |b| dev.ptr(b, 0));
-        let args = [
-            dims,
-            tab,
-            fw,
-            hist,
-            stats,
+        let head = [
             dev.ptr(&self.lst, 0),
             Arg::I32(k as i32),
             Arg::F32(self.cfg.upd_scale),
@@ -309,6 +302,7 @@ impl<D: Device> Nowcaster<D> {
             edge_out,
             flag,
         ];
+        let args = [&common[..], &head].concat();
         let tiles = (d.e as usize).div_ceil(ROWS) as u32;
         dev.launch(launch(pick(Kernel::HeadF32, Kernel::HeadF16), tiles), &args)?;
         let mut bits = [0i32];

@@ -43,11 +43,13 @@ pub struct Trainer<D: Device> {
     flag: D::Buf<i32>,
 }
 
-fn conv_geometry(l: &Layer) -> (i32, i32, i32) {
-    match l.kind {
-        LayerKind::Conv { kernel, stride, pad } => (kernel as i32, stride as i32, pad as i32),
+/// Arguments describing a conv layer's output: channels, kernel, stride, padding and size.
+fn conv_output(l: &Layer) -> [Arg; 6] {
+    let (k, s, pad) = match l.kind {
+        LayerKind::Conv { kernel, stride, pad } => (kernel, stride, pad),
         LayerKind::Linear => (1, 1, 0),
-    }
+    };
+    [l.n_out, k, s, pad, l.out_hw.0, l.out_hw.1].map(|v| Arg::I32(v as i32))
 }
 
 impl<D: Device> Trainer<D> {
@@ -180,6 +182,13 @@ impl<D: Device> Trainer<D> {
         }
     }
 
+    /// Arguments describing conv layer `i`'s input: the tensor, its layout, `n`, channels and size.
+    fn conv_input(&self, i: usize, n: usize) -> [Arg; 6] {
+        let l = &self.arch.layers()[i];
+        let size = |v: usize| Arg::I32(v as i32);
+        [self.input(i), size((i == 0) as usize), size(n), size(l.n_in), size(l.in_hw.0), size(l.in_hw.1)]
+    }
+
     /// Forward pass of the first `n` uploaded examples into the activation buffers.
     fn forward(&self, n: usize) -> Result<(), CudaError> {
         let dev = &self.dev;
@@ -191,25 +200,7 @@ impl<D: Device> Trainer<D> {
             let relu = Arg::I32(l.relu as i32);
             match l.kind {
                 LayerKind::Conv { .. } => {
-                    let (k, s, pad) = conv_geometry(l);
-                    let args = [
-                        self.input(i),
-                        Arg::I32((i == 0) as i32),
-                        Arg::I32(ni),
-                        Arg::I32(l.n_in as i32),
-                        Arg::I32(l.in_hw.0 as i32),
-                        Arg::I32(l.in_hw.1 as i32),
-                        w,
-                        b,
-                        Arg::I32(l.n_out as i32),
-                        Arg::I32(k),
-                        Arg::I32(s),
-                        Arg::I32(pad),
-                        Arg::I32(l.out_hw.0 as i32),
-                        Arg::I32(l.out_hw.1 as i32),
-                        relu,
-                        y,
-                    ];
+                    let args = [&self.conv_input(i, n)[..], &[w, b], &conv_output(l), &[relu, y]].concat();
                     self.launch(Kernel::ConvFwd, n * l.out_len(), &args)?;
                 }
                 LayerKind::Linear => {
@@ -275,38 +266,12 @@ impl<D: Device> Trainer<D> {
             let mask = if i > 0 && layers[i - 1].relu { dev.ptr(&self.acts[i - 1], 0) } else { Arg::Ptr(0) };
             match l.kind {
                 LayerKind::Conv { .. } => {
-                    let (k, s, pad) = conv_geometry(l);
-                    let geo = [
-                        Arg::I32(l.n_out as i32),
-                        Arg::I32(k),
-                        Arg::I32(s),
-                        Arg::I32(pad),
-                        Arg::I32(l.out_hw.0 as i32),
-                        Arg::I32(l.out_hw.1 as i32),
-                    ];
-                    let mut args = vec![
-                        self.input(i),
-                        Arg::I32((i == 0) as i32),
-                        Arg::I32(ni),
-                        Arg::I32(l.n_in as i32),
-                        Arg::I32(l.in_hw.0 as i32),
-                        Arg::I32(l.in_hw.1 as i32),
-                        dy,
-                    ];
-                    args.extend_from_slice(&geo);
-                    args.extend_from_slice(&[gw, gbias]);
+                    let input = self.conv_input(i, n);
+                    let args = [&input[..], &[dy], &conv_output(l), &[gw, gbias]].concat();
                     self.launch(Kernel::ConvBwdW, l.weight_len() + l.n_out, &args)?;
                     if i > 0 {
-                        let mut args = vec![
-                            dy,
-                            w,
-                            Arg::I32(ni),
-                            Arg::I32(l.n_in as i32),
-                            Arg::I32(l.in_hw.0 as i32),
-                            Arg::I32(l.in_hw.1 as i32),
-                        ];
-                        args.extend_from_slice(&geo);
-                        args.extend_from_slice(&[mask, dev.ptr(&self.gb, 0)]);
+                        let gb = dev.ptr(&self.gb, 0);
+                        let args = [&[dy, w], &input[2..], &conv_output(l), &[mask, gb]].concat();
                         self.launch(Kernel::ConvBwdX, n * l.in_len(), &args)?;
                         std::mem::swap(&mut self.ga, &mut self.gb);
                     }
