@@ -333,6 +333,19 @@ fn on_shim(test: &str, check: impl FnOnce(&Shim)) {
     }
 }
 
+/// The shim registers exactly the kernels the runtime launches (same names as the PTX, checked in
+/// nino-cuda's unit tests), so no kernel goes untested through it.
+#[test]
+fn shim_registers_every_kernel() {
+    on_shim("shim_registers_every_kernel", |d| {
+        let mut got = d.kernel_names().unwrap();
+        let mut want: Vec<String> = nino_cuda::kernels::Kernel::ALL.iter().map(|k| k.name().to_string()).collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+    });
+}
+
 #[test]
 fn nino_step_debug() {
     on_shim("nino_step_debug", |d| nino_step_matches_core_and_reference(d, "debug", "conv:4,6,6"));

@@ -41,24 +41,40 @@ pub const MODULES: [Module; 6] = [
 
 /// Every kernel nino launches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[allow(missing_docs)]
 pub enum Kernel {
+    /// One Adam step over the flat parameters (`adam.cu`).
     Adam,
+    /// DMS head, residual, unscaling and scatter, f32 weights (`nowcast_edge.cu`).
     HeadF32,
+    /// The same with f16 weights.
     HeadF16,
+    /// Node projection and layer 0's `[U | V]`, f32 weights (`nowcast_node.cu`).
     NodeInitF32,
+    /// The same with f16 weights.
     NodeInitF16,
+    /// One message-passing layer, f32 weights (`nowcast_node.cu`).
     LayerF32,
+    /// The same with f16 weights.
     LayerF16,
+    /// Per-tensor mean and sd of the history (`nowcast_scale.cu`).
     TensorStats,
+    /// Conv forward with ReLU (`train_conv.cu`).
     ConvFwd,
+    /// Conv weight and bias gradients.
     ConvBwdW,
+    /// Conv input gradient with the ReLU below undone.
     ConvBwdX,
+    /// Linear forward with ReLU (`train_dense.cu`).
     LinearFwd,
+    /// Linear weight and bias gradients.
     LinearBwdW,
+    /// Linear input gradient with the ReLU below undone.
     LinearBwdX,
+    /// Global average pooling.
     GapFwd,
+    /// Its gradient with the ReLU below undone.
     GapBwd,
+    /// Softmax cross-entropy, its gradient, loss sum and hits.
     Xent,
 }
 

@@ -26,37 +26,66 @@ pub enum Precision {
 /// the same order, all `int`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[allow(missing_docs)]
 pub struct GnnDims {
+    /// Hidden width `H`.
     pub h: i32,
+    /// Message-passing layers evaluated (`layers - 1`).
     pub nl: i32,
+    /// Feature slots `F` of the graph.
     pub f: i32,
+    /// Context states.
     pub c: i32,
+    /// `F * c`: the first edge product's input width.
     pub fc: i32,
+    /// Parameters `P`.
     pub p: i32,
+    /// Edges `E`.
     pub e: i32,
+    /// Nodes `N`.
     pub n: i32,
+    /// Horizons `S` of the DMS head.
     pub s: i32,
+    /// 1 when the first product's bias depends on the edge type.
     pub typed: i32,
+    /// Node feature width (0: no node projection product).
     pub lpe: i32,
+    /// Offset of the node projection's weight in the folded buffer.
     pub node_w: i32,
+    /// Offset of its bias.
     pub node_b: i32,
+    /// Per layer: offset of `pre` (`FoldedGnn::layer_offsets`).
     pub pre: [i32; MAXL],
+    /// Per layer: offset of `pre_b`.
     pub pre_b: [i32; MAXL],
+    /// Per layer: offset of `post`.
     pub post: [i32; MAXL],
+    /// Per layer: offset of `post_b`.
     pub post_b: [i32; MAXL],
+    /// Per layer: offset of `st`.
     pub st: [i32; MAXL],
+    /// Per layer: offset of `st_b`.
     pub st_b: [i32; MAXL],
+    /// Per edge product: offset of its weight (`FoldedGnn::edge_offsets`).
     pub ew: [i32; MAXL + 1],
+    /// Per edge product: offset of its bias table.
     pub eb: [i32; MAXL + 1],
+    /// Offset of the head's output weight.
     pub head_w: i32,
+    /// Offset of its bias.
     pub head_b: i32,
+    /// Offset of the edge sources in the int tables (`tables::GraphTables`).
     pub t_src: i32,
+    /// Offset of the edge targets.
     pub t_dst: i32,
+    /// Offset of the edge types.
     pub t_kind: i32,
+    /// Offset of the slot-to-parameter map.
     pub t_param: i32,
+    /// Offset of the parameter-to-tensor map.
     pub t_tensor: i32,
+    /// Offset of the incoming-edge CSR pointers.
     pub t_inptr: i32,
+    /// Offset of the incoming-edge lists.
     pub t_inedges: i32,
 }
 

@@ -43,9 +43,19 @@ impl Shim {
         std::env::var_os(SHIM_ENV).map(|p| Shim::load(Path::new(&p)))
     }
 
-    /// Keeps the library alive (it is unloaded when the last clone drops).
-    pub fn library(&self) -> &libloading::Library {
-        &self.lib
+    /// The kernels the library registered, by name: the shim's view of `kernels/*.cu`, which must match
+    /// [`crate::kernels::Kernel::ALL`].
+    pub fn kernel_names(&self) -> Result<Vec<String>, CudaError> {
+        let sym = |e: libloading::Error| CudaError::Shim(e.to_string());
+        // SAFETY: both symbols are shim.cpp's, with these signatures; names are static NUL-terminated strings.
+        unsafe {
+            let count = self.lib.get::<unsafe extern "C" fn() -> c_int>(b"nino_shim_kernel_count\0").map_err(sym)?;
+            let name = self
+                .lib
+                .get::<unsafe extern "C" fn(c_int) -> *const c_char>(b"nino_shim_kernel_name\0")
+                .map_err(sym)?;
+            Ok((0..count()).map(|i| std::ffi::CStr::from_ptr(name(i)).to_string_lossy().into_owned()).collect())
+        }
     }
 }
 
