@@ -23,7 +23,7 @@ use nino_core::nowcast::{self, Stage, features, scale};
 use nino_core::ops::Portable;
 use nino_core::{Arch, InputShape, NeuralGraph};
 use nino_host::weights::WeightSet;
-use nino_tests::{Fixture, GOLDEN, assert_close, fixture_path};
+use nino_tests::{Fixture, GOLDEN, assert_close, fixture_path, update_error};
 
 const KS: [usize; 3] = [1, 5, 40];
 const PRED_REL: f32 = 1e-4;
@@ -382,19 +382,6 @@ fn wrapper_mlp32_matches() {
     check_wrapper("mlp32_wrapper", "mlp:32");
 }
 
-/// Relative error of our predicted update against the reference's, and their cosine.
-fn update_error(ours: &[f32], want: &[f32], last: &[f32]) -> (f64, f64) {
-    let (mut dd, mut rr, mut oo, mut or) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-    for ((o, w), l) in ours.iter().zip(want).zip(last) {
-        let (uo, uw) = ((o - l) as f64, (w - l) as f64);
-        dd += (uo - uw) * (uo - uw);
-        rr += uw * uw;
-        oo += uo * uo;
-        or += uo * uw;
-    }
-    ((dd / rr).sqrt(), or / (oo * rr).sqrt())
-}
-
 /// Weights rounded to f16 (11-bit significand, unit roundoff 4.9e-4) perturb every product by about that
 /// much, and the perturbations add up through the projection, two layers and the head. We compare the
 /// predicted update `pred - history[4]`, the quantity that matters: measured relative L2 error is
@@ -453,6 +440,7 @@ fn cli_nowcast_matches_the_reference() {
         out: dir.join("out.safetensors"),
         lpe: Some(dir.join("lpe.safetensors")),
         f16: false,
+        device: nino_host::gpu::DeviceArg::Cpu,
     };
     run(&args).unwrap();
     let bytes = std::fs::read(dir.join("out.safetensors")).unwrap();

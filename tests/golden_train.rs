@@ -4,30 +4,8 @@
 use nino_core::adam::{AdamConfig, adam_step};
 use nino_core::net;
 use nino_core::ops::gemm::Portable;
-use nino_core::{Arch, InputShape};
 use nino_host::engine::Engine;
-use nino_tests::{Fixture, GOLDEN, assert_close, nan_max};
-
-struct Case {
-    arch: Arch,
-    fx: Fixture,
-    params: Vec<f32>,
-    x: Vec<f32>,
-    y: Vec<u32>,
-    lr: f32,
-}
-
-fn case(name: &str, spec: &str) -> Case {
-    let fx = Fixture::load("golden", name);
-    let arch = Arch::parse(spec, InputShape::FASHION_MNIST, 10).expect("golden spec parses");
-    let p = arch.param_count();
-    let hist = fx.f32("history");
-    assert_eq!(hist.len(), 5 * p, "{name}: history is [5, P]");
-    let params = hist[4 * p..].to_vec();
-    let y = fx.i64("batch_y").into_iter().map(|c| u32::try_from(c).expect("label")).collect();
-    let lr = fx.meta["lr"].as_f64().expect("lr in fixture json") as f32;
-    Case { x: fx.f32("batch_x"), y, params, arch, fx, lr }
-}
+use nino_tests::{GOLDEN, assert_close, nan_max, train_case as case};
 
 #[test]
 fn logits_loss_and_gradient_match_pytorch() {

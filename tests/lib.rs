@@ -2,9 +2,13 @@
 
 use std::path::PathBuf;
 
-/// Path of a file under the repository's `fixtures/` folder.
+/// Path of a file under the repository's `fixtures/` folder (`NINO_FIXTURES` names it instead, for test
+/// binaries run in another checkout than the one they were built in: `scripts/gpu-check.sh`).
 pub fn fixture_path(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("fixtures").join(rel)
+    match std::env::var_os("NINO_FIXTURES") {
+        Some(dir) => PathBuf::from(dir).join(rel),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("fixtures").join(rel),
+    }
 }
 
 /// A loaded safetensors fixture with its JSON metadata.
@@ -102,3 +106,46 @@ mod tests {
 /// The four golden target networks: fixture name and arch spec.
 pub const GOLDEN: [(&str, &str); 4] =
     [("debug", "conv:4,6,6"), ("fm16", "conv:16,32,32"), ("fm32", "conv:32,64,64"), ("mlp_fm", "mlp:32")];
+
+/// Relative L2 error of a predicted update `ours - last` against the reference's `want - last`, and the
+/// cosine between the two updates (NaN predictions make both NaN, which fails any bound).
+pub fn update_error(ours: &[f32], want: &[f32], last: &[f32]) -> (f64, f64) {
+    let (mut dd, mut rr, mut oo, mut or) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    for ((o, w), l) in ours.iter().zip(want).zip(last) {
+        let (uo, uw) = ((o - l) as f64, (w - l) as f64);
+        dd += (uo - uw) * (uo - uw);
+        rr += uw * uw;
+        oo += uo * uo;
+        or += uo * uw;
+    }
+    ((dd / rr).sqrt(), or / (oo * rr).sqrt())
+}
+
+/// A golden target network at `history[4]` with the fixture's batch: what the training-step tests start from.
+pub struct TrainCase {
+    /// The network.
+    pub arch: nino_core::Arch,
+    /// Its fixture.
+    pub fx: Fixture,
+    /// Parameters at `history[4]`.
+    pub params: Vec<f32>,
+    /// `batch_x`.
+    pub x: Vec<f32>,
+    /// `batch_y`.
+    pub y: Vec<u32>,
+    /// The fixture's Adam learning rate.
+    pub lr: f32,
+}
+
+/// Loads the training case of golden network `name` (`spec` its arch).
+pub fn train_case(name: &str, spec: &str) -> TrainCase {
+    let fx = Fixture::load("golden", name);
+    let arch = nino_core::Arch::parse(spec, nino_core::InputShape::FASHION_MNIST, 10).expect("golden spec parses");
+    let p = arch.param_count();
+    let hist = fx.f32("history");
+    assert_eq!(hist.len(), 5 * p, "{name}: history is [5, P]");
+    let params = hist[4 * p..].to_vec();
+    let y = fx.i64("batch_y").into_iter().map(|c| u32::try_from(c).expect("label")).collect();
+    let lr = fx.meta["lr"].as_f64().expect("lr in fixture json") as f32;
+    TrainCase { x: fx.f32("batch_x"), y, params, arch, fx, lr }
+}

@@ -29,6 +29,44 @@ impl AdamConfig {
     }
 }
 
+/// The per-step scalars of [`adam_step`] for step `step` (1-based), rounded to f32 as it uses them: what a
+/// device kernel needs to take the same step bit for bit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamScalars {
+    /// `-lr / (1 - beta1^step)`.
+    pub neg_step: f32,
+    /// `sqrt(1 - beta2^step)`.
+    pub bc2_sqrt: f32,
+    /// `1 - lr * weight_decay` (applied only when weight decay is not 0).
+    pub decay: f32,
+    /// `1 - beta1`.
+    pub w1: f32,
+    /// `beta2`.
+    pub b2: f32,
+    /// `1 - beta2`.
+    pub w2: f32,
+    /// `eps`.
+    pub eps: f32,
+}
+
+impl AdamConfig {
+    /// Bias corrections in f64 (as Python computes them), then the f32 factors of step `step` (1-based).
+    pub fn scalars(&self, step: u64) -> AdamScalars {
+        let (lr, b1, b2) = (self.lr as f64, self.beta1 as f64, self.beta2 as f64);
+        let bc1 = 1.0 - libm::pow(b1, step as f64);
+        let bc2 = 1.0 - libm::pow(b2, step as f64);
+        AdamScalars {
+            neg_step: (-(lr / bc1)) as f32,
+            bc2_sqrt: libm::sqrt(bc2) as f32,
+            decay: (1.0 - lr * self.weight_decay as f64) as f32,
+            w1: (1.0 - b1) as f32,
+            b2: self.beta2,
+            w2: (1.0 - b2) as f32,
+            eps: self.eps,
+        }
+    }
+}
+
 /// One Adam step in place: `t` is the step counter before the step (0 for a fresh optimizer) and is
 /// incremented first, as PyTorch does, so the first step uses `t = 1`.
 pub fn adam_step(
@@ -44,15 +82,7 @@ pub fn adam_step(
     check_len("adam m", m.len(), n)?;
     check_len("adam v", v.len(), n)?;
     let step = t.checked_add(1).ok_or(Error::InvalidArgument("adam: step counter overflow"))?;
-    let (lr, b1, b2) = (cfg.lr as f64, cfg.beta1 as f64, cfg.beta2 as f64);
-    let bc1 = 1.0 - libm::pow(b1, step as f64);
-    let bc2 = 1.0 - libm::pow(b2, step as f64);
-    let neg_step = (-(lr / bc1)) as f32;
-    let bc2_sqrt = libm::sqrt(bc2) as f32;
-    let decay = (1.0 - lr * cfg.weight_decay as f64) as f32;
-    let w1 = (1.0 - b1) as f32;
-    let (b2f, w2) = (cfg.beta2, (1.0 - b2) as f32);
-    let eps = cfg.eps;
+    let AdamScalars { neg_step, bc2_sqrt, decay, w1, b2: b2f, w2, eps } = cfg.scalars(step);
     for i in 0..n {
         let g = grad[i];
         let mut p = params[i];

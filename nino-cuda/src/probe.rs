@@ -7,9 +7,10 @@
 use cudarc::driver::{CudaContext, DriverError, sys};
 use std::fmt;
 
-/// Oldest driver API the bindings we build with (`cuda-12040`) may call: CUDA 12.4, encoded as CUDA encodes
-/// versions (`1000 * major + 10 * minor`). Keep in step with the cudarc feature in the root `Cargo.toml`.
-pub const REQUIRED_DRIVER_VERSION: i32 = 12_040;
+/// Oldest driver that loads the committed PTX (NVRTC 12.9 writes PTX ISA 8.8) and matches the bindings we
+/// build with (`cuda-12090`): CUDA 12.9, encoded as CUDA encodes versions (`1000 * major + 10 * minor`).
+/// Keep in step with the cudarc feature in the root `Cargo.toml` and the wheel in `scripts/ptx.sh`.
+pub const REQUIRED_DRIVER_VERSION: i32 = 12_090;
 
 /// What [`probe`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,9 +37,10 @@ pub enum GpuStatus {
         /// Version required ([`REQUIRED_DRIVER_VERSION`]).
         required: i32,
     },
-    /// The driver is present but reports no device (none installed, none visible, or initialisation failed).
+    /// The driver is present and reports no device (`CUDA_ERROR_NO_DEVICE`, or a count of 0).
     NoDevice(String),
-    /// A device exists but could not be used (context creation or a device query failed).
+    /// The driver failed in any other way (version query, initialisation, context creation, a device
+    /// query): an error, never a reason to skip.
     Unusable(String),
 }
 
@@ -48,7 +50,8 @@ impl GpuStatus {
         matches!(self, GpuStatus::Available { .. })
     }
 
-    /// Whether this machine simply has no GPU (as opposed to a GPU that is present but broken).
+    /// Whether this machine simply has no GPU (no driver library, or a driver that reports no device), as
+    /// opposed to a driver or GPU that is present but failing: only this may be skipped.
     pub fn is_absent(&self) -> bool {
         matches!(self, GpuStatus::NoDriverLibrary | GpuStatus::NoDevice(_))
     }
@@ -84,10 +87,20 @@ impl fmt::Display for GpuStatus {
 }
 
 /// `CUDA_ERROR_NO_DEVICE (no CUDA-capable device is detected)`.
-fn describe(e: DriverError) -> String {
+pub(crate) fn describe(e: DriverError) -> String {
     match e.error_string() {
         Ok(s) => format!("{:?} ({})", e.0, s.to_string_lossy()),
         Err(_) => format!("{:?}", e.0),
+    }
+}
+
+/// Only "no device" counts as absent; any other failure to count devices is a broken driver (an error).
+/// `detail` is the error described (describing it needs the driver, so tests pass their own text).
+fn classify_count_error(code: sys::CUresult, detail: String) -> GpuStatus {
+    if code == sys::cudaError_enum::CUDA_ERROR_NO_DEVICE {
+        GpuStatus::NoDevice(detail)
+    } else {
+        GpuStatus::Unusable(format!("counting devices: {detail}"))
     }
 }
 
@@ -112,7 +125,7 @@ fn probe_inner() -> GpuStatus {
     let mut driver_version = 0;
     // SAFETY: cuDriverGetVersion writes one int and may be called before cuInit.
     if let Err(e) = unsafe { sys::cuDriverGetVersion(&mut driver_version) }.result() {
-        return GpuStatus::NoDevice(format!("cuDriverGetVersion failed: {}", describe(e)));
+        return GpuStatus::Unusable(format!("cuDriverGetVersion failed: {}", describe(e)));
     }
     if driver_version < REQUIRED_DRIVER_VERSION {
         return GpuStatus::DriverTooOld { driver_version, required: REQUIRED_DRIVER_VERSION };
@@ -120,7 +133,7 @@ fn probe_inner() -> GpuStatus {
     let device_count = match CudaContext::device_count() {
         Ok(n) if n > 0 => n as usize,
         Ok(_) => return GpuStatus::NoDevice("the driver reports 0 devices".into()),
-        Err(e) => return GpuStatus::NoDevice(describe(e)),
+        Err(e) => return classify_count_error(e.0, describe(e)),
     };
     let ctx = match CudaContext::new(0) {
         Ok(ctx) => ctx,
@@ -146,6 +159,19 @@ mod tests {
     fn versions_print_as_major_minor() {
         assert_eq!(version(12_040), "12.4");
         assert_eq!(version(13_000), "13.0");
+    }
+
+    #[test]
+    fn only_no_device_counts_as_absent() {
+        assert!(classify_count_error(sys::cudaError_enum::CUDA_ERROR_NO_DEVICE, "none".into()).is_absent());
+        for code in [
+            sys::cudaError_enum::CUDA_ERROR_NOT_INITIALIZED,
+            sys::cudaError_enum::CUDA_ERROR_SYSTEM_DRIVER_MISMATCH,
+            sys::cudaError_enum::CUDA_ERROR_INVALID_DEVICE,
+        ] {
+            let s = classify_count_error(code, format!("{code:?}"));
+            assert!(matches!(s, GpuStatus::Unusable(_)) && !s.is_absent(), "{code:?}: {s}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod data;
 pub mod engine;
 pub mod fsutil;
 pub mod gemm;
+pub mod gpu;
 pub mod meta_kernels;
 pub mod metatrain;
 pub mod metrics;

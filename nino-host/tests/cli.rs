@@ -260,3 +260,35 @@ fn lpe_of_another_graph_is_one_error_line() {
     assert_eq!(errors.len(), 1, "{err}");
     assert!(errors[0].contains("expected 248 (31 nodes x 8)"), "{err}");
 }
+
+/// `--device cuda` where there is no GPU: one line saying so, non-zero exit, for both commands (a machine
+/// with a usable GPU runs them instead: `scripts/gpu-check.sh`).
+#[test]
+fn device_cuda_without_a_gpu_is_a_one_line_error() {
+    if nino_cuda::probe().is_available() {
+        eprintln!("SKIP: a GPU is present; --device cuda runs instead of failing");
+        return;
+    }
+    let data = mini();
+    let out = nino(&["train", "--task", "debug", "--data", data.to_str().unwrap(), "--steps", "2", "--device", "cuda"]);
+    assert_one_line_error(&out, "--device cuda: no usable CUDA GPU");
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+    let weights = fx.join("weights/nino_no_posw.safetensors");
+    let history = fx.join("golden/debug.safetensors");
+    let out = nino(&[
+        "nowcast",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--arch",
+        "conv:4,6,6",
+        "--history",
+        history.to_str().unwrap(),
+        "--k",
+        "1",
+        "--out",
+        "/nonexistent/out.safetensors",
+        "--device",
+        "cuda",
+    ]);
+    assert_one_line_error(&out, "--device cuda: no usable CUDA GPU");
+}

@@ -109,6 +109,24 @@ struct LayerNode<'a> {
     st_b: &'a [f32],
 }
 
+/// Offsets (in floats) of one folded layer's node tensors: `pre` `[H, 2H]`, `pre_b` `[2H]`, `post`
+/// `[2H, H]`, `post_b` `[H]`, `st` `[H, 2H]`, `st_b` `[2H]` (what [`fold_gnn`] writes, in that order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerOffsets {
+    /// `[U | V] = X · pre`.
+    pub pre: usize,
+    /// `b_pre` then zeros.
+    pub pre_b: usize,
+    /// `X~ = [X | agg] · post`.
+    pub post: usize,
+    /// Bias of `X~`.
+    pub post_b: usize,
+    /// `[lin_s(X) | lin_t(X)] = X · st`.
+    pub st: usize,
+    /// Bias of `st`.
+    pub st_b: usize,
+}
+
 /// One folded per-edge product: weight `[in, out]` and a bias table `[rows, out]` (indexed by edge type
 /// for the first product, a single row after).
 #[derive(Clone, Copy, Debug)]
@@ -162,6 +180,48 @@ impl<'a> FoldedGnn<'a> {
     /// The model's options.
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// The whole folded buffer, for code that indexes it itself through the offsets below (GPU kernels).
+    pub fn as_slice(&self) -> &'a [f32] {
+        self.buf
+    }
+
+    /// Message-passing layers the folded model evaluates (`layers - 1`, quirk Q1).
+    pub fn evaluated_layers(&self) -> usize {
+        self.lay.nl
+    }
+
+    /// Where the node projection's weight `[lpe, H]` and bias `[H]` start in [`Self::as_slice`].
+    pub fn node_offsets(&self) -> (usize, usize) {
+        (0, self.lay.lpe * self.lay.h)
+    }
+
+    /// Where layer `l`'s node tensors start in [`Self::as_slice`] (`l < evaluated_layers()`).
+    pub fn layer_offsets(&self, l: usize) -> LayerOffsets {
+        let (h, lay) = (self.lay.h, &self.lay);
+        let pre = lay.node_len() + l * lay.layer_node_len();
+        let pre_b = pre + 2 * h * h;
+        let post = pre_b + 2 * h;
+        let post_b = post + 2 * h * h;
+        let st = post_b + h;
+        LayerOffsets { pre, pre_b, post, post_b, st, st_b: st + 2 * h * h }
+    }
+
+    /// Where edge product `j`'s weight `[in, out]` and bias table `[rows, out]` start in
+    /// [`Self::as_slice`] (`j == evaluated_layers()` is the head's hidden layer; shapes as [`fold_gnn`]).
+    pub fn edge_offsets(&self, j: usize) -> (usize, usize) {
+        let lay = &self.lay;
+        let w = lay.node_len() + lay.nl * lay.layer_node_len() + (0..j).map(|i| lay.edge_len(i)).sum::<usize>();
+        let (i, o, _) = lay.edge_shape(j);
+        (w, w + i * o)
+    }
+
+    /// Where the head's output layer (weight `[Fm * S, H]`, bias `[Fm * S]`) starts in [`Self::as_slice`].
+    pub fn head_offsets(&self) -> (usize, usize) {
+        let hr = self.lay.head_rows;
+        let end = self.buf.len();
+        (end - hr * self.lay.h - hr, end - hr)
     }
 
     fn layer_node(&self, l: usize) -> LayerNode<'a> {
@@ -523,5 +583,34 @@ pub fn folded_forward(
 fn fill_rows(out: &mut [f32], row: &[f32]) {
     for r in out.chunks_exact_mut(row.len()) {
         r.copy_from_slice(row);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::vec;
+
+    #[test]
+    fn offsets_agree_with_the_views_the_forward_pass_reads() {
+        let cfg = Config { hid: 4, ..Config::default() };
+        let buf = vec![0.0f32; folded_len(&cfg)];
+        let m = FoldedGnn::new(&cfg, &buf).unwrap();
+        let at = |s: &[f32]| (s.as_ptr() as usize - buf.as_ptr() as usize) / 4;
+        assert_eq!(m.node_offsets(), (at(m.node_w), at(m.node_b)));
+        for l in 0..m.evaluated_layers() {
+            let (o, v) = (m.layer_offsets(l), m.layer_node(l));
+            assert_eq!(
+                [o.pre, o.pre_b, o.post, o.post_b, o.st, o.st_b],
+                [v.pre, v.pre_b, v.post, v.post_b, v.st, v.st_b].map(at)
+            );
+        }
+        for j in 0..=m.evaluated_layers() {
+            let e = m.edge_lin(j);
+            assert_eq!(m.edge_offsets(j), (at(e.w), at(e.b)));
+        }
+        assert_eq!(m.head_offsets(), (at(m.head_out.w), at(m.head_out.b)));
+        assert_eq!(m.as_slice().len(), buf.len());
     }
 }

@@ -14,7 +14,7 @@ pub mod schedule;
 pub mod weights;
 pub mod wnn;
 
-pub use folded::{FoldedGnn, fold_gnn, folded_len};
+pub use folded::{FoldedGnn, LayerOffsets, fold_gnn, folded_len};
 pub use linear::{Backend, EdgeKernels, Parallel, Sequential};
 pub use model::{Observer, Stage};
 pub use scale::{MAX_TENSORS, TensorScale};

@@ -54,6 +54,10 @@ pub struct NowcastArgs {
     /// Store the weights as f16 (math stays f32): half the memory, ~5e-4 relative change in the update.
     #[arg(long)]
     pub f16: bool,
+    /// Where to compute: `cpu`, or `cuda` (GPU 0 through nino-cuda, the folded GNN only; fails in one line
+    /// where there is no usable GPU).
+    #[arg(long, value_enum, default_value_t = crate::gpu::DeviceArg::Cpu)]
+    pub device: crate::gpu::DeviceArg,
 }
 
 pub(crate) fn parse_input(s: &str) -> anyhow::Result<InputShape> {
@@ -106,9 +110,13 @@ pub fn run(args: &NowcastArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let mut nc = Nowcaster::new(weights, &arch, lpe, args.f16)?;
     let mut out = vec![0.0f32; p];
-    nc.nowcast(&history, args.k, &mut out)?;
+    match args.device {
+        crate::gpu::DeviceArg::Cpu => {
+            Nowcaster::new(weights, &arch, lpe, args.f16)?.nowcast(&history, args.k, &mut out)?
+        }
+        crate::gpu::DeviceArg::Cuda => crate::gpu::nowcast(&weights, &arch, lpe, args.f16, &history, args.k, &mut out)?,
+    }
     let bytes: Vec<u8> = out.iter().flat_map(|x| x.to_le_bytes()).collect();
     let view = TensorView::new(Dtype::F32, vec![p], &bytes)?;
     let meta = HashMap::from([

@@ -259,6 +259,11 @@ pub struct TrainArgs {
     /// Do not draw the progress bar (it is never drawn when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
+
+    /// Where to train: `cpu`, or `cuda` (GPU 0 through nino-cuda: parameters, Adam and NiNo stay on the
+    /// device; fails in one line where there is no usable GPU).
+    #[arg(long, value_enum, default_value_t = crate::gpu::DeviceArg::Cpu)]
+    pub device: crate::gpu::DeviceArg,
 }
 
 /// Checked settings of a run, resolved from the task and the flags (shared with `nino experiment`).
@@ -357,6 +362,9 @@ fn parse_fault(s: &str) -> anyhow::Result<Fault> {
 
 /// Runs `nino train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    if args.device == crate::gpu::DeviceArg::Cuda {
+        return crate::gpu::train(args);
+    }
     let (plan, eval_fine) = plan(args)?;
     // Fail on a bad metrics or summary path before loading data and training.
     if let Some(p) = &args.metrics {
