@@ -25,15 +25,16 @@ mkdir -p "$out"
 common="--task fm16 --steps 8000 --every 20 --no-progress"
 lane_a=(
   "val|--arch conv:16,32,32;conv:8,16,16;conv:16,32 --lr 0.006 --seeds 9001-9004"
-  "mix-small|--arch conv:8,16,16;conv:16,32 --lr 0.003,0.006,0.01 --seeds 101-106"
   "fm16-a|--seeds 101-125"
+  "mix-small|--arch conv:8,16,16;conv:16,32 --lr 0.003,0.006,0.01 --seeds 101-106"
   "fm16-lr|--lr 0.003,0.01 --seeds 101-106"
 )
+# The FM-16 net first: it is the most valuable data and the others can be cut if time runs short.
 lane_b=(
-  "mlp|--arch mlp:128,64;mlp:64;mlp:32,32 --lr 0.003,0.006 --seeds 101-105"
-  "mix-large|--arch conv:16,32,32,32;conv:32,32,32 --lr 0.006 --seeds 101-105"
   "fm16-b|--seeds 126-150"
+  "mix-large|--arch conv:16,32,32,32;conv:32,32,32 --lr 0.006 --seeds 101-105"
   "mix-small-2|--arch conv:8,16,16;conv:16,32 --lr 0.006 --seeds 107-116"
+  "mlp|--arch mlp:128,64;mlp:64;mlp:32,32 --lr 0.003,0.006 --seeds 101-105"
 )
 
 run_lane() {
