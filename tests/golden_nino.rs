@@ -22,7 +22,7 @@ use nino_core::nowcast::Backend;
 use nino_core::nowcast::{self, Stage, features, scale};
 use nino_core::ops::Portable;
 use nino_core::{Arch, InputShape, NeuralGraph};
-use nino_host::weights::WeightSet;
+use nino_host::io::weights::WeightSet;
 use nino_tests::{Fixture, GOLDEN, assert_close, fixture_path};
 
 const KS: [usize; 3] = [1, 5, 40];
@@ -32,7 +32,7 @@ const MID_REL: f32 = 1e-5;
 /// The host's fast kernels (threaded gemm, vectorised SiLU), which the nowcaster uses; the core's own
 /// libm kernels are checked in `gnn_intermediates_match` and `core_kernels_match`.
 fn gemm() -> Backend<'static> {
-    nino_host::nowcaster::host_backend()
+    nino_host::kernels::backend::host_backend()
 }
 
 fn weights(name: &str) -> WeightSet<f32> {
@@ -454,7 +454,7 @@ fn cli_nowcast_matches_the_reference() {
 #[test]
 fn trainable_model_matches_the_reference() {
     let w = weights("nino_no_posw");
-    let model = nino_host::metatrain::MetaModel::from_weights(&w).unwrap();
+    let model = nino_host::io::model_file::MetaModel::from_weights(&w).unwrap();
     for (name, spec) in [("debug", "conv:4,6,6"), ("fm16", "conv:16,32,32")] {
         let fx = Fixture::load("golden", name);
         let g = graph(spec);
@@ -462,7 +462,7 @@ fn trainable_model_matches_the_reference() {
         let mut out = vec![0.0; g.arch().param_count()];
         for k in KS {
             let (history, lpe) = (fx.f32("history"), fx.f32("lpe8"));
-            let be = nino_host::gemm::HostGemm;
+            let be = nino_host::kernels::gemm::HostGemm;
             nowcast::nowcast_meta(
                 &be,
                 &model.layout,

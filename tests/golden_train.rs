@@ -5,7 +5,7 @@ use nino_core::adam::{AdamConfig, adam_step};
 use nino_core::net;
 use nino_core::ops::gemm::Portable;
 use nino_core::{Arch, InputShape};
-use nino_host::engine::Engine;
+use nino_host::training::engine::Engine;
 use nino_tests::{Fixture, GOLDEN, assert_close};
 
 struct Case {

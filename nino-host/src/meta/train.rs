@@ -2,32 +2,165 @@
 //! NiNo ([`nino_core::nowcast::meta`]) over them in parallel, and optimises it with AdamW, a cosine learning
 //! rate and gradient clipping (spec 7.3). Models and checkpoints are safetensors files written atomically.
 
-use crate::collect::{Manifest, Trajectory};
-use crate::fsutil::write_atomic;
-use crate::weights::WeightSet;
-use anyhow::{Context, anyhow, bail};
+use crate::io::collection::{CollectionError, Manifest, Trajectory};
+use crate::io::model_file::{MetaModel, ModelFileError, model_args_json};
+use crate::io::tensor_file::{f32_tensors_to_bytes, f32s};
+use crate::io::weights::WeightSet;
 use nino_core::adam::{AdamConfig, adam_step};
 use nino_core::nowcast::meta::{self, Layout, Sample, window};
 use nino_core::nowcast::{Config, Head};
 use nino_core::rng::SplitMix64;
-use nino_core::{Arch, InputShape, NeuralGraph};
+use nino_core::{Arch, ArchError, InputShape, NeuralGraph};
 use rayon::prelude::*;
-use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::path::Path;
 
+/// Why meta-training could not start, go on or resume.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaTrainError {
+    /// The core refused a computation (a window, a spectral feature, the optimizer step).
+    #[error(transparent)]
+    Core(#[from] nino_core::Error),
+    /// The model has no layout, or its file is unusable.
+    #[error(transparent)]
+    ModelFile(#[from] ModelFileError),
+    /// The collection could not be read.
+    #[error(transparent)]
+    Collection(#[from] CollectionError),
+    /// The collection has no trajectory.
+    #[error("{}: the collection has no finished trajectory yet (run `nino collect` first)", dir.display())]
+    NoTrajectory {
+        /// The collection folder.
+        dir: std::path::PathBuf,
+    },
+    /// A trajectory's arch spec does not parse.
+    #[error("{spec}: {error}")]
+    Arch {
+        /// The spec.
+        spec: String,
+        /// What is wrong.
+        error: ArchError,
+    },
+    /// A trajectory's network has wider kernels than the model reads.
+    #[error("{spec}: kernels wider than the model's {slots} slots")]
+    TooWide {
+        /// The spec.
+        spec: String,
+        /// The model's feature slots.
+        slots: usize,
+    },
+    /// A trajectory is too short for the windows asked for.
+    #[error(
+        "trajectory {index} has {states} states; windows of spacing {spacing} need more than {need} (collect longer \
+         runs or lower the spacing)"
+    )]
+    TooShort {
+        /// The trajectory.
+        index: usize,
+        /// Its states.
+        states: usize,
+        /// Optimizer steps between context states.
+        spacing: u64,
+        /// States a window spans.
+        need: usize,
+    },
+    /// A sampled trajectory is too short (checked up front by [`MetaData::check_lengths`]).
+    #[error("trajectory {index} has {states} states, windows need more than {need}")]
+    WindowTooShort {
+        /// The trajectory.
+        index: usize,
+        /// Its states.
+        states: usize,
+        /// States a window spans.
+        need: usize,
+    },
+    /// The forward loss is NaN or infinite.
+    #[error("meta-training loss is not finite")]
+    NonFiniteLoss,
+    /// Every target of a batch is masked.
+    #[error("a batch had no target to learn (every target masked)")]
+    NoTarget,
+    /// The gradient is NaN or infinite.
+    #[error("update {0}: the gradient is not finite")]
+    NonFiniteGradient(u64),
+    /// A checkpoint is unreadable or of another run.
+    #[error("{0}")]
+    Checkpoint(CheckpointProblem),
+}
+
+/// What is wrong with a meta-training checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointProblem {
+    /// Not safetensors.
+    #[error("not a checkpoint ({0})")]
+    NotSafetensors(safetensors::SafeTensorError),
+    /// No metadata.
+    #[error("not a meta-training checkpoint (no metadata)")]
+    NoMetadata,
+    /// Another format.
+    #[error("not a meta-training checkpoint (format is not {CHECKPOINT_FORMAT})")]
+    Format,
+    /// `model_args` does not parse.
+    #[error("checkpoint model_args: {0}")]
+    ModelArgs(nino_core::Error),
+    /// The checkpoint's model is another.
+    #[error("the checkpoint is of another model ({saved}), not {here}")]
+    OtherModel {
+        /// The checkpoint's `model_args`.
+        saved: String,
+        /// This run's.
+        here: String,
+    },
+    /// The `state` entry is not JSON.
+    #[error("{0}")]
+    State(serde_json::Error),
+    /// A setting differs from this run's.
+    #[error("{key} is {saved} in the checkpoint but {here} here")]
+    Setting {
+        /// The setting (as the state names it, `weight_decay`).
+        key: &'static str,
+        /// The checkpoint's value.
+        saved: serde_json::Value,
+        /// This run's.
+        here: serde_json::Value,
+    },
+    /// The model has no layout.
+    #[error("model: {0}")]
+    Layout(nino_core::Error),
+    /// The tensors are unreadable.
+    #[error("corrupt checkpoint ({0})")]
+    Corrupt(safetensors::SafeTensorError),
+    /// A tensor is absent.
+    #[error("checkpoint has no `{0}`")]
+    NoTensor(&'static str),
+    /// A tensor has another dtype or shape.
+    #[error("checkpoint `{name}` is {dtype:?} {shape:?}, expected F32 [{len}]")]
+    Shape {
+        /// The tensor.
+        name: &'static str,
+        /// Its dtype.
+        dtype: Dtype,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// The model's parameter count.
+        len: usize,
+    },
+    /// A tensor holds NaN or infinity.
+    #[error("checkpoint `{0}` holds NaN or infinite values")]
+    NonFinite(&'static str),
+    /// A counter is absent.
+    #[error("checkpoint state lacks `{0}`")]
+    NoCounter(&'static str),
+}
+
+/// A head name that is not `mlp`, `gru` or `lstm`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown head `{0}` (mlp, gru or lstm)")]
+pub struct UnknownHead(pub String);
+
 /// Format tag of meta-training checkpoints.
 pub const CHECKPOINT_FORMAT: &str = "nino-meta-checkpoint/1";
-
-/// A trainable NiNo: its layout and its flat parameters.
-#[derive(Clone, Debug)]
-pub struct MetaModel {
-    /// Where each tensor lives.
-    pub layout: Layout,
-    /// All parameters.
-    pub params: Vec<f32>,
-}
 
 /// A standard normal deviate (Box-Muller) from two uniforms of `rng`.
 fn normal(rng: &mut SplitMix64) -> f32 {
@@ -36,20 +169,10 @@ fn normal(rng: &mut SplitMix64) -> f32 {
     ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
 }
 
-/// The JSON `model_args` that describes `cfg` to every loader (the published keys plus `head`, `centrality`).
-pub fn model_args_json(cfg: &Config) -> String {
-    serde_json::json!({
-        "hid": cfg.hid, "layers": cfg.layers, "ctx": cfg.ctx, "lpe": cfg.lpe, "seq_len": cfg.seq_len,
-        "max_feat_size": cfg.max_feat_size, "edge_types": cfg.edge_types, "gnn": true, "wte_pos_enc": false,
-        "upd_scale": cfg.upd_scale, "head": cfg.head.name(), "centrality": cfg.centrality,
-    })
-    .to_string()
-}
-
 impl MetaModel {
     /// The reference initialisation (spec 4.2): weights and embeddings from N(0, 0.02^2), biases 0.
-    pub fn init(cfg: &Config, seed: u64) -> anyhow::Result<MetaModel> {
-        let layout = Layout::new(cfg).map_err(|e| anyhow!("model: {e}"))?;
+    pub fn init(cfg: &Config, seed: u64) -> Result<MetaModel, ModelFileError> {
+        let layout = Layout::new(cfg).map_err(ModelFileError::Layout)?;
         let mut params = vec![0.0; layout.len];
         let mut rng = SplitMix64::new(seed);
         Layout::visit(cfg, &mut |t| {
@@ -58,14 +181,18 @@ impl MetaModel {
             }
             Ok(())
         })
-        .map_err(|e| anyhow!("model: {e}"))?;
+        .map_err(ModelFileError::Layout)?;
         Ok(MetaModel { layout, params })
     }
 
     /// [`MetaModel::init`], then every tensor `init` has with the same key and shape copied over. Two
     /// adaptations: a smaller LPE count takes the first columns of `node_proj`, and a recurrent head's
     /// output layer `edge_out.fc` starts from the MLP head's `edge_out.fc.2`. Returns the keys copied.
-    pub fn init_from(cfg: &Config, seed: u64, init: &WeightSet<f32>) -> anyhow::Result<(MetaModel, Vec<String>)> {
+    pub fn init_from(
+        cfg: &Config,
+        seed: u64,
+        init: &WeightSet<f32>,
+    ) -> Result<(MetaModel, Vec<String>), ModelFileError> {
         let mut m = MetaModel::init(cfg, seed)?;
         let mut copied = Vec::new();
         let slots = m.slots()?;
@@ -90,59 +217,6 @@ impl MetaModel {
             copied.push(t.key.to_string());
         }
         Ok((m, copied))
-    }
-
-    /// Every tensor of the layout.
-    pub fn slots(&self) -> anyhow::Result<Vec<meta::TensorSlot>> {
-        let mut v = Vec::new();
-        Layout::visit(&self.layout.cfg, &mut |t| {
-            v.push(t);
-            Ok(())
-        })
-        .map_err(|e| anyhow!("model: {e}"))?;
-        Ok(v)
-    }
-
-    /// Reads a model in the layout of its own `model_args` (any variant; every tensor must be present).
-    pub fn from_weights(w: &WeightSet<f32>) -> anyhow::Result<MetaModel> {
-        let layout = Layout::new(&w.config).map_err(|e| anyhow!("{}: {e}", w.path.display()))?;
-        let mut m = MetaModel { layout, params: vec![0.0; layout.len] };
-        for t in m.slots()? {
-            let (want, nd) = t.shape();
-            let (shape, data) =
-                w.tensor(&t.key).ok_or_else(|| anyhow!("{}: no tensor `{}`", w.path.display(), t.key))?;
-            if *shape != want[..nd] {
-                bail!("{}: tensor `{}` is {shape:?}, expected {:?}", w.path.display(), t.key, &want[..nd]);
-            }
-            m.params[t.offset..t.offset + t.len()].copy_from_slice(data);
-        }
-        Ok(m)
-    }
-
-    /// The model as safetensors bytes (f32 tensors by key, `model_args` and `extra` in the metadata).
-    pub fn to_bytes(&self, extra: &[(&str, String)]) -> anyhow::Result<Vec<u8>> {
-        let slots = self.slots()?;
-        let bytes: Vec<Vec<u8>> = slots
-            .iter()
-            .map(|t| self.params[t.offset..t.offset + t.len()].iter().flat_map(|v| v.to_le_bytes()).collect())
-            .collect();
-        let views: Vec<(String, TensorView<'_>)> = slots
-            .iter()
-            .zip(&bytes)
-            .map(|(t, b)| {
-                let (s, nd) = t.shape();
-                TensorView::new(Dtype::F32, s[..nd].to_vec(), b).map(|v| (t.key.to_string(), v))
-            })
-            .collect::<Result<_, _>>()?;
-        let mut meta: HashMap<String, String> = extra.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        meta.insert("model_args".into(), model_args_json(&self.layout.cfg));
-        Ok(safetensors::serialize(views, Some(meta))?)
-    }
-
-    /// Writes [`MetaModel::to_bytes`] atomically: the format `nino train --nino` loads.
-    pub fn save(&self, path: &Path, extra: &[(&str, String)]) -> anyhow::Result<()> {
-        let bytes = self.to_bytes(extra)?;
-        write_atomic(path, &bytes).with_context(|| format!("cannot write {}", path.display()))
     }
 }
 
@@ -206,10 +280,10 @@ pub struct MetaData {
 
 impl MetaData {
     /// Loads every trajectory of the collection in `dir` and computes its graph's features for `cfg`.
-    pub fn load(dir: &Path, cfg: &Config) -> anyhow::Result<MetaData> {
+    pub fn load(dir: &Path, cfg: &Config) -> Result<MetaData, MetaTrainError> {
         let manifest = Manifest::load(dir)?;
         if manifest.trajectories.is_empty() {
-            bail!("{}: the collection has no finished trajectory yet (run `nino collect` first)", dir.display());
+            return Err(MetaTrainError::NoTrajectory { dir: dir.to_path_buf() });
         }
         let mut feats: HashMap<String, (Vec<f32>, Vec<f32>)> = HashMap::new();
         let mut sources = Vec::new();
@@ -217,18 +291,19 @@ impl MetaData {
             let traj = manifest.load_trajectory(dir, entry)?;
             let m = &traj.meta;
             let input = InputShape { channels: m.input[0], height: m.input[1], width: m.input[2] };
-            let arch = Arch::parse(&m.arch, input, m.classes).map_err(|e| anyhow!("{}: {e}", m.arch))?;
+            let arch = Arch::parse(&m.arch, input, m.classes)
+                .map_err(|error| MetaTrainError::Arch { spec: m.arch.clone(), error })?;
             let graph = NeuralGraph::new(&arch);
             if graph.feat_slots() > cfg.max_feat_size {
-                bail!("{}: kernels wider than the model's {} slots", m.arch, cfg.max_feat_size);
+                return Err(MetaTrainError::TooWide { spec: m.arch.clone(), slots: cfg.max_feat_size });
             }
             let (lpe, centrality) = match feats.get(&m.arch) {
                 Some(f) => f.clone(),
                 None => {
-                    let lpe = crate::spectral::lpe(&arch, cfg.lpe)?;
+                    let lpe = crate::kernels::spectral::lpe(&arch, cfg.lpe)?;
                     let mut cent = Vec::new();
                     if cfg.centrality {
-                        let raw = crate::spectral::centrality(&arch);
+                        let raw = crate::kernels::spectral::centrality(&arch);
                         cent = vec![0.0; raw.len()];
                         meta::centrality_feature(&raw, &mut cent)?;
                     }
@@ -252,14 +327,10 @@ impl MetaData {
     }
 
     /// Checks that every trajectory is long enough for the windows `mc` asks for (spec 7.2 step 3).
-    pub fn check_lengths(&self, cfg: &Config, mc: &MetaTrainConfig) -> anyhow::Result<()> {
+    pub fn check_lengths(&self, cfg: &Config, mc: &MetaTrainConfig) -> Result<(), MetaTrainError> {
         let need = window_span(cfg, mc, self.every);
         if let Some((i, s)) = self.sources.iter().enumerate().find(|(_, s)| s.traj.n_states <= need) {
-            bail!(
-                "trajectory {i} has {} states; windows of spacing {} need more than {need} (collect longer runs or lower --spacing)",
-                s.traj.n_states,
-                mc.spacing
-            );
+            return Err(MetaTrainError::TooShort { index: i, states: s.traj.n_states, spacing: mc.spacing, need });
         }
         Ok(())
     }
@@ -295,7 +366,7 @@ fn sample_batch(
     cfg: &Config,
     mc: &MetaTrainConfig,
     rng: &mut SplitMix64,
-) -> anyhow::Result<Vec<Window>> {
+) -> Result<Vec<Window>, MetaTrainError> {
     let (c, s) = (cfg.ctx, cfg.seq_len);
     let stride = (mc.spacing / data.every).max(1) as usize;
     let mut out = Vec::new();
@@ -304,7 +375,7 @@ fn sample_batch(
         let n_states = data.sources[source].traj.n_states;
         let need = window_span(cfg, mc, data.every);
         if n_states <= need {
-            bail!("trajectory {source} has {n_states} states, windows need more than {need}");
+            return Err(MetaTrainError::WindowTooShort { index: source, states: n_states, need });
         }
         let start = rng.below((n_states - need) as u64) as usize;
         let idx: Vec<usize> = (0..s + c).map(|i| start + i * stride).take_while(|&j| j < n_states).collect();
@@ -348,12 +419,12 @@ fn batch_loss(
     data: &MetaData,
     windows: &[Window],
     with_grad: bool,
-) -> anyhow::Result<(f64, usize, Vec<f32>)> {
+) -> Result<(f64, usize, Vec<f32>), MetaTrainError> {
     let cfg = &lay.cfg;
-    let gemm = crate::gemm::HostGemm;
+    let gemm = crate::kernels::gemm::HostGemm;
     // Per-window results come back in window order and are summed in that order, so the sums do not
     // depend on how rayon splits the work; the large buffers are reused within each rayon job.
-    let parts: Vec<anyhow::Result<(f64, usize, Vec<f32>)>> = windows
+    let parts: Vec<Result<_, MetaTrainError>> = windows
         .par_iter()
         .map_init(WindowBuffers::default, |b, w| {
             let src = &data.sources[w.source];
@@ -388,7 +459,7 @@ fn batch_loss(
                 meta::predict(&gemm, lay, params, &sample, scratch, out)?;
                 let (loss, count) = meta::masked_l1(out, target, mask, None);
                 if !loss.is_finite() {
-                    bail!("meta-training loss is not finite");
+                    return Err(MetaTrainError::NonFiniteLoss);
                 }
                 Ok((f64::from(loss), count, Vec::new()))
             }
@@ -412,7 +483,7 @@ pub fn fixed_sample_loss(
     mc: &MetaTrainConfig,
     seed: u64,
     batches: usize,
-) -> anyhow::Result<f64> {
+) -> Result<f64, MetaTrainError> {
     let mut rng = SplitMix64::new(seed);
     let (mut loss, mut count) = (0.0, 0);
     for _ in 0..batches {
@@ -480,18 +551,18 @@ impl MetaTrainer {
         data: &MetaData,
         seconds_before: f64,
         started: std::time::Instant,
-    ) -> anyhow::Result<&LossRow> {
+    ) -> Result<&LossRow, MetaTrainError> {
         let lay = self.model.layout;
         let windows = sample_batch(data, &lay.cfg, &self.cfg, &mut self.rng)?;
         let (loss, count, mut grad) = batch_loss(&lay, &self.model.params, data, &windows, true)?;
         if count == 0 {
-            bail!("a batch had no target to learn (every target masked)");
+            return Err(MetaTrainError::NoTarget);
         }
         let inv = 1.0 / count as f32;
         grad.iter_mut().for_each(|g| *g *= inv);
         let norm = grad.iter().map(|g| f64::from(*g) * f64::from(*g)).sum::<f64>().sqrt() as f32;
         if !norm.is_finite() {
-            bail!("update {}: the gradient is not finite", self.step + 1);
+            return Err(MetaTrainError::NonFiniteGradient(self.step + 1));
         }
         if norm > self.cfg.clip {
             let k = self.cfg.clip / norm;
@@ -507,15 +578,10 @@ impl MetaTrainer {
     }
 
     /// The whole state as safetensors bytes: the model, the moments, and the counters as JSON metadata.
-    pub fn checkpoint_bytes(&self, data_dir: &str) -> anyhow::Result<Vec<u8>> {
-        let f32b = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
-        let (p, m, v) = (f32b(&self.model.params), f32b(&self.m), f32b(&self.v));
+    pub fn checkpoint_bytes(&self, data_dir: &str) -> Result<Vec<u8>, safetensors::SafeTensorError> {
         let n = self.model.params.len();
-        let views = vec![
-            ("params".to_string(), TensorView::new(Dtype::F32, vec![n], &p)?),
-            ("adam.m".to_string(), TensorView::new(Dtype::F32, vec![n], &m)?),
-            ("adam.v".to_string(), TensorView::new(Dtype::F32, vec![n], &v)?),
-        ];
+        let tensors: [(&str, Vec<usize>, &[f32]); 3] =
+            [("params", vec![n], &self.model.params), ("adam.m", vec![n], &self.m), ("adam.v", vec![n], &self.v)];
         let state = serde_json::json!({
             "step": self.step, "t": self.t, "rng": self.rng.state(), "rows": self.rows,
             "steps": self.cfg.steps, "batch": self.cfg.batch, "windows": self.cfg.windows, "lr": self.cfg.lr,
@@ -528,7 +594,7 @@ impl MetaTrainer {
             ("state".to_string(), state.to_string()),
         ]
         .into();
-        Ok(safetensors::serialize(views, Some(meta))?)
+        f32_tensors_to_bytes(&tensors, Some(meta))
     }
 
     /// Restores a run from [`MetaTrainer::checkpoint_bytes`]; `cfg` and `data_dir` must be the saved ones.
@@ -537,18 +603,19 @@ impl MetaTrainer {
         cfg: &Config,
         mc: &MetaTrainConfig,
         data_dir: &str,
-    ) -> anyhow::Result<MetaTrainer> {
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("not a checkpoint ({e})"))?;
-        let meta = header.metadata().as_ref().ok_or_else(|| anyhow!("not a meta-training checkpoint (no metadata)"))?;
+    ) -> Result<MetaTrainer, CheckpointProblem> {
+        use CheckpointProblem as P;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(P::NotSafetensors)?;
+        let meta = header.metadata().as_ref().ok_or(P::NoMetadata)?;
         if meta.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
-            bail!("not a meta-training checkpoint (format is not {CHECKPOINT_FORMAT})");
+            return Err(P::Format);
         }
-        let saved_cfg = Config::from_json(meta.get("model_args").map_or("", String::as_str))
-            .map_err(|e| anyhow!("checkpoint model_args: {e}"))?;
+        let saved_cfg = Config::from_json(meta.get("model_args").map_or("", String::as_str)).map_err(P::ModelArgs)?;
         if saved_cfg != *cfg {
-            bail!("the checkpoint is of another model ({}), not {}", model_args_json(&saved_cfg), model_args_json(cfg));
+            return Err(P::OtherModel { saved: model_args_json(&saved_cfg), here: model_args_json(cfg) });
         }
-        let state: serde_json::Value = serde_json::from_str(meta.get("state").map_or("", String::as_str))?;
+        let state: serde_json::Value =
+            serde_json::from_str(meta.get("state").map_or("", String::as_str)).map_err(P::State)?;
         let same = |k: &str, v: serde_json::Value| state.get(k) == Some(&v);
         let checks = [
             ("steps", serde_json::json!(mc.steps)),
@@ -563,30 +630,26 @@ impl MetaTrainer {
         ];
         for (k, v) in checks {
             if !same(k, v.clone()) {
-                bail!(
-                    "--{} is {} in the checkpoint but {v} here",
-                    k.replace('_', "-"),
-                    state.get(k).unwrap_or(&serde_json::Value::Null)
-                );
+                let saved = state.get(k).cloned().unwrap_or(serde_json::Value::Null);
+                return Err(P::Setting { key: k, saved, here: v });
             }
         }
-        let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("corrupt checkpoint ({e})"))?;
-        let layout = Layout::new(cfg).map_err(|e| anyhow!("model: {e}"))?;
-        let read = |name: &str| -> anyhow::Result<Vec<f32>> {
-            let t = st.tensor(name).map_err(|_| anyhow!("checkpoint has no `{name}`"))?;
+        let st = SafeTensors::deserialize(bytes).map_err(P::Corrupt)?;
+        let layout = Layout::new(cfg).map_err(P::Layout)?;
+        let read = |name: &'static str| -> Result<Vec<f32>, CheckpointProblem> {
+            let t = st.tensor(name).map_err(|_| P::NoTensor(name))?;
             if t.dtype() != Dtype::F32 || t.shape() != [layout.len] {
-                bail!("checkpoint `{name}` is {:?} {:?}, expected F32 [{}]", t.dtype(), t.shape(), layout.len);
+                return Err(P::Shape { name, dtype: t.dtype(), shape: t.shape().to_vec(), len: layout.len });
             }
-            let v: Vec<f32> = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let v = f32s(t.data());
             if v.iter().any(|x| !x.is_finite()) {
-                bail!("checkpoint `{name}` holds NaN or infinite values");
+                return Err(P::NonFinite(name));
             }
             Ok(v)
         };
-        let num = |k: &str| {
-            state.get(k).and_then(serde_json::Value::as_u64).ok_or_else(|| anyhow!("checkpoint state lacks `{k}`"))
-        };
-        let rows: Vec<LossRow> = serde_json::from_value(state.get("rows").cloned().unwrap_or_default())?;
+        let num = |k: &'static str| state.get(k).and_then(serde_json::Value::as_u64).ok_or(P::NoCounter(k));
+        let rows: Vec<LossRow> =
+            serde_json::from_value(state.get("rows").cloned().unwrap_or_default()).map_err(P::State)?;
         Ok(MetaTrainer {
             model: MetaModel { layout, params: read("params")? },
             m: read("adam.m")?,
@@ -601,12 +664,12 @@ impl MetaTrainer {
 }
 
 /// Head names for the command line.
-pub fn parse_head(s: &str) -> Result<Head, String> {
+pub fn parse_head(s: &str) -> Result<Head, UnknownHead> {
     match s {
         "mlp" => Ok(Head::Mlp),
         "gru" => Ok(Head::Gru),
         "lstm" => Ok(Head::Lstm),
-        _ => Err(format!("unknown head `{s}` (mlp, gru or lstm)")),
+        _ => Err(UnknownHead(s.to_string())),
     }
 }
 
