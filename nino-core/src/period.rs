@@ -51,7 +51,7 @@ pub const FORK_DYNAMIC: [usize; 9] = [200, 200, 400, 400, 600, 600, 800, 800, 10
 impl Period<'static> {
     /// The reference's static period.
     pub const REFERENCE: Period<'static> = Period::Static(1000);
-    /// NiNo++'s dynamic rule: 500 steps growing x1.075 per nowcast up to 1500 (the README's five-seed
+    /// NiNo++'s dynamic rule: 500 steps growing x1.075 per nowcast up to 1500 (docs/results/dynamic-period.md's five-seed
     /// tables; until this rule, `dynamic` was 200 growing x1.5 up to 2000).
     pub const DYNAMIC: Period<'static> = Period::Geometric { first: 500, growth: 1.075, max: 1500 };
     /// The public fork's periods ([`FORK_DYNAMIC`]).
