@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# NiNo++ ablation (README, "NiNo++ ablation"): every variant fine-tuned from nino_no_posw with the same
+# NiNo++ ablation (docs/results/nino-pp-ablation.md): every variant fine-tuned from nino_no_posw with the same
 # budget on FM-16 trajectories, then steps to target over three seeds with the reference's static period 1000
 # on TASK (fm16 or fm32). VARIANTS (names below, space-separated) runs a subset; checkpoints and finished
 # evaluations already in OUT_DIR are kept, so a second task reuses the first one's checkpoints.

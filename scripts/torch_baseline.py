@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch timings of the reference `Net` for the same-run baselines of `cargo bench -p nino-host`.
 
-Written from NINO_REFERENCE.md section 1 (not from the reference code): conv 3x3 stride 2 without
+Written from docs/spec.md §1 (not from the reference code): conv 3x3 stride 2 without
 padding, then 3x3 stride 1 'same' convs, ReLU after each, global average pooling, linear; AdamW with
 weight decay 0 (PyTorch's Adam semantics); batch 128; 2 threads. Synthetic data: the cost of a step
 does not depend on the values. Prints one JSON object with median milliseconds.

@@ -21,7 +21,7 @@ use nino_core::ops::Portable;
 use nino_core::{Arch, InputShape, NeuralGraph, net};
 use nino_cuda::nowcast::NodeStates;
 use nino_cuda::{Device, Gpu, GpuStatus, Nowcaster, Precision, Shim, Trainer};
-use nino_host::weights::WeightSet;
+use nino_host::io::weights::WeightSet;
 use nino_tests::{Fixture, fixture_path, train_case as case, update_error};
 use std::io::Write;
 

@@ -22,7 +22,7 @@ use nino_core::nowcast::Backend;
 use nino_core::nowcast::{self, Stage, features, scale};
 use nino_core::ops::Portable;
 use nino_core::{Arch, InputShape, NeuralGraph};
-use nino_host::weights::WeightSet;
+use nino_host::io::weights::WeightSet;
 use nino_tests::{Fixture, GOLDEN, assert_close, fixture_path, update_error};
 
 const KS: [usize; 3] = [1, 5, 40];
@@ -32,7 +32,7 @@ const MID_REL: f32 = 1e-5;
 /// The host's fast kernels (threaded gemm, vectorised SiLU), which the nowcaster uses; the core's own
 /// libm kernels are checked in `gnn_intermediates_match` and `core_kernels_match`.
 fn gemm() -> Backend<'static> {
-    nino_host::nowcaster::host_backend()
+    nino_host::kernels::backend::host_backend()
 }
 
 fn weights(name: &str) -> WeightSet<f32> {
@@ -440,7 +440,7 @@ fn cli_nowcast_matches_the_reference() {
         out: dir.join("out.safetensors"),
         lpe: Some(dir.join("lpe.safetensors")),
         f16: false,
-        device: nino_host::gpu::DeviceArg::Cpu,
+        device: nino_host::cmd::gpu::DeviceArg::Cpu,
     };
     run(&args).unwrap();
     let bytes = std::fs::read(dir.join("out.safetensors")).unwrap();
@@ -462,7 +462,7 @@ fn cli_nowcast_matches_the_reference() {
 #[test]
 fn trainable_model_matches_the_reference() {
     let w = weights("nino_no_posw");
-    let model = nino_host::metatrain::MetaModel::from_weights(&w).unwrap();
+    let model = nino_host::io::model_file::MetaModel::from_weights(&w).unwrap();
     for (name, spec) in [("debug", "conv:4,6,6"), ("fm16", "conv:16,32,32")] {
         let fx = Fixture::load("golden", name);
         let g = graph(spec);
@@ -471,7 +471,7 @@ fn trainable_model_matches_the_reference() {
         for k in KS {
             let (history, lpe) = (fx.f32("history"), fx.f32("lpe8"));
             nowcast::nowcast_meta(
-                nino_host::meta_kernels::host_compute(),
+                nino_host::kernels::meta::host_compute(),
                 &model.layout,
                 &model.params,
                 &g,

@@ -1,4 +1,4 @@
-//! Golden tests of the spectral node features (NINO_REFERENCE.md 2.8 and 9.2) against the reference fixtures.
+//! Golden tests of the spectral node features (docs/spec.md §2.8 and 9.2) against the reference fixtures.
 //!
 //! The Laplacian spectrum and the eigenvector centrality are unique and compared value by value. The LPE is
 //! not: the reference flips signs at random and eigenvectors of the repeated eigenvalue 1 are any basis of a
@@ -8,7 +8,7 @@
 
 use nino_core::spectral::{LPE_COLS, builtin};
 use nino_core::{Arch, InputShape, NeuralGraph};
-use nino_host::spectral::{self, Spectrum};
+use nino_host::kernels::spectral::{self, Spectrum};
 use nino_tests::{Fixture, assert_close};
 use std::collections::BTreeSet;
 use std::sync::OnceLock;

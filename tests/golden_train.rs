@@ -4,7 +4,7 @@
 use nino_core::adam::{AdamConfig, adam_step};
 use nino_core::net;
 use nino_core::ops::gemm::Portable;
-use nino_host::engine::Engine;
+use nino_host::training::engine::Engine;
 use nino_tests::{GOLDEN, assert_close, nan_max, train_case as case};
 
 #[test]

@@ -85,24 +85,6 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f32, abs: f32) {
     assert!(d <= rel * m + abs, "{what}: max |diff| = {d:e} > {rel:e} * max |ref| ({m:e}) + {abs:e}");
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    #[should_panic(expected = "NaN or infinity")]
-    fn a_nan_output_fails_the_comparison() {
-        assert_close("nan", &[1.0, f32::NAN], &[1.0, 2.0], 1e-3, 1e-3);
-    }
-
-    #[test]
-    fn nan_max_keeps_nan() {
-        assert!(max_abs_diff(&[0.0, f32::NAN, 5.0], &[0.0, 0.0, 0.0]).is_nan());
-        assert!(max_abs(&[f32::NAN, 1.0]).is_nan());
-        assert_eq!(max_abs_diff(&[1.0, -2.0], &[1.5, -2.0]), 0.5);
-    }
-}
-
 /// The four golden target networks: fixture name and arch spec.
 pub const GOLDEN: [(&str, &str); 4] =
     [("debug", "conv:4,6,6"), ("fm16", "conv:16,32,32"), ("fm32", "conv:32,64,64"), ("mlp_fm", "mlp:32")];
@@ -148,4 +130,22 @@ pub fn train_case(name: &str, spec: &str) -> TrainCase {
     let y = fx.i64("batch_y").into_iter().map(|c| u32::try_from(c).expect("label")).collect();
     let lr = fx.meta["lr"].as_f64().expect("lr in fixture json") as f32;
     TrainCase { x: fx.f32("batch_x"), y, params, arch, fx, lr }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "NaN or infinity")]
+    fn a_nan_output_fails_the_comparison() {
+        assert_close("nan", &[1.0, f32::NAN], &[1.0, 2.0], 1e-3, 1e-3);
+    }
+
+    #[test]
+    fn nan_max_keeps_nan() {
+        assert!(max_abs_diff(&[0.0, f32::NAN, 5.0], &[0.0, 0.0, 0.0]).is_nan());
+        assert!(max_abs(&[f32::NAN, 1.0]).is_nan());
+        assert_eq!(max_abs_diff(&[1.0, -2.0], &[1.5, -2.0]), 0.5);
+    }
 }

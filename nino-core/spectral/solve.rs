@@ -1,4 +1,4 @@
-//! The one dense spectral solver of nino (NINO_REFERENCE.md 2.8 and 9.2), in f64 with nalgebra.
+//! The one dense spectral solver of nino (docs/spec.md §2.8 and 9.2), in f64 with nalgebra.
 //!
 //! Not part of `nino-core`'s module tree: `nino-core/build.rs` includes it to bake the tables of the
 //! built-in architectures, and `nino-host/src/spectral.rs` includes it for any other architecture, so the

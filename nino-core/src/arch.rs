@@ -268,6 +268,16 @@ fn parse_widths(list: &str) -> Result<Vec<usize, MAX_LAYERS>, ArchError> {
 
 impl Arch {
     /// Parses `conv:16,32,32` or `mlp:32` (`mlp:` alone is a linear classifier).
+    ///
+    /// ```
+    /// use nino_core::{Arch, ArchError, InputShape, Task};
+    /// let fashion_mnist = InputShape { channels: 1, height: 28, width: 28 };
+    /// let fm16 = Arch::parse("conv:16,32,32", fashion_mnist, 10).unwrap();
+    /// assert_eq!(fm16.param_count(), 14_378);
+    /// assert_eq!(fm16.param_count(), Task::Fm16.arch().param_count());
+    /// assert_eq!(Arch::parse("mlp:32", fashion_mnist, 10).unwrap().param_count(), 784 * 32 + 32 + 32 * 10 + 10);
+    /// assert!(matches!(Arch::parse("conv:16,x", fashion_mnist, 10), Err(ArchError::BadWidth)));
+    /// ```
     pub fn parse(spec: &str, input: InputShape, classes: usize) -> Result<Arch, ArchError> {
         let spec = spec.trim();
         if spec.is_empty() {
@@ -458,7 +468,7 @@ mod tests {
 
     #[test]
     fn reference_task_sizes() {
-        // Parameter counts from the reference's VISION_TASKS table (NINO_REFERENCE.md 1.2).
+        // Parameter counts from the reference's VISION_TASKS table (docs/spec.md §1.2).
         assert_eq!(Task::Fm16.arch().param_count(), 14_378);
         assert_eq!(Task::Fm32.arch().param_count(), 56_394);
         assert_eq!(Task::Debug.arch().param_count(), 662);

@@ -192,7 +192,7 @@ mod tests {
 
     #[test]
     fn reference_sizes() {
-        // N and E from NINO_REFERENCE.md 1.2.
+        // N and E from docs/spec.md §1.2.
         for (spec, n, e) in [
             ("conv:16,32,32", 95, 2057),
             ("conv:32,64,64", 175, 7161),
@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn fm16_worked_example() {
-        // The worked example and edge ranges of NINO_REFERENCE.md 2.1-2.2.
+        // The worked example and edge ranges of docs/spec.md §2.1-2.2.
         let g = NeuralGraph::new(&Task::Fm16.arch());
         assert_eq!(g.edge(0).unwrap(), Edge { src: 0, dst: 2, kind: EdgeType::Conv });
         assert_eq!(g.edge(16).unwrap(), Edge { src: 1, dst: 2, kind: EdgeType::Bias });

@@ -1,8 +1,4 @@
-//! nino-core: the `no_std`, allocation-free heart of nino.
-//!
-//! Everything here is a pure function over caller-owned slices: target-network architectures and their
-//! flat parameter layout, training ops with backward passes, Adam, the neural graph, spectral features,
-//! the NiNo nowcaster and its schedules. Sizes are computable up front so a caller can allocate once.
+#![doc = include_str!("../README.md")]
 #![no_std]
 #![warn(missing_docs)]
 

@@ -14,7 +14,7 @@ use crate::arch::{Arch, Layer, LayerKind};
 use crate::error::{Error, check_len};
 use crate::ops::act::{relu_backward, relu_forward};
 use crate::ops::conv::{
-    Conv2d, Layout, conv2d_backward, conv2d_forward, pack_weight, transpose_packed, unpack_grad_add,
+    ActivationOrder, Conv2d, conv2d_backward, conv2d_forward, pack_weight, transpose_packed, unpack_grad_add,
 };
 use crate::ops::gemm::Gemm;
 use crate::ops::linear::{linear_backward, linear_forward};
@@ -177,7 +177,7 @@ pub fn forward_packed<'a>(
         match l.kind {
             LayerKind::Conv { .. } => {
                 let c = conv_of(l)?;
-                let layout = if i == 0 { Layout::Nchw } else { Layout::Nhwc };
+                let layout = if i == 0 { ActivationOrder::Nchw } else { ActivationOrder::Nhwc };
                 let col = &mut work[..c.col_len(n)];
                 conv2d_forward(&c, prev, layout, n, w, b, out, col, gemm)?;
             }
@@ -247,7 +247,7 @@ pub fn accumulate_grad_packed(
         match l.kind {
             LayerKind::Conv { .. } => {
                 let c = conv_of(l)?;
-                let layout = if i == 0 { Layout::Nchw } else { Layout::Nhwc };
+                let layout = if i == 0 { ActivationOrder::Nchw } else { ActivationOrder::Nhwc };
                 let dx = if need_dx { Some(&mut gb[..dx_len]) } else { None };
                 let to = transposed_offset(arch, i);
                 let wt = &packed[to..to + l.weight_len()];

@@ -5,7 +5,7 @@
 //! the context length `c`. Recording `i` (1-based) of window `j` happens `i * P_j / c` steps after the
 //! previous nowcast (or the start); the `c`-th recording is the nowcast itself: that step records the
 //! current parameters as the newest state and replaces its Adam update by the nowcast (the reference's
-//! in-loop timeline, NINO_REFERENCE.md 5.2 and 9.1). With a static period this is exactly the reference.
+//! in-loop timeline, docs/spec.md §5.2 and 9.1). With a static period this is exactly the reference.
 //!
 //! The progress rule also reads a measurement: the caller reports the held-out loss at each nowcast
 //! ([`Timeline::report`]), and the cap on the period widens only when that loss set no new low.
@@ -51,7 +51,7 @@ pub const FORK_DYNAMIC: [usize; 9] = [200, 200, 400, 400, 600, 600, 800, 800, 10
 impl Period<'static> {
     /// The reference's static period.
     pub const REFERENCE: Period<'static> = Period::Static(1000);
-    /// NiNo++'s dynamic rule: 500 steps growing x1.075 per nowcast up to 1500 (the README's five-seed
+    /// NiNo++'s dynamic rule: 500 steps growing x1.075 per nowcast up to 1500 (docs/results/dynamic-period.md's five-seed
     /// tables; until this rule, `dynamic` was 200 growing x1.5 up to 2000).
     pub const DYNAMIC: Period<'static> = Period::Geometric { first: 500, growth: 1.075, max: 1500 };
     /// The public fork's periods ([`FORK_DYNAMIC`]).
@@ -310,7 +310,7 @@ mod tests {
 
     #[test]
     fn static_period_is_the_reference_timeline() {
-        // NINO_REFERENCE.md 5.2: records at 200, 400, ..., nowcasts at 1000, 2000, ...; k from 5.3.
+        // docs/spec.md §5.2: records at 200, 400, ..., nowcasts at 1000, 2000, ...; k from 5.3.
         let mut t = Timeline::new(Period::Static(1000), 5, 10_000, 40).unwrap();
         for s in 1..200 {
             assert_eq!(t.next(s), Action::Adam);

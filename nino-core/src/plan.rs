@@ -82,6 +82,17 @@ pub struct NowcastPlan {
 
 impl NowcastPlan {
     /// The plan for nowcasting the network of `graph` with a model of `cfg`.
+    ///
+    /// ```
+    /// use nino_core::nowcast::Config;
+    /// use nino_core::plan::{NowcastPlan, WeightStorage};
+    /// use nino_core::{NeuralGraph, Task};
+    /// // The published GNN (`nino_no_posw`) on FM-16: 5.5 MiB with f16 weights, as `nino plan` prints.
+    /// let cfg = Config::from_json(r#"{"wte_pos_enc": false}"#).unwrap();
+    /// let plan = NowcastPlan::new(&NeuralGraph::new(&Task::Fm16.arch()), &cfg);
+    /// assert_eq!(plan.weights, 549_992);
+    /// assert_eq!(plan.bytes(WeightStorage::F16), 5_767_040);
+    /// ```
     pub fn new(graph: &NeuralGraph, cfg: &Config) -> NowcastPlan {
         let p = graph.arch().param_count();
         let n = graph.num_nodes();

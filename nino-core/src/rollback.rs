@@ -3,7 +3,7 @@
 //!
 //! Two verdicts:
 //! - **immediate**, right after the nowcast. A nowcast overwrites the parameters and nothing else: Adam's
-//!   moments and step counter are left as they were (NINO_REFERENCE.md 5.2, quirk Q8). So restoring the
+//!   moments and step counter are left as they were (docs/spec.md §5.2, quirk Q8). So restoring the
 //!   parameters restores the whole training state exactly, and [`Snapshot`] needs `P` floats.
 //! - **deferred**, once Adam has run on from the nowcast to the next recorded state. A useful nowcast
 //!   first raises the loss and pays off a few dozen steps later, so only then can a rule tell a slightly

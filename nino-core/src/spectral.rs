@@ -1,7 +1,7 @@
 //! Spectral node features of the neural graph (Laplacian eigenvectors, eigenvector centrality), tables made at build time.
 //!
 //! The core allocates nothing and so runs no eigensolver: `build.rs` computes, for every built-in task and
-//! for the MLP 784-32-10, the LPE (NINO_REFERENCE.md 2.8, 8 columns, canonical signs), the full Laplacian
+//! for the MLP 784-32-10, the LPE (docs/spec.md §2.8, 8 columns, canonical signs), the full Laplacian
 //! spectrum and the eigenvector centrality (9.2), and bakes them into `static` tables. Other architectures
 //! get theirs from the host (`nino_host::spectral`), which runs the very same solver.
 

@@ -10,15 +10,16 @@
 use nino_core::nowcast::{Config, Head};
 use nino_core::rng::SplitMix64;
 use nino_core::{Arch, Task};
-use nino_host::collect::{FORMAT, ShardMeta, StateDtype, Trajectory};
-use nino_host::meta_kernels;
-use nino_host::metatrain::{MetaData, MetaModel, MetaTrainConfig, MetaTrainer};
+use nino_host::io::collection::{FORMAT, ShardMeta, StateDtype, Trajectory};
+use nino_host::io::model_file::MetaModel;
+use nino_host::kernels::meta as meta_kernels;
+use nino_host::meta::train::{MetaData, MetaTrainConfig, MetaTrainer};
 use std::time::Instant;
 
 /// States every 20 steps over 6,000 steps: enough for the reference's windows (200-step spacing).
 fn synthetic(arch: &Arch, spec: &str, seed: u64) -> Trajectory {
     let (n_states, p) = (301, arch.param_count());
-    let mut x = nino_host::engine::init_params(arch, seed);
+    let mut x = nino_host::training::engine::init_params(arch, seed);
     let mut rng = SplitMix64::new(seed);
     let mut states = Vec::with_capacity(n_states * p);
     for _ in 0..n_states {

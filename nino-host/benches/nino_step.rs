@@ -1,5 +1,5 @@
 //! One NiNo step (scaling, edge features, GNN forward, gather, unscaling; LPE cached) on FM-16 and FM-32,
-//! median of N runs after warm-up, beside the PyTorch figure of `BASELINE.md` as a ratio.
+//! median of N runs after warm-up, beside the PyTorch figure of `docs/results/pytorch-baseline.md` as a ratio.
 //!
 //! Run: `cargo bench -p nino-host --bench nino_step` (set `NINO_BENCH_RUNS` to change N). With
 //! `NINO_TORCH_PYTHON` set (a Python with torch) it also scales the reference's figure by PyTorch's speed
@@ -8,9 +8,9 @@
 use nino_core::NeuralGraph;
 use nino_core::Task;
 use nino_core::nowcast;
-use nino_host::baseline::TorchTimes;
-use nino_host::nowcaster::Nowcaster;
-use nino_host::weights::WeightSet;
+use nino_host::io::weights::WeightSet;
+use nino_host::nowcast::nowcaster::Nowcaster;
+use nino_host::training::torch_baseline::TorchTimes;
 use safetensors::SafeTensors;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -54,7 +54,7 @@ fn median_ms(mut step: impl FnMut(), runs: usize) -> (f64, f64, f64) {
     (t[runs / 2], t[0], cpu)
 }
 
-/// PyTorch's FM-16 Adam step in BASELINE.md's Adam + NiNo run, where the NiNo step took 14.3-21.3 ms.
+/// PyTorch's FM-16 Adam step in docs/results/pytorch-baseline.md's Adam + NiNo run, where the NiNo step took 14.3-21.3 ms.
 const BASELINE_TORCH_STEP_MS: f64 = 17.0;
 
 fn main() {
@@ -68,13 +68,13 @@ fn main() {
         (0..n).for_each(|_| nc.nowcast(&h, 40, &mut out).expect("nowcast"));
         return;
     }
-    // PyTorch, 2 threads, same machine kind (BASELINE.md): FM-16 14.3-21.3 ms per NiNo step; FM-32 not measured.
+    // PyTorch, 2 threads, same machine kind (docs/results/pytorch-baseline.md): FM-16 14.3-21.3 ms per NiNo step; FM-32 not measured.
     let baseline = [(Task::Fm16, Some((14.3, 21.3))), (Task::Fm32, None)];
     println!("one NiNo step (nino_no_posw, k = 40), median of {runs} after 5 warm-up runs");
-    // The machine's speed drifts: PyTorch's FM-16 training step, timed now and in BASELINE.md's NiNo run
+    // The machine's speed drifts: PyTorch's FM-16 training step, timed now and in docs/results/pytorch-baseline.md's NiNo run
     // (17.0 ms), scales the reference's NiNo step to this machine's current speed.
     // PyTorch's two threads collapse when other jobs hold a core, so that scaling is only meaningful on idle cores.
-    let before = nino_host::baseline::torch_times(Task::Fm16, runs, false);
+    let before = nino_host::training::torch_baseline::torch_times(Task::Fm16, runs, false);
     let mut speed = None;
     for (task, pt) in baseline {
         let arch = task.arch();
@@ -82,11 +82,11 @@ fn main() {
         let mut out = vec![0.0; arch.param_count()];
         let h = &h;
         // The unfused forward (the path before folding) with the same host kernels, as the in-run baseline.
-        let lpe = nino_host::spectral::lpe(&arch, w.config.lpe).expect("lpe");
+        let lpe = nino_host::kernels::spectral::lpe(&arch, w.config.lpe).expect("lpe");
         let graph = NeuralGraph::new(&arch);
         let bound = w.bind().expect("bind");
         let mut scratch = vec![0.0; nowcast::scratch_len(&graph, &w.config)];
-        let be = nino_host::nowcaster::host_backend();
+        let be = nino_host::kernels::backend::host_backend();
         let unfused = median_ms(
             || nowcast::nowcast(be, &bound, &graph, h, &lpe, 40, &mut scratch, &mut out).expect("nowcast"),
             runs,
@@ -95,7 +95,7 @@ fn main() {
         // The folded model on one thread (single-threaded GEMM, edge halves in turn): what the threads add.
         let mut one = Nowcaster::new(w.clone(), &arch, None, false)
             .expect("nowcaster")
-            .with_kernels(Box::new(nino_host::gemm::HostGemm), nino_host::nowcaster::fast_silu)
+            .with_kernels(Box::new(nino_host::kernels::gemm::HostGemm), nino_host::kernels::simd::fast_silu)
             .with_parallel(&nowcast::Sequential);
         rows.push(("f32 folded, one thread", median_ms(|| one.nowcast(h, 40, &mut out).expect("nowcast"), runs)));
         for f16 in [false, true] {
@@ -104,7 +104,8 @@ fn main() {
             rows.push((if f16 { "f16 folded (Nowcaster)" } else { "f32 folded (Nowcaster)" }, r));
         }
         if speed.is_none() {
-            let now = TorchTimes::mean(before, nino_host::baseline::torch_times(Task::Fm16, runs, false));
+            let now =
+                TorchTimes::mean(before, nino_host::training::torch_baseline::torch_times(Task::Fm16, runs, false));
             speed = Some(now.map(|t| t.step_ms / BASELINE_TORCH_STEP_MS));
         }
         let slow = speed.flatten();

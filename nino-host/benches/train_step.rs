@@ -1,12 +1,12 @@
-//! Training-step and evaluation timings of the host engine beside the PyTorch figures of BASELINE.md.
+//! Training-step and evaluation timings of the host engine beside the PyTorch figures of docs/results/pytorch-baseline.md.
 //!
 //! Run with `cargo bench -p nino-host --bench train_step`; with `NINO_TORCH_PYTHON=python-with-torch` it
 //! also times PyTorch on the same shapes in the same run (`scripts/torch_baseline.py`). Synthetic data (the cost does not depend on
 //! the values); median of the timed runs after warm-up. Set `NINO_BENCH_RUNS` to change the run count.
 
 use nino_core::{Arch, Task};
-use nino_host::baseline::{self, TorchTimes};
-use nino_host::engine::{AdamConfig, Engine, init_params};
+use nino_host::training::engine::{AdamConfig, Engine, init_params};
+use nino_host::training::torch_baseline::{self as baseline, TorchTimes};
 use std::time::Instant;
 
 /// Deterministic pseudo-random inputs in roughly the normalised Fashion-MNIST range, and labels.
@@ -48,7 +48,7 @@ fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
 /// GFLOP/s of the host GEMM on the per-chunk shapes of the FM-16 step (4 images = 676 output pixels).
 fn gemm_rates(runs: usize) {
     use nino_core::ops::gemm::{Gemm, MatRef};
-    use nino_host::gemm::HostGemm;
+    use nino_host::kernels::gemm::HostGemm;
     let shapes: [(&str, usize, usize, usize, bool, bool); 4] = [
         ("conv3 forward 676x288x32", 676, 288, 32, false, false),
         ("conv3 weight grad 288x676x32 (A^T)", 288, 676, 32, true, false),
@@ -71,12 +71,12 @@ fn main() {
     let skip_eval = std::env::var_os("NINO_BENCH_SKIP_EVAL").is_some();
     let batch = 128;
     gemm_rates(runs);
-    // PyTorch 2 threads on this machine, from BASELINE.md; None where it has no figure.
+    // PyTorch 2 threads on this machine, from docs/results/pytorch-baseline.md; None where it has no figure.
     let rows: [(Task, Option<f64>); 2] = [(Task::Fm16, Some(16.8)), (Task::Fm32, None)];
     let same_run = baseline::enabled();
     println!(
         "{:<34} {:>10} {:>14} {:>10} {:>14} {:>10}",
-        "benchmark", "ours ms", "BASELINE.md", "ratio", "PyTorch now", "ratio"
+        "benchmark", "ours ms", "baseline", "ratio", "PyTorch now", "ratio"
     );
     let fmt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.1}"));
     let ratio = |t: Option<f64>, ours: f64| t.map_or("n/a".to_string(), |t| format!("{:.2}", t / ours));
@@ -127,7 +127,9 @@ fn main() {
             );
         }
     }
-    println!("BASELINE.md: FM-16 Adam step 16.8 ms (PyTorch, 2 threads, quiet machine); it has no FM-32 step time");
+    println!(
+        "docs/results/pytorch-baseline.md: FM-16 Adam step 16.8 ms (PyTorch, 2 threads, quiet machine); it has no FM-32 step time"
+    );
     println!("and no evaluation time (n/a, not invented). Ratios are PyTorch / ours: above 1 means we are faster.");
     if same_run {
         println!("PyTorch now: scripts/torch_baseline.py run by $NINO_TORCH_PYTHON before and after ours (mean of the");

@@ -6,9 +6,10 @@ use anyhow::Context;
 use nino_core::Task;
 use nino_core::adam::AdamConfig;
 use nino_cuda::Device;
-use nino_host::engine::Engine;
-use nino_host::nowcaster::Nowcaster;
-use nino_host::weights::{WeightSet, f32_tensor_from_bytes};
+use nino_host::io::tensor_file::f32_tensor_from_bytes;
+use nino_host::io::weights::WeightSet;
+use nino_host::nowcast::nowcaster::Nowcaster;
+use nino_host::training::engine::Engine;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -31,7 +32,7 @@ fn per_call(warm: usize, n: usize, mut f: impl FnMut() -> anyhow::Result<()>) ->
 }
 
 fn main() -> anyhow::Result<()> {
-    let gpu = nino_host::gpu::open()?;
+    let gpu = nino_host::cmd::gpu::open()?;
     println!("GPU: {}", gpu.status());
     let dir = fixtures();
     let weights = WeightSet::load(dir.join("weights/nino_no_posw.safetensors")).context("published weights")?;
@@ -43,7 +44,7 @@ fn main() -> anyhow::Result<()> {
     let arch = Task::Fm16.arch();
     let p = arch.param_count();
 
-    let mut nc = nino_host::gpu::nowcaster(&gpu, &weights, &arch, Some(lpe.clone()), false)?;
+    let mut nc = nino_host::cmd::gpu::nowcaster(&gpu, &weights, &arch, Some(lpe.clone()), false)?;
     let hist = gpu.upload_new(&history)?;
     let mut params = gpu.alloc(p)?;
     // Each nowcast ends by reading its error flag, so it is timed to completion.

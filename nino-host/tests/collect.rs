@@ -3,10 +3,10 @@
 //! trajectory lost or duplicated, and a folder of other settings is refused without a change.
 
 use nino_core::{Arch, InputShape, Task};
-use nino_host::collect::{MANIFEST, Manifest, Trajectory, TrajectoryEntry};
-use nino_host::engine::{AdamConfig, Engine, init_params};
-use nino_host::run::load_data;
-use nino_host::train::{NoHook, TrainConfig, train};
+use nino_host::io::collection::{MANIFEST, Manifest, Trajectory, TrajectoryEntry};
+use nino_host::io::data::load_data;
+use nino_host::training::engine::{AdamConfig, Engine, init_params};
+use nino_host::training::trainer::{NoHook, TrainConfig, train};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -139,3 +139,36 @@ fn a_deferred_run_is_nino_train_with_the_deferred_verdict_and_the_heldout_probe(
     assert_eq!(exp["steps_run"], train["steps_run"]);
     assert_eq!(exp["final_accuracy"], train["final_accuracy"]);
 }
+
+#[test]
+fn adam_runs_on_to_its_own_step_limit_and_the_table_sets_nino_against_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("exp");
+    let m = mini();
+    let common = ["--task", "debug", "--data", m.to_str().unwrap(), "--seeds", "1", "--runs", "adam,nino:dynamic"];
+    let limits = ["--steps", "200", "--adam-steps", "300", "--target", "99", "--out", out.to_str().unwrap()];
+    let res = nino(&[&["experiment"][..], &common, &limits].concat());
+    assert!(res.status.success(), "experiment failed: {}", String::from_utf8_lossy(&res.stderr));
+    let summary = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join("runs").join(name)).unwrap()).unwrap()
+    };
+    // A target of 99% is out of reach: each run stops at its own limit, Adam's the longer one.
+    assert_eq!(summary("adam-seed1.json")["steps_run"], 300);
+    assert_eq!(summary("nino-dynamic-seed1.json")["steps_run"], 200);
+    let table = std::fs::read_to_string(out.join("table.md")).unwrap();
+    assert!(table.contains("at most 200 steps (Adam: 300); target 99.00%"), "{table}");
+    assert!(table.contains("| Adam | >300 | >300 |"), "{table}");
+    assert!(table.contains("Against Adam (medians over the seeds;"), "{table}");
+    assert!(table.contains("- Adam+NiNo (dynamic): steps to target >200 (not reached) vs Adam's >300;"), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(json["setup"]["adam_steps"], 300);
+    // Without --adam-steps, Adam's limit is --steps and results.json has no `adam_steps`.
+    let out2 = dir.path().join("exp2");
+    let same = ["--steps", "200", "--target", "99", "--out", out2.to_str().unwrap()];
+    let res = nino(&[&["experiment"][..], &common, &same].concat());
+    assert!(res.status.success(), "experiment failed: {}", String::from_utf8_lossy(&res.stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out2.join("results.json")).unwrap()).unwrap();
+    assert!(json["setup"].get("adam_steps").is_none(), "{json}");
+}

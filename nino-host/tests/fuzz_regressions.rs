@@ -4,8 +4,9 @@
 
 use nino_core::nowcast::Config;
 use nino_core::{Arch, ArchError, InputShape};
-use nino_host::data::{IdxParseError, maybe_gunzip, parse_idx_images, parse_idx_labels};
-use nino_host::weights::{WeightSet, WeightsError, f32_tensor_from_bytes};
+use nino_host::io::data::{IdxParseError, maybe_gunzip, parse_idx_images, parse_idx_labels};
+use nino_host::io::tensor_file::f32_tensor_from_bytes;
+use nino_host::io::weights::{WeightSet, WeightsError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

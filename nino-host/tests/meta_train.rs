@@ -2,8 +2,8 @@
 //! loss on a fixed sample of windows, its model drives `nino train --nino`, and a stopped run resumes to
 //! the same parameters.
 
-use nino_host::metatrain::MetaModel;
-use nino_host::weights::WeightSet;
+use nino_host::io::model_file::MetaModel;
+use nino_host::io::weights::WeightSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -176,8 +176,8 @@ fn the_shipped_nino_pp_checkpoint_loads_and_nowcasts() {
     assert!(w.is_meta() && w.config.head == Head::Lstm && w.config.centrality && w.config.lpe == 5);
     let arch = nino_core::Task::Fm16.arch();
     let p = arch.param_count();
-    let mut nc = nino_host::nowcaster::Nowcaster::new(w, &arch, None, false).unwrap();
-    let init = nino_host::engine::init_params(&arch, 1);
+    let mut nc = nino_host::nowcast::nowcaster::Nowcaster::new(w, &arch, None, false).unwrap();
+    let init = nino_host::training::engine::init_params(&arch, 1);
     // Five states drifting away from the initialisation, as a training run's would.
     let history: Vec<f32> = (0..5).flat_map(|t| init.iter().map(move |v| v * (1.0 + 0.05 * t as f32))).collect();
     let mut out = vec![0.0; p];

@@ -3,9 +3,9 @@
 use nino_core::Task;
 use nino_core::plan::{NowcastPlan, TrainPlan, WeightStorage, weight_values};
 use nino_core::rollback::{Patience, Rule};
-use nino_host::nino_hook::{NinoHook, NinoHookConfig, PeriodChoice};
-use nino_host::nowcaster::Nowcaster;
-use nino_host::weights::WeightSet;
+use nino_host::io::weights::WeightSet;
+use nino_host::nowcast::hook::{NinoHook, NinoHookConfig, PeriodChoice};
+use nino_host::nowcast::nowcaster::Nowcaster;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -44,7 +44,7 @@ fn planned_buffers_match_what_the_nowcaster_and_hook_allocate() {
                 horizon: None,
                 max_steps: 10_000,
                 rollback: Some(Rule::default()),
-                baseline: nino_host::nino_hook::Baseline::WindowLoss,
+                baseline: nino_host::nowcast::hook::Baseline::WindowLoss,
                 retry: false,
                 later: None,
                 patience: Patience::default(),

@@ -2,7 +2,7 @@
 //! ends with the same parameters (bit for bit), metrics rows and steps to target as an uninterrupted run;
 //! a killed run leaves intact files; a bad resume is one error line and changes no file.
 
-use nino_host::checkpoint::Checkpoint;
+use nino_host::run::checkpoint::Checkpoint;
 use safetensors::SafeTensors;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -71,7 +71,7 @@ mod tests {
 
     #[test]
     fn reference_schedules() {
-        // Rows of the table in NINO_REFERENCE.md 5.3, produced by the reference (numpy) code.
+        // Rows of the table in docs/spec.md §5.3, produced by the reference (numpy) code.
         let rows: [(usize, &[usize]); 4] = [
             (10000, &[40, 33, 26, 21, 16, 11, 8, 5, 3, 1]),
             (15000, &[40, 35, 31, 27, 23, 20, 16, 13, 11, 8, 6, 5, 3, 2, 1]),

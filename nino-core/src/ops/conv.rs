@@ -13,7 +13,7 @@ use crate::ops::gemm::{Gemm, MatRef};
 /// Memory order of a 4-D activation tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Layout {
+pub enum ActivationOrder {
     /// `[n, c, h, w]`, PyTorch's order and the order of network inputs.
     Nchw,
     /// `[n, h, w, c]` (channels-last), the order of every conv output here.
@@ -101,11 +101,11 @@ impl Conv2d {
     }
 
     /// Element strides `(batch, channel, y, x)` of an input in `layout`.
-    const fn strides(&self, layout: Layout) -> (usize, usize, usize, usize) {
+    const fn strides(&self, layout: ActivationOrder) -> (usize, usize, usize, usize) {
         let (h, w, c) = (self.in_hw.0, self.in_hw.1, self.n_in);
         match layout {
-            Layout::Nchw => (c * h * w, h * w, w, 1),
-            Layout::Nhwc => (c * h * w, 1, w * c, c),
+            ActivationOrder::Nchw => (c * h * w, h * w, w, 1),
+            ActivationOrder::Nhwc => (c * h * w, 1, w * c, c),
         }
     }
 
@@ -188,7 +188,7 @@ pub(crate) fn add_bias_rows(y: &mut [f32], b: &[f32]) {
 }
 
 /// Fills `col` (`[n*oh*ow, kh*kw*n_in]`) with the input patches of `n` examples of `x`.
-pub fn im2col(c: &Conv2d, x: &[f32], layout: Layout, n: usize, col: &mut [f32]) -> Result<(), Error> {
+pub fn im2col(c: &Conv2d, x: &[f32], layout: ActivationOrder, n: usize, col: &mut [f32]) -> Result<(), Error> {
     check_len("conv input", x.len(), n * c.in_len())?;
     check_len("im2col scratch", col.len(), c.col_len(n))?;
     let (sb, sc, sy, sx) = c.strides(layout);
@@ -235,7 +235,7 @@ pub fn im2col(c: &Conv2d, x: &[f32], layout: Layout, n: usize, col: &mut [f32]) 
 }
 
 /// Overwrites `dx` (the layout of the input) with the scatter-add of the patch gradients in `col`.
-pub fn col2im(c: &Conv2d, col: &[f32], n: usize, layout: Layout, dx: &mut [f32]) -> Result<(), Error> {
+pub fn col2im(c: &Conv2d, col: &[f32], n: usize, layout: ActivationOrder, dx: &mut [f32]) -> Result<(), Error> {
     check_len("conv input grad", dx.len(), n * c.in_len())?;
     check_len("col2im scratch", col.len(), c.col_len(n))?;
     dx.fill(0.0);
@@ -283,7 +283,7 @@ pub fn col2im(c: &Conv2d, col: &[f32], n: usize, layout: Layout, dx: &mut [f32])
 pub fn conv2d_forward(
     c: &Conv2d,
     x: &[f32],
-    layout: Layout,
+    layout: ActivationOrder,
     n: usize,
     wp: &[f32],
     b: &[f32],
@@ -309,7 +309,7 @@ pub fn conv2d_forward(
 pub fn conv2d_backward(
     c: &Conv2d,
     x: &[f32],
-    layout: Layout,
+    layout: ActivationOrder,
     n: usize,
     wp: &[f32],
     wt: &[f32],
@@ -419,7 +419,7 @@ mod tests {
             pack_weight(&c, w, wp).unwrap();
             let mut xh = [0f32; 180];
             nchw_to_nhwc(&c, x, n, &mut xh[..n * c.in_len()]);
-            for (layout, xin) in [(Layout::Nchw, &x[..]), (Layout::Nhwc, &xh[..n * c.in_len()])] {
+            for (layout, xin) in [(ActivationOrder::Nchw, &x[..]), (ActivationOrder::Nhwc, &xh[..n * c.in_len()])] {
                 let mut y = [0f32; 512];
                 let mut col = [0f32; 4096];
                 let y = &mut y[..n * c.out_len()];
@@ -446,9 +446,9 @@ mod tests {
         let loss = |x: &[f32], w: &[f32], b: &[f32]| -> f64 {
             direct(&c, x, w, b, n).iter().zip(&r).map(|(y, r)| y * *r as f64).sum()
         };
-        for layout in [Layout::Nchw, Layout::Nhwc] {
+        for layout in [ActivationOrder::Nchw, ActivationOrder::Nhwc] {
             let mut xin = x;
-            if layout == Layout::Nhwc {
+            if layout == ActivationOrder::Nhwc {
                 nchw_to_nhwc(&c, &x, n, &mut xin);
             }
             let mut wp = [0f32; 54];
@@ -486,8 +486,8 @@ mod tests {
                 });
                 // dx is in the input's layout; map the NCHW index i to it.
                 let j = match layout {
-                    Layout::Nchw => i,
-                    Layout::Nhwc => {
+                    ActivationOrder::Nchw => i,
+                    ActivationOrder::Nhwc => {
                         let (bi, rest) = (i / 40, i % 40);
                         let (ci, p) = (rest / 20, rest % 20);
                         (bi * 20 + p) * 2 + ci
@@ -504,7 +504,17 @@ mod tests {
         let c = Conv2d::new(1, 2, 3, 1, 1, (4, 4)).unwrap();
         let mut y = [0f32; 32];
         let mut col = [0f32; 144];
-        let r = conv2d_forward(&c, &[0.0; 15], Layout::Nchw, 1, &[0.0; 18], &[0.0; 2], &mut y, &mut col, &Portable);
+        let r = conv2d_forward(
+            &c,
+            &[0.0; 15],
+            ActivationOrder::Nchw,
+            1,
+            &[0.0; 18],
+            &[0.0; 2],
+            &mut y,
+            &mut col,
+            &Portable,
+        );
         assert!(matches!(r, Err(Error::BufferSize { .. })));
     }
 }

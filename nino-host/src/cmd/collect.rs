@@ -2,9 +2,10 @@
 //! dataset for meta-training.
 
 use crate::cmd::train::TaskName;
-use crate::collect::{CollectSpec, StateDtype, check, collect, format_seeds, parse_seeds};
-use crate::data::DEFAULT_FASHION_MNIST_DIR;
-use crate::run::load_data;
+use crate::io::collection::{StateDtype, format_seeds, parse_seeds};
+use crate::io::data::DEFAULT_FASHION_MNIST_DIR;
+use crate::io::data::load_data;
+use crate::meta::collect::{CollectError, CollectSpec, Setting, TrajectoryError, check, collect};
 use nino_core::Task;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -86,6 +87,34 @@ pub struct CollectArgs {
 /// The parsed `--seeds` list.
 pub type Seeds = Vec<u64>;
 
+/// The flag that sets a collection's setting.
+fn flag(s: Setting) -> &'static str {
+    match s {
+        Setting::Every => "--every",
+        Setting::Steps => "--steps",
+        Setting::Batch => "--batch",
+        Setting::Lr => "--lr",
+        Setting::Arch => "--arch",
+        Setting::Seeds => "--seeds",
+        Setting::Out => "--out",
+    }
+}
+
+/// A collection error as the command line words it: settings by their flags.
+fn collect_error(e: CollectError) -> anyhow::Error {
+    match e {
+        CollectError::Data(d) => super::data_error(d),
+        e @ (CollectError::Settings(_) | CollectError::Arch(_) | CollectError::OtherSettings { .. }) => {
+            anyhow::anyhow!(e.describe(flag))
+        }
+        CollectError::Trajectory { index, arch, lr, seed, source: TrajectoryError::Diverged { loss, step } } => {
+            anyhow::anyhow!("the training loss became {loss} at step {step} (try a smaller --lr)")
+                .context(format!("trajectory {index} ({arch}, lr {lr}, seed {seed})"))
+        }
+        e => e.into(),
+    }
+}
+
 /// Runs `nino collect`.
 pub fn run(args: &CollectArgs) -> anyhow::Result<()> {
     let task = args.task.map(TaskName::task);
@@ -109,9 +138,9 @@ pub fn run(args: &CollectArgs) -> anyhow::Result<()> {
         progress: !args.no_progress && std::io::stderr().is_terminal(),
         log: true,
     };
-    check(&spec)?;
-    let splits = load_data(task, &args.data)?;
-    let rep = collect(&spec, &splits)?;
+    check(&spec).map_err(|e| anyhow::anyhow!(e.describe(flag)))?;
+    let splits = load_data(task, &args.data).map_err(super::data_error)?;
+    let rep = collect(&spec, &splits).map_err(collect_error)?;
     println!(
         "{}: {} trajectories ({} new, {} already there), {:.1} MB; seeds {}",
         args.out.display(),

@@ -2,8 +2,9 @@
 //! meta-trained model and the published one compare on equal terms.
 
 use crate::cmd::meta_train::{VAL_SEED, data_key, parse_spacing};
-use crate::metatrain::{MetaData, MetaModel, MetaTrainConfig, fixed_sample_loss};
-use crate::weights::WeightSet;
+use crate::io::model_file::MetaModel;
+use crate::io::weights::WeightSet;
+use crate::meta::train::{MetaData, MetaTrainConfig, fixed_sample_loss};
 use anyhow::{Context, bail};
 use std::path::PathBuf;
 
@@ -79,7 +80,7 @@ pub fn run(a: &MetaEvalArgs) -> anyhow::Result<()> {
         });
         let mut text = serde_json::to_string_pretty(&doc)?;
         text.push('\n');
-        crate::fsutil::write_atomic(out, text.as_bytes()).with_context(|| format!("writing {}", out.display()))?;
+        crate::io::atomic::write_atomic(out, text.as_bytes()).with_context(|| format!("writing {}", out.display()))?;
     }
     Ok(())
 }

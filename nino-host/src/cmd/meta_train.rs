@@ -1,10 +1,13 @@
 //! `nino meta-train`: trains a NiNo (the reference model or a NiNo++ variant) on trajectories collected
 //! with `nino collect`.
 
-use crate::fsutil::write_atomic;
-use crate::metatrain::{MetaData, MetaModel, MetaTrainConfig, MetaTrainer, fixed_sample_loss, parse_head};
-use crate::plot::{LinePlot, Series, write_png};
-use crate::weights::WeightSet;
+use crate::io::atomic::write_atomic;
+use crate::io::model_file::MetaModel;
+use crate::io::plot::{LinePlot, Series, write_png};
+use crate::io::weights::WeightSet;
+use crate::meta::train::{
+    CheckpointProblem, MetaData, MetaTrainConfig, MetaTrainError, MetaTrainer, fixed_sample_loss, parse_head,
+};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nino_core::nowcast::{Config, Head};
@@ -13,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 const AFTER_HELP: &str = "\
-The loss is the reference's (NINO_REFERENCE.md 7.3): mean absolute error of the scaled parameters of
+The loss is the reference's (docs/spec.md §7.3): mean absolute error of the scaled parameters of
 every horizon 1..=H, over the real parameter slots, pooled over a batch of B examples x 4 overlapping
 windows (16 graphs); windows are spaced --spacing optimizer steps apart (200), with the LPE signs flipped
 at random per example. AdamW (weight decay 1e-2), cosine learning rate from --lr to 1e-6, gradient norm
@@ -207,7 +210,9 @@ pub fn run(a: &MetaTrainArgs) -> anyhow::Result<()> {
 
     let mut tr = if a.resume {
         let bytes = std::fs::read(&ckpt).with_context(|| format!("--resume: cannot read {}", ckpt.display()))?;
-        MetaTrainer::from_checkpoint(&bytes, &cfg, &mc, &data_key).with_context(|| format!("{}", ckpt.display()))?
+        MetaTrainer::from_checkpoint(&bytes, &cfg, &mc, &data_key)
+            .map_err(checkpoint_problem)
+            .with_context(|| format!("{}", ckpt.display()))?
     } else {
         if ckpt.exists() {
             bail!("{} exists: continue it with --resume, or remove it", ckpt.display());
@@ -223,13 +228,20 @@ pub fn run(a: &MetaTrainArgs) -> anyhow::Result<()> {
         };
         MetaTrainer::new(model, mc)
     };
+    let too_short = |e: MetaTrainError| match e {
+        MetaTrainError::TooShort { index, states, spacing, need } => anyhow::anyhow!(
+            "trajectory {index} has {states} states; windows of spacing {spacing} need more than {need} (collect \
+             longer runs or lower --spacing)"
+        ),
+        e => e.into(),
+    };
     let data = MetaData::load_dirs(&data_dirs, &cfg)?;
-    data.check_lengths(&cfg, &tr.cfg)?;
+    data.check_lengths(&cfg, &tr.cfg).map_err(too_short)?;
     let val = if a.val.is_empty() {
         None
     } else {
         let v = MetaData::load_dirs(&a.val, &cfg)?;
-        v.check_lengths(&cfg, &tr.cfg)?;
+        v.check_lengths(&cfg, &tr.cfg).map_err(too_short)?;
         Some(v)
     };
     eprintln!(
@@ -305,6 +317,16 @@ pub fn run(a: &MetaTrainArgs) -> anyhow::Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+/// A checkpoint of other settings, as the command line words it: the setting by its flag.
+fn checkpoint_problem(p: CheckpointProblem) -> anyhow::Error {
+    match p {
+        CheckpointProblem::Setting { key, saved, here } => {
+            anyhow::anyhow!("--{} is {saved} in the checkpoint but {here} here", key.replace('_', "-"))
+        }
+        p => p.into(),
+    }
 }
 
 /// The loss curve as CSV and PNG, both atomically.

@@ -1,13 +1,12 @@
 //! `nino nowcast`: one NiNo prediction for a parameter history recorded elsewhere.
 
-use crate::nowcaster::Nowcaster;
-use crate::weights::{WeightSet, f32_tensor_from_bytes};
+use crate::io::tensor_file::{f32_tensors_to_bytes, read_f32_tensor};
+use crate::io::weights::WeightSet;
+use crate::nowcast::nowcaster::Nowcaster;
 use anyhow::{Context, bail};
 use nino_core::{Arch, InputShape};
-use safetensors::Dtype;
-use safetensors::tensor::TensorView;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const AFTER_HELP: &str = "\
 The history file holds one f32 tensor `history` of shape [ctx, P]: ctx (5 for the published models)
@@ -56,8 +55,8 @@ pub struct NowcastArgs {
     pub f16: bool,
     /// Where to compute: `cpu`, or `cuda` (GPU 0 through nino-cuda, the folded GNN only; fails in one line
     /// where there is no usable GPU).
-    #[arg(long, value_enum, default_value_t = crate::gpu::DeviceArg::Cpu)]
-    pub device: crate::gpu::DeviceArg,
+    #[arg(long, value_enum, default_value_t = super::gpu::DeviceArg::Cpu)]
+    pub device: super::gpu::DeviceArg,
 }
 
 pub(crate) fn parse_input(s: &str) -> anyhow::Result<InputShape> {
@@ -72,12 +71,6 @@ pub(crate) fn parse_input(s: &str) -> anyhow::Result<InputShape> {
     }
 }
 
-/// Reads the f32 tensor `name` from a safetensors file, with its shape.
-pub(crate) fn read_tensor(path: &Path, name: &str) -> anyhow::Result<(Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    f32_tensor_from_bytes(&bytes, name, path)
-}
-
 /// Runs `nino nowcast`.
 pub fn run(args: &NowcastArgs) -> anyhow::Result<()> {
     let arch = Arch::parse(&args.arch, parse_input(&args.input)?, args.classes)
@@ -85,7 +78,7 @@ pub fn run(args: &NowcastArgs) -> anyhow::Result<()> {
     let p = arch.param_count();
     let weights = WeightSet::load(&args.weights)?;
     let cfg = weights.config;
-    let (shape, history) = read_tensor(&args.history, "history")?;
+    let (shape, history) = read_f32_tensor(&args.history, "history")?;
     if shape != [cfg.ctx, p] {
         bail!(
             "{}: `history` has shape {shape:?}, expected [{}, {p}] ({} states of the {} parameters of {})",
@@ -101,7 +94,7 @@ pub fn run(args: &NowcastArgs) -> anyhow::Result<()> {
     }
     let lpe = match &args.lpe {
         Some(f) => {
-            let (shape, v) = read_tensor(f, "lpe")?;
+            let (shape, v) = read_f32_tensor(f, "lpe")?;
             let n = nino_core::NeuralGraph::new(&arch).num_nodes();
             if shape != [n, cfg.lpe] {
                 bail!("{}: `lpe` has shape {shape:?}, expected [{n}, {}]", f.display(), cfg.lpe);
@@ -112,20 +105,19 @@ pub fn run(args: &NowcastArgs) -> anyhow::Result<()> {
     };
     let mut out = vec![0.0f32; p];
     match args.device {
-        crate::gpu::DeviceArg::Cpu => {
+        super::gpu::DeviceArg::Cpu => {
             Nowcaster::new(weights, &arch, lpe, args.f16)?.nowcast(&history, args.k, &mut out)?
         }
-        crate::gpu::DeviceArg::Cuda => crate::gpu::nowcast(&weights, &arch, lpe, args.f16, &history, args.k, &mut out)?,
+        super::gpu::DeviceArg::Cuda => super::gpu::nowcast(&weights, &arch, lpe, args.f16, &history, args.k, &mut out)?,
     }
-    let bytes: Vec<u8> = out.iter().flat_map(|x| x.to_le_bytes()).collect();
-    let view = TensorView::new(Dtype::F32, vec![p], &bytes)?;
     let meta = HashMap::from([
         ("arch".to_string(), args.arch.clone()),
         ("k".to_string(), args.k.to_string()),
         ("weights".to_string(), args.weights.display().to_string()),
     ]);
-    let file = safetensors::serialize([("params", view)], Some(meta))?;
-    crate::fsutil::write_atomic(&args.out, &file).with_context(|| format!("cannot write {}", args.out.display()))?;
+    let file = f32_tensors_to_bytes(&[("params", vec![p], &out)], Some(meta))?;
+    crate::io::atomic::write_atomic(&args.out, &file)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
     eprintln!("nowcast k={} of {} parameters written to {}", args.k, p, args.out.display());
     Ok(())
 }

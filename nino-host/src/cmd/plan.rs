@@ -2,7 +2,7 @@
 //! size functions, before anything is allocated.
 
 use super::net_spec::NetSpecArgs;
-use crate::weights::WeightSet;
+use crate::io::weights::WeightSet;
 use anyhow::bail;
 use nino_core::plan::{NowcastPlan, TrainPlan, WeightStorage};
 use nino_core::{Arch, NeuralGraph};

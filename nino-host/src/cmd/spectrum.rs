@@ -2,7 +2,7 @@
 //! elbow rule picks.
 
 use super::net_spec::NetSpecArgs;
-use crate::plot::{LinePlot, Series, write_png};
+use crate::io::plot::{LinePlot, Series, write_png};
 use anyhow::bail;
 use nino_core::NeuralGraph;
 use nino_core::spectral::{ELBOW_WINDOW, lpe_elbow};
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 const AFTER_HELP: &str = "\
 The spectrum is that of L = I - D^-1/2 A D^-1/2 on the undirected, unweighted graph without self-loops,
-the graph whose eigenvectors are the LPE node features (NINO_REFERENCE.md 2.8). The elbow rule
+the graph whose eigenvectors are the LPE node features (docs/spec.md §2.8). The elbow rule
 (nino_core::spectral::lpe_elbow) runs Kneedle on the smallest non-trivial eigenvalues (at most 32): with
 both axes scaled to [0, 1], the elbow is the eigenvalue farthest above the chord, and the LPE count is the
 number of eigenvectors up to it. NiNo++ chose 5 for its CIFAR-10 graph this way; the published NiNo uses 8.
@@ -44,7 +44,7 @@ pub fn run(args: &SpectrumArgs) -> anyhow::Result<()> {
     if nodes > 4000 {
         bail!("{name}: {nodes} nodes; the dense eigensolver is O(N^3) and stops at 4,000 nodes");
     }
-    let values = crate::spectral::eigenvalues(&arch);
+    let values = crate::kernels::spectral::eigenvalues(&arch);
     let as_f32: Vec<f32> = values.iter().map(|&v| v as f32).collect();
     let k = lpe_elbow(&as_f32)?;
     let out = args.out.clone().unwrap_or_else(|| {

@@ -1,10 +1,12 @@
 //! `nino train`: train a target network with Adam, optionally with NiNo nowcasts.
 
-use crate::data::DEFAULT_FASHION_MNIST_DIR;
-use crate::metrics::{MetricsLog, check_writable_dir};
-use crate::nino_hook::{Fault, PeriodChoice};
-use crate::run::{NinoSpec, Persistence, ProbeSource, RunSpec, VerdictTiming, load_data, run_training_with};
-use crate::train::FineEval;
+use crate::io::data::DEFAULT_FASHION_MNIST_DIR;
+use crate::io::data::load_data;
+use crate::nowcast::hook::{Fault, PeriodChoice};
+use crate::run::runner::run_training_with;
+use crate::run::settings::{NinoSpec, Persistence, ProbeSource, RunSpec, VerdictTiming};
+use crate::training::metrics::FineEval;
+use crate::training::metrics::{MetricsLog, check_writable_dir};
 use anyhow::bail;
 use nino_core::{Arch, InputShape, Task};
 use std::io::IsTerminal;
@@ -25,6 +27,48 @@ impl HorizonArg {
         match self {
             HorizonArg::Counter => nino_core::period::Horizon::Counter,
             HorizonArg::Fraction => nino_core::period::Horizon::Fraction,
+        }
+    }
+}
+
+/// Where the rollback's probe batch comes from (`--probe`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeArg {
+    /// The first training examples, judged against the window's mean training loss (no extra cost).
+    #[default]
+    Train,
+    /// The first held-out examples (past the protocol's cut, never trained on), judged against their
+    /// own loss just before the nowcast: catches a nowcast that fits the training data but generalises
+    /// worse, for one more probe loss per nowcast.
+    Heldout,
+}
+
+impl From<ProbeArg> for ProbeSource {
+    fn from(p: ProbeArg) -> ProbeSource {
+        match p {
+            ProbeArg::Train => ProbeSource::Train,
+            ProbeArg::Heldout => ProbeSource::Heldout,
+        }
+    }
+}
+
+/// When the rollback judges a nowcast (`--verdict`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerdictArg {
+    /// Right after the nowcast, on one probe loss: catches a broken nowcast (NaN, a divergence).
+    #[default]
+    Immediate,
+    /// Also at the next recorded state, once Adam has run on: undoes a nowcast (and Adam's steps since)
+    /// that left the probe loss above `--verdict-ratio` times its value before, and stops nowcasting after
+    /// `--patience` such nowcasts in a row. Keeps the parameters and Adam's moments meanwhile (3P floats).
+    Deferred,
+}
+
+impl From<VerdictArg> for VerdictTiming {
+    fn from(v: VerdictArg) -> VerdictTiming {
+        match v {
+            VerdictArg::Immediate => VerdictTiming::Immediate,
+            VerdictArg::Deferred => VerdictTiming::Deferred,
         }
     }
 }
@@ -52,7 +96,7 @@ impl TaskName {
 }
 
 const AFTER_HELP: &str = "\
-Protocol (NINO_REFERENCE.md section 6): the first n - n/12 training images (55,000 of Fashion-MNIST's
+Protocol (docs/spec.md §6): the first n - n/12 training images (55,000 of Fashion-MNIST's
 60,000), batches of 128 reshuffled every epoch (epoch e seeded by seed + e, with our own RNG, so the
 batches differ from PyTorch's), Adam (betas 0.9/0.999, eps 1e-8, no weight decay), the complete test
 split for accuracy. Tasks normalise with the reference's mean 0.1307 / std 0.3081; --arch runs use the
@@ -200,8 +244,8 @@ pub struct TrainArgs {
     /// The rollback's probe batch: the first 512 training images (`train`), or the first 512 of the
     /// training images the protocol holds out (`heldout`, images 55,001-55,512 of Fashion-MNIST), judged
     /// against their own loss before the nowcast, so that a nowcast that generalises worse is undone.
-    #[arg(long, value_enum, default_value_t = ProbeSource::Train, requires = "rollback")]
-    pub probe: ProbeSource,
+    #[arg(long, value_enum, default_value_t = ProbeArg::Train, requires = "rollback")]
+    pub probe: ProbeArg,
 
     /// Node features for the NiNo GNN from FILE (tensor `lpe` [N, 8]) or FILE:TENSOR (e.g.
     /// fixtures/golden/fm16.safetensors:lpe8) instead of nino's own deterministic LPE.
@@ -215,8 +259,8 @@ pub struct TrainArgs {
     /// When the rollback judges a nowcast: `immediate` (right after it, on one probe loss), or `deferred`
     /// (also at the next recorded state, after Adam has run on: a nowcast that left the probe loss above
     /// --verdict-ratio times its value before is undone with Adam's steps since; best with --probe heldout).
-    #[arg(long, value_enum, default_value_t = VerdictTiming::Immediate, requires = "rollback")]
-    pub verdict: VerdictTiming,
+    #[arg(long, value_enum, default_value_t = VerdictArg::Immediate, requires = "rollback")]
+    pub verdict: VerdictArg,
 
     /// With --verdict deferred: stop nowcasting for the run after this many nowcasts in a row undone
     /// (0: never stop).
@@ -262,8 +306,8 @@ pub struct TrainArgs {
 
     /// Where to train: `cpu`, or `cuda` (GPU 0 through nino-cuda: parameters, Adam and NiNo stay on the
     /// device; fails in one line where there is no usable GPU).
-    #[arg(long, value_enum, default_value_t = crate::gpu::DeviceArg::Cpu)]
-    pub device: crate::gpu::DeviceArg,
+    #[arg(long, value_enum, default_value_t = super::gpu::DeviceArg::Cpu)]
+    pub device: super::gpu::DeviceArg,
 }
 
 /// Checked settings of a run, resolved from the task and the flags (shared with `nino experiment`).
@@ -360,10 +404,57 @@ fn parse_fault(s: &str) -> anyhow::Result<Fault> {
     }
 }
 
+/// Flags `nino train --device cuda` does not implement (yet), refused in one line.
+fn refuse_unsupported_on_gpu(args: &TrainArgs) -> anyhow::Result<()> {
+    let unsupported = [
+        ("--checkpoint", args.checkpoint.is_some()),
+        ("--resume", args.resume.is_some()),
+        ("--save-params", args.save_params.is_some()),
+        ("--stop-after", args.stop_after.is_some()),
+        ("--rollback", args.rollback.is_some()),
+        ("--inject-fault", args.inject_fault.is_some()),
+        ("--period progress", args.nino.is_some() && args.period.reads_progress()),
+    ];
+    for (flag, set) in unsupported {
+        if set {
+            bail!("{flag} is not supported with --device cuda yet (use --device cpu)");
+        }
+    }
+    Ok(())
+}
+
+/// `nino train --device cuda`'s settings from the flags.
+fn gpu_train(args: &TrainArgs) -> anyhow::Result<super::gpu::GpuTrain> {
+    refuse_unsupported_on_gpu(args)?;
+    let plan = resolve(&args.net, args.lr)?;
+    let fine_eval = args.eval.fine(plan.target)?;
+    Ok(super::gpu::GpuTrain {
+        task: plan.task,
+        spec: plan.spec,
+        target: plan.target,
+        lr: plan.lr,
+        data: args.net.data.clone(),
+        batch: args.batch,
+        seed: args.seed,
+        steps: args.steps,
+        eval_every: args.eval.eval_every,
+        fine_eval,
+        metrics: args.metrics.clone(),
+        nino: args.nino.as_ref().map(|w| super::gpu::GpuNinoSettings {
+            weights: w.clone(),
+            lpe: args.lpe.clone(),
+            f16: args.f16,
+            period: args.period.period(),
+            horizon: args.period.horizon(args.horizon.map(|h| h.rule())),
+        }),
+        progress: !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    })
+}
+
 /// Runs `nino train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    if args.device == crate::gpu::DeviceArg::Cuda {
-        return crate::gpu::train(args);
+    if args.device == super::gpu::DeviceArg::Cuda {
+        return super::gpu::train(&gpu_train(args)?);
     }
     let (plan, eval_fine) = plan(args)?;
     // Fail on a bad metrics or summary path before loading data and training.
@@ -382,9 +473,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             f16: args.f16,
             rollback: args.rollback,
             slack: args.rollback_slack,
-            probe: args.probe,
+            probe: args.probe.into(),
             retry: args.retry,
-            verdict: args.verdict,
+            verdict: args.verdict.into(),
             patience: args.patience,
             verdict_ratio: args.verdict_ratio,
             lpe: args.lpe.clone(),
@@ -408,8 +499,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         progress: !args.no_progress && std::io::stderr().is_terminal(),
         announce: true,
     };
-    let splits = load_data(plan.task, &args.net.data)?;
-    let out = run_training_with(&spec, &splits, &files)?;
+    let splits = load_data(plan.task, &args.net.data).map_err(super::data_error)?;
+    let out = run_training_with(&spec, &splits, &files).map_err(super::run_error)?;
     if out.report.interrupted {
         let ck = files.checkpoint.as_ref().or(files.resume.as_ref()).map_or(String::new(), |p| p.display().to_string());
         eprintln!("stopped after step {} (--stop-after); continue with --resume {ck}", out.report.steps_run);
@@ -463,14 +554,14 @@ mod tests {
         let a = parse(&["--task", "fm16", "--nino", "w", "--rollback"]).unwrap();
         assert_eq!(a.rollback, Some(nino_core::rollback::DEFAULT_MAX_RATIO));
         assert_eq!(a.rollback_slack, nino_core::rollback::DEFAULT_MAX_INCREASE);
-        assert_eq!(a.probe, ProbeSource::Train);
-        assert_eq!(a.verdict, VerdictTiming::Immediate);
+        assert_eq!(ProbeSource::from(a.probe), ProbeSource::Train);
+        assert_eq!(VerdictTiming::from(a.verdict), VerdictTiming::Immediate);
     }
 
     #[test]
     fn deferred_verdict_flags_need_rollback_and_take_the_core_defaults() {
         let a = parse(&["--task", "fm16", "--nino", "w", "--rollback", "--verdict", "deferred"]).unwrap();
-        assert_eq!(a.verdict, VerdictTiming::Deferred);
+        assert_eq!(VerdictTiming::from(a.verdict), VerdictTiming::Deferred);
         assert_eq!(a.patience, nino_core::rollback::DEFAULT_PATIENCE);
         assert_eq!(a.verdict_ratio, nino_core::rollback::DEFAULT_LATER.max_ratio);
         for flag in [&["--verdict", "deferred"][..], &["--patience", "3"], &["--verdict-ratio", "1.1"]] {

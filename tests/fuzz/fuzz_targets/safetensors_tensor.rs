@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nino_fuzz::weights::f32_tensor_from_bytes;
+use nino_fuzz::tensor_file::f32_tensor_from_bytes;
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {

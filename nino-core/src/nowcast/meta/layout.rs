@@ -12,7 +12,7 @@ pub type Key = String<64>;
 /// One tensor of the layout: a weight `[rows, cols]` or a bias `[rows]` (`cols == 0`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorSlot {
-    /// State-dict key (the reference's names; NiNo++ modules as in NINO_REFERENCE.md 9.2 and 9.3).
+    /// State-dict key (the reference's names; NiNo++ modules as in docs/spec.md §9.2 and 9.3).
     pub key: Key,
     /// Rows (the output width of a Linear).
     pub rows: usize,

@@ -208,7 +208,7 @@ fn bad_inputs_are_errors() {
 
 #[test]
 fn layout_of_the_published_model_matches_its_parameter_count() {
-    // nino_no_posw: 549,992 values (NINO_REFERENCE.md 4.2).
+    // nino_no_posw: 549,992 values (docs/spec.md §4.2).
     let c = Config { wte_pos_enc: false, ..Config::default() };
     assert_eq!(Layout::new(&c).unwrap().len, 549_992);
 }

@@ -7,7 +7,7 @@
 use nino_core::{Arch, Error, NeuralGraph};
 
 #[allow(dead_code)]
-#[path = "../../nino-core/spectral/solve.rs"]
+#[path = "../../../nino-core/spectral/solve.rs"]
 mod solve;
 
 /// The full spectral decomposition of an architecture's neural graph, computed once and queried many times.
@@ -18,7 +18,7 @@ pub struct Spectrum {
 }
 
 impl Spectrum {
-    /// Runs the solver on the undirected, unweighted, self-loop-free graph of `arch` (NINO_REFERENCE.md 2.8, 9.2).
+    /// Runs the solver on the undirected, unweighted, self-loop-free graph of `arch` (docs/spec.md §2.8, 9.2).
     pub fn compute(arch: &Arch) -> Spectrum {
         let g = NeuralGraph::new(arch);
         let n = g.num_nodes();

@@ -1,132 +1,135 @@
 //! One training run from checked settings: the shared body of `nino train` and `nino experiment`.
 //!
-//! The data is loaded by the caller ([`load_data`]) so an experiment reads it once for all its runs;
+//! The data is loaded by the caller ([`crate::io::data::load_data`]) so an experiment reads it once for all
+//! its runs;
 //! [`run_training`] builds the network, the engine and the optional NiNo hook, trains, and returns the
 //! report with its [`Summary`].
 
-use crate::checkpoint::{Checkpoint, RunConfig};
-use crate::data::{Normalization, Splits, load_splits};
-use crate::engine::{AdamConfig, Engine, init_params};
-use crate::fsutil::write_atomic;
-use crate::metrics::{MetricsLog, Summary, eval_schedule};
-use crate::nino_hook::{Baseline, Fault, NinoHook, NinoHookConfig, NinoState, NowcastEvent, PeriodChoice};
-use crate::nowcaster::Nowcaster;
-use crate::train::{
-    Checkpointing, FineEval, HookError, LoopState, NoHook, StepHook, TrainConfig, TrainError, TrainReport,
-    train_resumable,
+use crate::io::atomic::write_atomic;
+use crate::io::data::{BadArch, DataError, Splits, check_task_data};
+use crate::io::tensor_file::{TensorFileError, f32_tensors_to_bytes, read_f32_tensor};
+use crate::io::weights::{WeightSet, WeightsError};
+use crate::nowcast::hook::{Baseline, NinoHook, NinoHookConfig, NinoState, NowcastEvent, RestoreError};
+use crate::nowcast::nowcaster::{NowcastError, Nowcaster};
+use crate::run::checkpoint::{Checkpoint, CheckpointError, RecordedSettings};
+use crate::run::settings::{
+    NinoSpec, PROBE_EXAMPLES, Persistence, ProbeSource, RunSpec, VerdictTiming, recorded_settings,
 };
-use crate::weights::WeightSet;
-use anyhow::{Context, anyhow, bail};
-use nino_core::period::Horizon;
+use crate::training::engine::{AdamConfig, Engine, init_params};
+use crate::training::metrics::{MetricsError, MetricsLog, Summary, eval_schedule};
+use crate::training::trainer::{
+    Checkpointing, HookError, LoopState, NoHook, StepHook, TrainConfig, TrainError, TrainReport, train_resumable,
+};
 use nino_core::rollback::{Patience, Rule};
 use nino_core::{Arch, Task};
 use std::path::{Path, PathBuf};
 
-/// Examples in the fixed probe batch a rollback judges a nowcast by.
-pub const PROBE_EXAMPLES: usize = 512;
-
-/// Where the rollback's probe batch comes from (`--probe`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum ProbeSource {
-    /// The first training examples, judged against the window's mean training loss (no extra cost).
-    #[default]
-    Train,
-    /// The first held-out examples (past the protocol's cut, never trained on), judged against their
-    /// own loss just before the nowcast: catches a nowcast that fits the training data but generalises
-    /// worse, for one more probe loss per nowcast.
-    Heldout,
-}
-
-/// When the rollback judges a nowcast (`--verdict`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum VerdictTiming {
-    /// Right after the nowcast, on one probe loss: catches a broken nowcast (NaN, a divergence).
-    #[default]
-    Immediate,
-    /// Also at the next recorded state, once Adam has run on: undoes a nowcast (and Adam's steps since)
-    /// that left the probe loss above `--verdict-ratio` times its value before, and stops nowcasting after
-    /// `--patience` such nowcasts in a row. Keeps the parameters and Adam's moments meanwhile (3P floats).
-    Deferred,
-}
-
-/// How a run nowcasts with NiNo (or WNN+, whichever the weights hold).
-#[derive(Clone, Debug, PartialEq)]
-pub struct NinoSpec {
-    /// The safetensors weights (`nino_no_posw` for NiNo, `nino_mlp` for WNN+).
-    pub weights: PathBuf,
-    /// Nowcast period.
-    pub period: PeriodChoice,
-    /// Horizon rule; `None` takes the period's default.
-    pub horizon: Option<Horizon>,
-    /// Store the weights as f16.
-    pub f16: bool,
-    /// Roll back a nowcast whose probe loss exceeds this ratio of the baseline plus `slack`.
-    pub rollback: Option<f32>,
-    /// Absolute slack of the rollback threshold (0.1 by default).
-    pub slack: f32,
-    /// The probe batch, and with it the baseline.
-    pub probe: ProbeSource,
-    /// After a rollback, retry once with a quarter of the horizon.
-    pub retry: bool,
-    /// When the rollback judges a nowcast.
-    pub verdict: VerdictTiming,
-    /// Deferred undos in a row after which nowcasting stops (0: never).
-    pub patience: usize,
-    /// The deferred verdict undoes a nowcast whose probe loss at the next state exceeds this ratio of
-    /// its value before the nowcast.
-    pub verdict_ratio: f32,
-    /// Node features from a file (`FILE` with tensor `lpe`, or `FILE:TENSOR`) instead of our own LPE.
-    pub lpe: Option<PathBuf>,
-    /// Deliberate corruption of every nowcast (failure-injection tests).
-    pub fault: Option<Fault>,
-}
-
-/// Checked settings of one training run.
-#[derive(Clone, Debug)]
-pub struct RunSpec {
-    /// Built-in task, or `None` for an `--arch` run.
-    pub task: Option<Task>,
-    /// Arch spec (the task's, or the user's).
-    pub arch: String,
-    /// Where the data came from (for messages only).
-    pub data_dir: PathBuf,
-    /// Stop at this test accuracy (fraction).
-    pub target: Option<f32>,
-    /// Adam learning rate.
-    pub lr: f32,
-    /// Batch size.
-    pub batch: usize,
-    /// Most steps.
-    pub steps: u64,
-    /// Seed of the initial weights and the batch order.
-    pub seed: u64,
-    /// Steps between evaluations.
-    pub eval_every: u64,
-    /// Denser evaluations near the target.
-    pub eval_fine: Option<FineEval>,
-    /// NiNo nowcasts, or `None` for plain Adam.
-    pub nino: Option<NinoSpec>,
-    /// Per-evaluation metrics file (CSV or JSON lines), rewritten atomically.
-    pub metrics: Option<PathBuf>,
-    /// Draw the progress bar (it hides itself anyway when stderr is not a terminal).
-    pub progress: bool,
-    /// Print the one-line description of the run and of the nowcaster on stderr.
-    pub announce: bool,
-}
-
-/// Crash safety of one run: where checkpoints go, what to resume from, where the final parameters go.
-#[derive(Clone, Debug, Default)]
-pub struct Persistence {
-    /// Write a checkpoint here (atomically) every `checkpoint_every` steps and after the last step.
-    pub checkpoint: Option<PathBuf>,
-    /// Steps between checkpoints; `None`: at every evaluation.
-    pub checkpoint_every: Option<u64>,
-    /// Continue the run saved in this checkpoint (and keep checkpointing to it if `checkpoint` is unset).
-    pub resume: Option<PathBuf>,
-    /// Write the final parameters here (safetensors, tensor `params` `[P]`, PyTorch order).
-    pub save_params: Option<PathBuf>,
-    /// Stop right after the checkpoint of this step, as if killed (tests of resuming).
-    pub stop_after: Option<u64>,
+/// Why a run could not start, resume or finish. Settings are named as settings; the command line words
+/// the ones that came from its flags (`cmd::flag_error`).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The data does not fit the task.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// The arch spec does not parse or does not fit the images.
+    #[error(transparent)]
+    Arch(#[from] BadArch),
+    /// The network could not be written as a spec (never for a parsed one).
+    #[error("formatting the arch spec")]
+    ArchSpec(#[source] std::fmt::Error),
+    /// The NiNo weights are unusable.
+    #[error("loading NiNo weights {}", path.display())]
+    Weights {
+        /// The weights file.
+        path: PathBuf,
+        /// Why.
+        source: WeightsError,
+    },
+    /// The node-feature file is unusable.
+    #[error(transparent)]
+    Lpe(#[from] TensorFileError),
+    /// The nowcaster could not be built for this network.
+    #[error("preparing the nowcaster")]
+    Nowcaster(#[source] NowcastError),
+    /// The nowcast schedule could not be built.
+    #[error("preparing the nowcast schedule")]
+    Schedule(#[source] NowcastError),
+    /// The rollback ratio is below 1 or not a number.
+    #[error("the rollback ratio must be at least 1, got {0}")]
+    RollbackRatio(f32),
+    /// The rollback slack is negative or not a number.
+    #[error("the rollback slack must be a finite number of at least 0, got {0}")]
+    RollbackSlack(f32),
+    /// The held-out probe (or the progress period) needs examples the data does not have.
+    #[error(
+        "the held-out probe needs training examples past the protocol's cut (so does the progress period, \
+         which reads their loss), but {} has only {total} training examples, all used for training",
+        dir.display()
+    )]
+    NoHeldout {
+        /// The data directory.
+        dir: PathBuf,
+        /// Training examples in its files.
+        total: usize,
+    },
+    /// The deferred verdict is asked for without a rollback.
+    #[error("the deferred verdict needs a rollback ratio")]
+    DeferredWithoutRollback,
+    /// The deferred verdict's ratio is not positive.
+    #[error("the deferred verdict's ratio must be a positive number, got {0}")]
+    VerdictRatio(f32),
+    /// The metrics file cannot be written.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// The checkpoint to resume is unusable or of other settings.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The checkpoint holds another number of parameters than the network.
+    #[error("checkpoint {} holds {holds} parameters, {arch} has {expected}", path.display())]
+    CheckpointSize {
+        /// The checkpoint.
+        path: PathBuf,
+        /// Parameters it holds.
+        holds: usize,
+        /// The network's spec.
+        arch: String,
+        /// The network's parameters.
+        expected: usize,
+    },
+    /// The checkpoint and this run disagree on whether NiNo nowcasts.
+    #[error("checkpoint {} and this run disagree on whether NiNo nowcasts", path.display())]
+    NinoMismatch {
+        /// The checkpoint.
+        path: PathBuf,
+    },
+    /// The checkpoint's NiNo state does not continue this run.
+    #[error("checkpoint {}: {error}", path.display())]
+    Restore {
+        /// The checkpoint.
+        path: PathBuf,
+        /// Why.
+        error: RestoreError,
+    },
+    /// The engine refused the network or the batch size.
+    #[error("building the training engine")]
+    Engine(#[source] nino_core::Error),
+    /// The checkpoint's Adam moments do not fit.
+    #[error("restoring Adam's state")]
+    AdamState(#[source] nino_core::Error),
+    /// Training failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// The final parameters could not be serialised.
+    #[error(transparent)]
+    Serialize(#[from] safetensors::SafeTensorError),
+    /// The final parameters could not be written.
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
 }
 
 /// What [`run_training`] produced.
@@ -147,71 +150,36 @@ impl RunOutcome {
     }
 }
 
-/// Loads the data for `task` (reference normalisation) or for an `--arch` run (the training images'
-/// own mean and std).
-pub fn load_data(task: Option<Task>, dir: &Path) -> anyhow::Result<Splits> {
-    let norm = task.map(|_| Normalization::FASHION_MNIST);
-    Ok(load_splits(dir, norm)?)
-}
-
-/// Refuses data a built-in task's network cannot read (another image shape, more classes).
-pub fn check_task_data(task: Task, splits: &Splits, dir: &Path) -> anyhow::Result<()> {
-    let (shape, arch) = (splits.train.shape, task.arch());
-    if shape != arch.input || splits.classes > arch.classes {
-        bail!(
-            "task {} needs 28x28 one-channel images with labels 0..9, but {} has {}x{} images and {} classes",
-            task.name(),
-            dir.display(),
-            shape.height,
-            shape.width,
-            splits.classes
-        );
-    }
-    Ok(())
-}
-
 /// The network `spec` describes, checked against the data.
-pub fn build_arch(spec: &RunSpec, splits: &Splits) -> anyhow::Result<Arch> {
-    let shape = splits.train.shape;
+pub fn build_arch(spec: &RunSpec, splits: &Splits) -> Result<Arch, RunError> {
     match spec.task {
         Some(t) => {
             check_task_data(t, splits, &spec.data_dir)?;
             Ok(t.arch())
         }
-        None => Arch::parse(&spec.arch, shape, splits.classes).map_err(|e| {
-            anyhow::anyhow!("bad --arch `{}` for {}x{} images: {e}", spec.arch, shape.height, shape.width)
-        }),
+        None => Ok(splits.arch(&spec.arch)?),
     }
 }
 
 /// Reads node features from `FILE` (tensor `lpe`) or `FILE:TENSOR` (e.g. a golden fixture's `lpe8`).
-pub fn read_lpe(arg: &Path) -> anyhow::Result<Vec<f32>> {
+pub fn read_lpe(arg: &Path) -> Result<Vec<f32>, TensorFileError> {
     let s = arg.to_string_lossy();
     let (file, name) = match s.rsplit_once(':') {
         Some((f, n)) if !n.is_empty() && !n.contains('/') => (Path::new(f), n),
         _ => (arg, "lpe"),
     };
-    Ok(crate::cmd::nowcast::read_tensor(file, name)?.1)
-}
-
-impl NinoSpec {
-    /// The probe actually used: held-out for the progress period, which reads its loss, else `probe`.
-    pub fn probe_source(&self) -> ProbeSource {
-        if self.period.reads_progress() { ProbeSource::Heldout } else { self.probe }
-    }
+    Ok(read_f32_tensor(file, name)?.1)
 }
 
 /// The NiNo hook of `nino`, with the probe batch taken from the first training examples.
-fn nino_hook(nino: &NinoSpec, spec: &RunSpec, arch: &Arch, splits: &Splits) -> anyhow::Result<NinoHook> {
+fn nino_hook(nino: &NinoSpec, spec: &RunSpec, arch: &Arch, splits: &Splits) -> Result<NinoHook, RunError> {
     let path = &nino.weights;
-    let weights = WeightSet::load(path).with_context(|| format!("loading NiNo weights {}", path.display()))?;
+    let weights = WeightSet::load(path).map_err(|source| RunError::Weights { path: path.clone(), source })?;
     let lpe = nino.lpe.as_deref().map(read_lpe).transpose()?;
-    let nowcaster = Nowcaster::new(weights, arch, lpe, nino.f16).context("preparing the nowcaster")?;
+    let nowcaster = Nowcaster::new(weights, arch, lpe, nino.f16).map_err(RunError::Nowcaster)?;
     let rollback = match nino.rollback {
-        Some(r) if !(r.is_finite() && r >= 1.0) => bail!("--rollback RATIO must be at least 1, got {r}"),
-        Some(_) if !(nino.slack.is_finite() && nino.slack >= 0.0) => {
-            bail!("--rollback-slack must be a finite number of at least 0, got {}", nino.slack)
-        }
+        Some(r) if !(r.is_finite() && r >= 1.0) => return Err(RunError::RollbackRatio(r)),
+        Some(_) if !(nino.slack.is_finite() && nino.slack >= 0.0) => return Err(RunError::RollbackSlack(nino.slack)),
         Some(r) => Some(Rule { max_ratio: r, max_increase: nino.slack }),
         None => None,
     };
@@ -220,17 +188,12 @@ fn nino_hook(nino: &NinoSpec, spec: &RunSpec, arch: &Arch, splits: &Splits) -> a
         ProbeSource::Heldout => (&splits.heldout, Baseline::ProbeBefore),
     };
     if (rollback.is_some() || nino.period.reads_progress()) && source.is_empty() {
-        bail!(
-            "--probe heldout needs training examples past the protocol's cut (so does the progress period, \
-             which reads their loss), but {} has only {} training examples, all used for training",
-            spec.data_dir.display(),
-            splits.train_total
-        );
+        return Err(RunError::NoHeldout { dir: spec.data_dir.clone(), total: splits.train_total });
     }
     let later = match nino.verdict {
-        VerdictTiming::Deferred if rollback.is_none() => bail!("--verdict deferred needs --rollback"),
+        VerdictTiming::Deferred if rollback.is_none() => return Err(RunError::DeferredWithoutRollback),
         VerdictTiming::Deferred if !(nino.verdict_ratio.is_finite() && nino.verdict_ratio > 0.0) => {
-            bail!("--verdict-ratio must be a positive number, got {}", nino.verdict_ratio)
+            return Err(RunError::VerdictRatio(nino.verdict_ratio));
         }
         VerdictTiming::Deferred => Some(Rule { max_ratio: nino.verdict_ratio, max_increase: 0.0 }),
         VerdictTiming::Immediate => None,
@@ -272,60 +235,18 @@ fn nino_hook(nino: &NinoSpec, spec: &RunSpec, arch: &Arch, splits: &Splits) -> a
             )),
         );
     }
-    NinoHook::new(nowcaster, cfg, (x, y)).context("preparing the nowcast schedule")
-}
-
-/// The settings of `spec` that decide its results: recorded in checkpoints, compared when resuming.
-pub fn run_config(spec: &RunSpec, arch_spec: &str, data: &Splits) -> RunConfig {
-    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
-    let mut c = RunConfig::default();
-    c.push("--task", spec.task.map_or("none", Task::name));
-    c.push("--arch", arch_spec);
-    c.push("--data", canon(&spec.data_dir));
-    c.push("training images", data.train.len());
-    c.push("test images", data.test.len());
-    c.push("--lr", spec.lr);
-    c.push("--batch", spec.batch);
-    c.push("--steps", spec.steps);
-    c.push("--seed", spec.seed);
-    c.push("--eval-every", spec.eval_every);
-    if let Some(f) = spec.eval_fine {
-        // Only when set, so that checkpoints written before the flag existed still resume.
-        c.push("--eval-fine", format!("{} within {}", f.every, f.margin));
-    }
-    c.push("--target", spec.target.map_or("none".to_string(), |t| t.to_string()));
-    match &spec.nino {
-        None => c.push("--nino", "none"),
-        Some(n) => {
-            c.push("--nino", canon(&n.weights));
-            c.push("--period", n.period);
-            c.push("--horizon", format!("{:?}", n.period.horizon(n.horizon)));
-            c.push("--f16", n.f16);
-            c.push("--rollback", n.rollback.map_or("off".to_string(), |r| r.to_string()));
-            c.push("--retry", n.retry);
-            c.push("--rollback-slack", n.slack);
-            c.push("--probe", format!("{:?}", n.probe_source()));
-            c.push("--verdict", format!("{:?}", n.verdict));
-            c.push("--patience", n.patience);
-            c.push("--verdict-ratio", n.verdict_ratio);
-            c.push("--lpe", n.lpe.as_deref().map_or("none".to_string(), canon));
-            c.push("--inject-fault", n.fault.map_or("none".to_string(), |f| format!("{f:?}")));
-        }
-    }
-    c
+    NinoHook::new(nowcaster, cfg, (x, y)).map_err(RunError::Schedule)
 }
 
 /// Writes `params` as safetensors (tensor `params` `[P]`), atomically.
-fn save_params(path: &Path, params: &[f32], arch_spec: &str, steps: u64) -> anyhow::Result<()> {
-    let bytes: Vec<u8> = params.iter().flat_map(|x| x.to_le_bytes()).collect();
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![params.len()], &bytes)?;
+fn save_params(path: &Path, params: &[f32], arch_spec: &str, steps: u64) -> Result<(), RunError> {
     // One metadata entry, so the same parameters always give the same bytes (a map's order is random).
     let meta = std::collections::HashMap::from([(
         "nino".to_string(),
         serde_json::json!({ "arch": arch_spec, "steps": steps }).to_string(),
     )]);
-    let file = safetensors::serialize([("params", view)], Some(meta))?;
-    write_atomic(path, &file).with_context(|| format!("cannot write {}", path.display()))
+    let file = f32_tensors_to_bytes(&[("params", vec![params.len()], params)], Some(meta))?;
+    write_atomic(path, &file).map_err(|source| RunError::Write { path: path.into(), source })
 }
 
 /// Where and how often [`train_with`] checkpoints.
@@ -333,7 +254,7 @@ struct CheckpointPlan<'a> {
     path: &'a Path,
     every: u64,
     stop_after: Option<u64>,
-    config: &'a RunConfig,
+    config: &'a RecordedSettings,
 }
 
 /// Trains with hook `H`, writing checkpoints with the hook's state as `nino_state` extracts it.
@@ -370,29 +291,29 @@ fn train_with<H: StepHook<Engine>>(
 }
 
 /// Trains one network as `spec` says on already loaded `data`.
-pub fn run_training(spec: &RunSpec, data: &Splits) -> anyhow::Result<RunOutcome> {
+pub fn run_training(spec: &RunSpec, data: &Splits) -> Result<RunOutcome, RunError> {
     run_training_with(spec, data, &Persistence::default())
 }
 
 /// [`run_training`] with checkpoints, resuming and the final parameters as `files` says. A checkpoint
 /// to resume is checked (intact, same settings, finite) before anything is written.
-pub fn run_training_with(spec: &RunSpec, data: &Splits, files: &Persistence) -> anyhow::Result<RunOutcome> {
+pub fn run_training_with(spec: &RunSpec, data: &Splits, files: &Persistence) -> Result<RunOutcome, RunError> {
     let mut metrics = spec.metrics.as_deref().map(MetricsLog::new).transpose()?;
     let arch = build_arch(spec, data)?;
     let mut arch_spec = String::new();
-    arch.write_spec(&mut arch_spec).context("formatting the arch spec")?;
-    let config = run_config(spec, &arch_spec, data);
+    arch.write_spec(&mut arch_spec).map_err(RunError::ArchSpec)?;
+    let config = recorded_settings(spec, &arch_spec, data);
     let resume = match &files.resume {
         Some(path) => {
             let ck = Checkpoint::read(path)?;
             ck.config.check(&config, path)?;
             if ck.params.len() != arch.param_count() {
-                bail!(
-                    "checkpoint {} holds {} parameters, {arch_spec} has {}",
-                    path.display(),
-                    ck.params.len(),
-                    arch.param_count()
-                );
+                return Err(RunError::CheckpointSize {
+                    path: path.clone(),
+                    holds: ck.params.len(),
+                    arch: arch_spec,
+                    expected: arch.param_count(),
+                });
             }
             Some(ck)
         }
@@ -401,9 +322,9 @@ pub fn run_training_with(spec: &RunSpec, data: &Splits, files: &Persistence) -> 
 
     let params = resume.as_ref().map_or_else(|| init_params(&arch, spec.seed), |ck| ck.params.clone());
     let adam = AdamConfig { lr: spec.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 };
-    let mut engine = Engine::new(arch.clone(), params, adam, spec.batch).context("building the training engine")?;
+    let mut engine = Engine::new(arch.clone(), params, adam, spec.batch).map_err(RunError::Engine)?;
     if let Some(ck) = &resume {
-        engine.set_adam_state(&ck.adam_m, &ck.adam_v, ck.adam_t).context("restoring Adam's state")?;
+        engine.set_adam_state(&ck.adam_m, &ck.adam_v, ck.adam_t).map_err(RunError::AdamState)?;
     }
 
     if spec.announce {
@@ -442,10 +363,10 @@ pub fn run_training_with(spec: &RunSpec, data: &Splits, files: &Persistence) -> 
     let resume_path = files.resume.as_deref().unwrap_or(Path::new(""));
     match (nino.as_mut(), nino_state, &state) {
         (Some(hook), Some(ns), Some(st)) => {
-            hook.restore(ns, st.step).map_err(|e| anyhow!("checkpoint {}: {e}", resume_path.display()))?
+            hook.restore(ns, st.step).map_err(|error| RunError::Restore { path: resume_path.to_path_buf(), error })?
         }
         (Some(_), None, Some(_)) | (None, Some(_), _) => {
-            bail!("checkpoint {} and this command line disagree on --nino", resume_path.display())
+            return Err(RunError::NinoMismatch { path: resume_path.to_path_buf() });
         }
         _ => {}
     }
@@ -506,7 +427,8 @@ pub fn run_training_with(spec: &RunSpec, data: &Splits, files: &Persistence) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::Dataset;
+    use crate::io::data::{Dataset, Normalization};
+    use crate::nowcast::hook::PeriodChoice;
     use nino_core::InputShape;
 
     fn dataset(n: usize) -> Dataset {
@@ -557,8 +479,11 @@ mod tests {
             train_total: 11,
         };
         let arch = Task::Debug.arch();
-        let err = nino_hook(&nino, &spec, &arch, &splits).unwrap_err().to_string();
-        assert!(err.contains("--probe heldout needs training examples past the protocol's cut"), "{err}");
+        // The library names the setting; `cmd::flag_error` words it as the flag (tested there).
+        let err = nino_hook(&nino, &spec, &arch, &splits).unwrap_err();
+        assert!(matches!(err, RunError::NoHeldout { total: 11, .. }), "{err}");
+        let err = err.to_string();
+        assert!(err.contains("the held-out probe needs training examples past the protocol's cut"), "{err}");
         let progress =
             NinoSpec { period: PeriodChoice::PROGRESS, rollback: None, probe: ProbeSource::Train, ..nino.clone() };
         assert_eq!(progress.probe_source(), ProbeSource::Heldout);
@@ -568,6 +493,8 @@ mod tests {
         assert!(nino_hook(&nino, &spec, &arch, &splits).is_ok());
         assert!(nino_hook(&progress, &spec, &arch, &splits).is_ok());
         let bad_slack = NinoSpec { slack: f32::NAN, ..nino };
-        assert!(nino_hook(&bad_slack, &spec, &arch, &splits).unwrap_err().to_string().contains("--rollback-slack"));
+        let err = nino_hook(&bad_slack, &spec, &arch, &splits).unwrap_err();
+        assert!(matches!(err, RunError::RollbackSlack(s) if s.is_nan()), "{err}");
+        assert!(err.to_string().contains("rollback slack"), "{err}");
     }
 }

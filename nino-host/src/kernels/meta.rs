@@ -4,7 +4,7 @@
 //! eight floats wide. They are the core's functions, inlined into wrappers with a wider target, so the
 //! results are bit-identical (tested): Rust never fuses `a * b + c` on its own.
 
-use crate::gemm::HostGemm;
+use super::gemm::HostGemm;
 use nino_core::nowcast::meta::{Compute, Kernels};
 
 #[cfg(target_arch = "x86_64")]

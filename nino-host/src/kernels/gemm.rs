@@ -7,7 +7,7 @@ use nino_core::Error;
 use nino_core::ops::gemm::{Gemm, MatRef, check_gemm};
 
 /// Single-threaded `gemm`-crate multiply: the engine parallelises across examples instead, which on
-/// the thin shapes of these nets beats threading inside one product (RUST_NOTES.md section 7).
+/// the thin shapes of these nets beats threading inside one product (docs/results/pytorch-baseline.md, "Matrix products").
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HostGemm;
 
@@ -203,6 +203,49 @@ unsafe fn panel<const MR: usize, const NV: usize>(
     }
 }
 
+/// [`HostGemm`] with the rows of large products split over rayon's threads (one product at a time is
+/// all a nowcast has, unlike the trainer, which parallelises across examples).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ThreadedGemm;
+
+/// Multiply-adds below which a product stays on one thread (a split costs a few microseconds).
+const THREADED_MIN_WORK: usize = 1 << 20;
+
+impl Gemm for ThreadedGemm {
+    fn gemm(&self, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], ldc: usize, beta: f32) -> Result<(), nino_core::Error> {
+        let (m, k, n) = (a.rows, a.cols, b.cols);
+        let parts = rayon::current_num_threads().min(m / 64).max(1);
+        if m * k * n < THREADED_MIN_WORK || parts == 1 {
+            return HostGemm.gemm(a, b, c, ldc, beta);
+        }
+        check_gemm(&a, &b, c, ldc)?;
+        split_rows(a, b, c, ldc, beta, parts)
+    }
+}
+
+/// Runs `parts` row blocks of the product on rayon's pool, halving recursively.
+fn split_rows(
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: &mut [f32],
+    ldc: usize,
+    beta: f32,
+    parts: usize,
+) -> Result<(), nino_core::Error> {
+    if parts <= 1 {
+        return HostGemm.gemm(a, b, c, ldc, beta);
+    }
+    let mid = a.rows * (parts / 2) / parts;
+    let (c0, c1) = c.split_at_mut(mid * ldc);
+    let a0 = MatRef { rows: mid, ..a };
+    let a1 = MatRef { data: &a.data[mid * a.rs..], rows: a.rows - mid, ..a };
+    let (r0, r1) = rayon::join(
+        || split_rows(a0, b, c0, ldc, beta, parts / 2),
+        || split_rows(a1, b, c1, ldc, beta, parts - parts / 2),
+    );
+    r0.and(r1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +270,23 @@ mod tests {
                     assert!(d < 1e-4, "{m}x{k}x{n} ta {ta} tb {tb} beta {beta}: {d}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn threaded_gemm_agrees_with_portable() {
+        use nino_core::ops::Portable;
+        let (m, k, n) = (1037, 128, 272);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
+        for beta in [0.0, 1.0] {
+            let mut c1: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32).collect();
+            let mut c2 = c1.clone();
+            Portable.gemm(MatRef::row_major(&a, m, k), MatRef::transposed(&b, n, k), &mut c1, n, beta).unwrap();
+            ThreadedGemm.gemm(MatRef::row_major(&a, m, k), MatRef::transposed(&b, n, k), &mut c2, n, beta).unwrap();
+            // Sums of 128 products of magnitude <= 1 in another order: 1e-3 is ample, a wrong row is not.
+            let d = c1.iter().zip(&c2).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+            assert!(d < 1e-3, "beta {beta}: {d}");
         }
     }
 }

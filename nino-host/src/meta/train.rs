@@ -2,32 +2,184 @@
 //! NiNo ([`nino_core::nowcast::meta`]) over them in parallel, and optimises it with AdamW, a cosine learning
 //! rate and gradient clipping (spec 7.3). Models and checkpoints are safetensors files written atomically.
 
-use crate::collect::{Manifest, Trajectory};
-use crate::fsutil::write_atomic;
-use crate::weights::WeightSet;
-use anyhow::{Context, anyhow, bail};
+use crate::io::collection::{CollectionError, Manifest, Trajectory};
+use crate::io::model_file::{MetaModel, ModelFileError, model_args_json};
+use crate::io::tensor_file::{f32_tensors_to_bytes, f32s};
+use crate::io::weights::WeightSet;
 use nino_core::adam::{AdamConfig, adam_step};
 use nino_core::nowcast::meta::{self, Layout, Sample, window};
 use nino_core::nowcast::{Config, Head};
 use nino_core::rng::SplitMix64;
-use nino_core::{Arch, InputShape, NeuralGraph};
+use nino_core::{Arch, ArchError, InputShape, NeuralGraph};
 use rayon::prelude::*;
-use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::path::Path;
 
+/// Why meta-training could not start, go on or resume.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaTrainError {
+    /// The core refused a computation (a window, a spectral feature, the optimizer step).
+    #[error(transparent)]
+    Core(#[from] nino_core::Error),
+    /// The model has no layout, or its file is unusable.
+    #[error(transparent)]
+    ModelFile(#[from] ModelFileError),
+    /// The collection could not be read.
+    #[error(transparent)]
+    Collection(#[from] CollectionError),
+    /// The collection has no trajectory.
+    #[error("{}: the collection has no finished trajectory yet (run `nino collect` first)", dir.display())]
+    NoTrajectory {
+        /// The collection folder.
+        dir: std::path::PathBuf,
+    },
+    /// A trajectory's arch spec does not parse.
+    #[error("{spec}: {error}")]
+    Arch {
+        /// The spec.
+        spec: String,
+        /// What is wrong.
+        error: ArchError,
+    },
+    /// A trajectory's network has wider kernels than the model reads.
+    #[error("{spec}: kernels wider than the model's {slots} slots")]
+    TooWide {
+        /// The spec.
+        spec: String,
+        /// The model's feature slots.
+        slots: usize,
+    },
+    /// A trajectory is too short for the windows asked for.
+    #[error(
+        "trajectory {index} has {states} states; windows of spacing {spacing} need more than {need} (collect longer \
+         runs or lower the spacing)"
+    )]
+    TooShort {
+        /// The trajectory.
+        index: usize,
+        /// Its states.
+        states: usize,
+        /// Optimizer steps between context states.
+        spacing: u64,
+        /// States a window spans.
+        need: usize,
+    },
+    /// A sampled trajectory is too short (checked up front by [`MetaData::check_lengths`]).
+    #[error("trajectory {index} has {states} states, windows need more than {need}")]
+    WindowTooShort {
+        /// The trajectory.
+        index: usize,
+        /// Its states.
+        states: usize,
+        /// States a window spans.
+        need: usize,
+    },
+    /// The forward loss is NaN or infinite.
+    #[error("meta-training loss is not finite")]
+    NonFiniteLoss,
+    /// Every target of a batch is masked.
+    #[error("a batch had no target to learn (every target masked)")]
+    NoTarget,
+    /// The gradient is NaN or infinite.
+    #[error("update {0}: the gradient is not finite")]
+    NonFiniteGradient(u64),
+    /// A checkpoint is unreadable or of another run.
+    #[error("{0}")]
+    Checkpoint(CheckpointProblem),
+    /// Collections read together store states at different intervals.
+    #[error(
+        "{} stores a state every {every} steps, an earlier folder every {earlier}: collections read together must agree",
+        dir.display()
+    )]
+    EveryMismatch {
+        /// The folder that disagrees.
+        dir: std::path::PathBuf,
+        /// Its interval.
+        every: u64,
+        /// The interval of the folders before it.
+        earlier: u64,
+    },
+    /// There is nothing to train on.
+    #[error("no trajectory to train on")]
+    Empty,
+    /// A thread of the batch panicked while holding the buffer pool.
+    #[error("a meta-training thread panicked")]
+    Poisoned,
+}
+
+/// What is wrong with a meta-training checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointProblem {
+    /// Not safetensors.
+    #[error("not a checkpoint ({0})")]
+    NotSafetensors(safetensors::SafeTensorError),
+    /// No metadata.
+    #[error("not a meta-training checkpoint (no metadata)")]
+    NoMetadata,
+    /// Another format.
+    #[error("not a meta-training checkpoint (format is not {CHECKPOINT_FORMAT})")]
+    Format,
+    /// `model_args` does not parse.
+    #[error("checkpoint model_args: {0}")]
+    ModelArgs(nino_core::Error),
+    /// The checkpoint's model is another.
+    #[error("the checkpoint is of another model ({saved}), not {here}")]
+    OtherModel {
+        /// The checkpoint's `model_args`.
+        saved: String,
+        /// This run's.
+        here: String,
+    },
+    /// The `state` entry is not JSON.
+    #[error("{0}")]
+    State(serde_json::Error),
+    /// A setting differs from this run's.
+    #[error("{key} is {saved} in the checkpoint but {here} here")]
+    Setting {
+        /// The setting (as the state names it, `weight_decay`).
+        key: &'static str,
+        /// The checkpoint's value.
+        saved: serde_json::Value,
+        /// This run's.
+        here: serde_json::Value,
+    },
+    /// The model has no layout.
+    #[error("model: {0}")]
+    Layout(nino_core::Error),
+    /// The tensors are unreadable.
+    #[error("corrupt checkpoint ({0})")]
+    Corrupt(safetensors::SafeTensorError),
+    /// A tensor is absent.
+    #[error("checkpoint has no `{0}`")]
+    NoTensor(&'static str),
+    /// A tensor has another dtype or shape.
+    #[error("checkpoint `{name}` is {dtype:?} {shape:?}, expected F32 [{len}]")]
+    Shape {
+        /// The tensor.
+        name: &'static str,
+        /// Its dtype.
+        dtype: Dtype,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// The model's parameter count.
+        len: usize,
+    },
+    /// A tensor holds NaN or infinity.
+    #[error("checkpoint `{0}` holds NaN or infinite values")]
+    NonFinite(&'static str),
+    /// A counter is absent.
+    #[error("checkpoint state lacks `{0}`")]
+    NoCounter(&'static str),
+}
+
+/// A head name that is not `mlp`, `gru` or `lstm`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown head `{0}` (mlp, gru or lstm)")]
+pub struct UnknownHead(pub String);
+
 /// Format tag of meta-training checkpoints.
 pub const CHECKPOINT_FORMAT: &str = "nino-meta-checkpoint/1";
-
-/// A trainable NiNo: its layout and its flat parameters.
-#[derive(Clone, Debug)]
-pub struct MetaModel {
-    /// Where each tensor lives.
-    pub layout: Layout,
-    /// All parameters.
-    pub params: Vec<f32>,
-}
 
 /// A standard normal deviate (Box-Muller) from two uniforms of `rng`.
 fn normal(rng: &mut SplitMix64) -> f32 {
@@ -36,20 +188,10 @@ fn normal(rng: &mut SplitMix64) -> f32 {
     ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
 }
 
-/// The JSON `model_args` that describes `cfg` to every loader (the published keys plus `head`, `centrality`).
-pub fn model_args_json(cfg: &Config) -> String {
-    serde_json::json!({
-        "hid": cfg.hid, "layers": cfg.layers, "ctx": cfg.ctx, "lpe": cfg.lpe, "seq_len": cfg.seq_len,
-        "max_feat_size": cfg.max_feat_size, "edge_types": cfg.edge_types, "gnn": true, "wte_pos_enc": false,
-        "upd_scale": cfg.upd_scale, "head": cfg.head.name(), "centrality": cfg.centrality,
-    })
-    .to_string()
-}
-
 impl MetaModel {
     /// The reference initialisation (spec 4.2): weights and embeddings from N(0, 0.02^2), biases 0.
-    pub fn init(cfg: &Config, seed: u64) -> anyhow::Result<MetaModel> {
-        let layout = Layout::new(cfg).map_err(|e| anyhow!("model: {e}"))?;
+    pub fn init(cfg: &Config, seed: u64) -> Result<MetaModel, ModelFileError> {
+        let layout = Layout::new(cfg).map_err(ModelFileError::Layout)?;
         let mut params = vec![0.0; layout.len];
         let mut rng = SplitMix64::new(seed);
         Layout::visit(cfg, &mut |t| {
@@ -58,14 +200,18 @@ impl MetaModel {
             }
             Ok(())
         })
-        .map_err(|e| anyhow!("model: {e}"))?;
+        .map_err(ModelFileError::Layout)?;
         Ok(MetaModel { layout, params })
     }
 
     /// [`MetaModel::init`], then every tensor `init` has with the same key and shape copied over. Two
     /// adaptations: a smaller LPE count takes the first columns of `node_proj`, and a recurrent head's
     /// output layer `edge_out.fc` starts from the MLP head's `edge_out.fc.2`. Returns the keys copied.
-    pub fn init_from(cfg: &Config, seed: u64, init: &WeightSet<f32>) -> anyhow::Result<(MetaModel, Vec<String>)> {
+    pub fn init_from(
+        cfg: &Config,
+        seed: u64,
+        init: &WeightSet<f32>,
+    ) -> Result<(MetaModel, Vec<String>), ModelFileError> {
         let mut m = MetaModel::init(cfg, seed)?;
         let mut copied = Vec::new();
         let slots = m.slots()?;
@@ -90,59 +236,6 @@ impl MetaModel {
             copied.push(t.key.to_string());
         }
         Ok((m, copied))
-    }
-
-    /// Every tensor of the layout.
-    pub fn slots(&self) -> anyhow::Result<Vec<meta::TensorSlot>> {
-        let mut v = Vec::new();
-        Layout::visit(&self.layout.cfg, &mut |t| {
-            v.push(t);
-            Ok(())
-        })
-        .map_err(|e| anyhow!("model: {e}"))?;
-        Ok(v)
-    }
-
-    /// Reads a model in the layout of its own `model_args` (any variant; every tensor must be present).
-    pub fn from_weights(w: &WeightSet<f32>) -> anyhow::Result<MetaModel> {
-        let layout = Layout::new(&w.config).map_err(|e| anyhow!("{}: {e}", w.path.display()))?;
-        let mut m = MetaModel { layout, params: vec![0.0; layout.len] };
-        for t in m.slots()? {
-            let (want, nd) = t.shape();
-            let (shape, data) =
-                w.tensor(&t.key).ok_or_else(|| anyhow!("{}: no tensor `{}`", w.path.display(), t.key))?;
-            if *shape != want[..nd] {
-                bail!("{}: tensor `{}` is {shape:?}, expected {:?}", w.path.display(), t.key, &want[..nd]);
-            }
-            m.params[t.offset..t.offset + t.len()].copy_from_slice(data);
-        }
-        Ok(m)
-    }
-
-    /// The model as safetensors bytes (f32 tensors by key, `model_args` and `extra` in the metadata).
-    pub fn to_bytes(&self, extra: &[(&str, String)]) -> anyhow::Result<Vec<u8>> {
-        let slots = self.slots()?;
-        let bytes: Vec<Vec<u8>> = slots
-            .iter()
-            .map(|t| self.params[t.offset..t.offset + t.len()].iter().flat_map(|v| v.to_le_bytes()).collect())
-            .collect();
-        let views: Vec<(String, TensorView<'_>)> = slots
-            .iter()
-            .zip(&bytes)
-            .map(|(t, b)| {
-                let (s, nd) = t.shape();
-                TensorView::new(Dtype::F32, s[..nd].to_vec(), b).map(|v| (t.key.to_string(), v))
-            })
-            .collect::<Result<_, _>>()?;
-        let mut meta: HashMap<String, String> = extra.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        meta.insert("model_args".into(), model_args_json(&self.layout.cfg));
-        Ok(safetensors::serialize(views, Some(meta))?)
-    }
-
-    /// Writes [`MetaModel::to_bytes`] atomically: the format `nino train --nino` loads.
-    pub fn save(&self, path: &Path, extra: &[(&str, String)]) -> anyhow::Result<()> {
-        let bytes = self.to_bytes(extra)?;
-        write_atomic(path, &bytes).with_context(|| format!("cannot write {}", path.display()))
     }
 }
 
@@ -211,25 +304,27 @@ pub struct MetaData {
 
 impl MetaData {
     /// Loads every trajectory of the collection in `dir` and computes its graph's features for `cfg`.
-    pub fn load(dir: &Path, cfg: &Config) -> anyhow::Result<MetaData> {
+    pub fn load(dir: &Path, cfg: &Config) -> Result<MetaData, MetaTrainError> {
         MetaData::load_dirs(&[dir.to_path_buf()], cfg)
     }
 
     /// Loads every trajectory of several collections (they must store states equally often).
-    pub fn load_dirs(dirs: &[std::path::PathBuf], cfg: &Config) -> anyhow::Result<MetaData> {
+    pub fn load_dirs(dirs: &[std::path::PathBuf], cfg: &Config) -> Result<MetaData, MetaTrainError> {
         let mut trajs = Vec::new();
         let mut every = None;
         for dir in dirs {
             let manifest = Manifest::load(dir)?;
             if manifest.trajectories.is_empty() {
-                bail!("{}: the collection has no finished trajectory yet (run `nino collect` first)", dir.display());
+                return Err(MetaTrainError::NoTrajectory { dir: dir.to_path_buf() });
             }
             match every {
-                Some(e) if e != manifest.config.every => bail!(
-                    "{} stores a state every {} steps, an earlier folder every {e}: collections read together must agree",
-                    dir.display(),
-                    manifest.config.every
-                ),
+                Some(earlier) if earlier != manifest.config.every => {
+                    return Err(MetaTrainError::EveryMismatch {
+                        dir: dir.to_path_buf(),
+                        every: manifest.config.every,
+                        earlier,
+                    });
+                }
                 _ => every = Some(manifest.config.every),
             }
             for entry in &manifest.trajectories {
@@ -240,24 +335,25 @@ impl MetaData {
     }
 
     /// Prepares trajectories already in memory (states every `every` steps) for a model of `cfg`.
-    pub fn from_trajectories(trajs: Vec<Trajectory>, every: u64, cfg: &Config) -> anyhow::Result<MetaData> {
+    pub fn from_trajectories(trajs: Vec<Trajectory>, every: u64, cfg: &Config) -> Result<MetaData, MetaTrainError> {
         let mut feats: HashMap<String, (Vec<f32>, Vec<f32>)> = HashMap::new();
         let mut sources = Vec::new();
         for traj in trajs {
             let m = &traj.meta;
             let input = InputShape { channels: m.input[0], height: m.input[1], width: m.input[2] };
-            let arch = Arch::parse(&m.arch, input, m.classes).map_err(|e| anyhow!("{}: {e}", m.arch))?;
+            let arch = Arch::parse(&m.arch, input, m.classes)
+                .map_err(|error| MetaTrainError::Arch { spec: m.arch.clone(), error })?;
             let graph = NeuralGraph::new(&arch);
             if graph.feat_slots() > cfg.max_feat_size {
-                bail!("{}: kernels wider than the model's {} slots", m.arch, cfg.max_feat_size);
+                return Err(MetaTrainError::TooWide { spec: m.arch.clone(), slots: cfg.max_feat_size });
             }
             let (lpe, centrality) = match feats.get(&m.arch) {
                 Some(f) => f.clone(),
                 None => {
-                    let lpe = crate::spectral::lpe(&arch, cfg.lpe)?;
+                    let lpe = crate::kernels::spectral::lpe(&arch, cfg.lpe)?;
                     let mut cent = Vec::new();
                     if cfg.centrality {
-                        let raw = crate::spectral::centrality(&arch);
+                        let raw = crate::kernels::spectral::centrality(&arch);
                         cent = vec![0.0; raw.len()];
                         meta::centrality_feature(&raw, &mut cent)?;
                     }
@@ -268,26 +364,26 @@ impl MetaData {
             sources.push(Source { arch_spec: m.arch.clone(), graph, lpe, centrality, traj });
         }
         if sources.is_empty() {
-            bail!("no trajectory to train on");
+            return Err(MetaTrainError::Empty);
         }
         Ok(MetaData { sources, every })
     }
 
     /// Forward and backward FLOPs of one graph of trajectory `source` for `layout` (every matrix product
     /// counted as `2 m n k`; the elementwise work, a few percent, is not counted).
-    pub fn graph_flops(&self, layout: &Layout, source: usize) -> anyhow::Result<u64> {
-        let windows = [Window {
+    pub fn graph_flops(&self, layout: &Layout, source: usize) -> Result<u64, MetaTrainError> {
+        let w = Window {
             source,
             states: (0..layout.cfg.ctx + layout.cfg.seq_len).collect(),
             len: layout.cfg.seq_len,
             signs: vec![1.0; layout.cfg.lpe.max(nino_core::spectral::LPE_COLS)],
-        }];
+        };
         let counter = FlopCounter::default();
         let params = vec![0.01; layout.len];
         let mut b = WindowBuffers::default();
         let mut grad = vec![0.0; layout.len];
         let cx = meta::Compute { gemm: &counter, kernels: meta::Kernels::PORTABLE };
-        window_loss_with(cx, layout, &params, self, &windows[0], &mut b, &mut grad, true)?;
+        window_loss_with(cx, layout, &params, self, &w, &mut b, &mut grad, true)?;
         Ok(counter.flops.load(std::sync::atomic::Ordering::Relaxed))
     }
 
@@ -302,14 +398,10 @@ impl MetaData {
     }
 
     /// Checks that every trajectory is long enough for the windows `mc` asks for (spec 7.2 step 3).
-    pub fn check_lengths(&self, cfg: &Config, mc: &MetaTrainConfig) -> anyhow::Result<()> {
+    pub fn check_lengths(&self, cfg: &Config, mc: &MetaTrainConfig) -> Result<(), MetaTrainError> {
         let need = window_span(cfg, mc, self.every);
         if let Some((i, s)) = self.sources.iter().enumerate().find(|(_, s)| s.traj.n_states <= need) {
-            bail!(
-                "trajectory {i} has {} states; windows of spacing {} need more than {need} (collect longer runs or lower --spacing)",
-                s.traj.n_states,
-                mc.spacing
-            );
+            return Err(MetaTrainError::TooShort { index: i, states: s.traj.n_states, spacing: mc.spacing, need });
         }
         Ok(())
     }
@@ -351,7 +443,7 @@ fn sample_batch(
     cfg: &Config,
     mc: &MetaTrainConfig,
     rng: &mut SplitMix64,
-) -> anyhow::Result<Vec<Window>> {
+) -> Result<Vec<Window>, MetaTrainError> {
     let (c, s) = (cfg.ctx, cfg.seq_len);
     let (lo, hi) = strides(mc, data.every);
     let mut out = Vec::new();
@@ -362,7 +454,7 @@ fn sample_batch(
         let n_states = data.sources[source].traj.n_states;
         let need = window_span(cfg, mc, data.every);
         if n_states <= need {
-            bail!("trajectory {source} has {n_states} states, windows need more than {need}");
+            return Err(MetaTrainError::WindowTooShort { index: source, states: n_states, need });
         }
         let start = rng.below((n_states - need) as u64) as usize;
         let idx: Vec<usize> = (0..s + c).map(|i| start + i * stride).take_while(|&j| j < n_states).collect();
@@ -427,6 +519,13 @@ pub struct Workspace {
     pool: std::sync::Mutex<Vec<WindowBuffers>>,
 }
 
+impl Workspace {
+    /// The summed gradient left by the last [`batch_loss`] with gradients.
+    fn grad_mut(&mut self) -> &mut [f32] {
+        &mut self.grads[0]
+    }
+}
+
 /// Sizes `v` to `n` values, reusing its allocation (the contents are overwritten by the caller).
 fn sized<T: Copy + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
     v.resize(n, T::default());
@@ -442,8 +541,8 @@ fn window_loss(
     b: &mut WindowBuffers,
     grad: &mut [f32],
     with_grad: bool,
-) -> anyhow::Result<(f64, usize)> {
-    window_loss_with(crate::meta_kernels::host_compute(), lay, params, data, w, b, grad, with_grad)
+) -> Result<(f64, usize), MetaTrainError> {
+    window_loss_with(crate::kernels::meta::host_compute(), lay, params, data, w, b, grad, with_grad)
 }
 
 /// [`window_loss`] on the kernels `cx`.
@@ -457,7 +556,7 @@ fn window_loss_with(
     b: &mut WindowBuffers,
     grad: &mut [f32],
     with_grad: bool,
-) -> anyhow::Result<(f64, usize)> {
+) -> Result<(f64, usize), MetaTrainError> {
     let cfg = &lay.cfg;
     let src = &data.sources[w.source];
     let g = &src.graph;
@@ -481,7 +580,7 @@ fn window_loss_with(
         meta::predict(cx, lay, params, &sample, scratch, out)?;
         let (loss, count) = meta::masked_l1(out, target, mask, None);
         if !loss.is_finite() {
-            bail!("meta-training loss is not finite");
+            return Err(MetaTrainError::NonFiniteLoss);
         }
         Ok((f64::from(loss), count))
     }
@@ -496,13 +595,13 @@ fn batch_loss(
     windows: &[Window],
     with_grad: bool,
     work: &mut Workspace,
-) -> anyhow::Result<(f64, usize)> {
+) -> Result<(f64, usize), MetaTrainError> {
     work.grads.resize_with(PARTS, Vec::new);
     let per = windows.len().div_ceil(PARTS).max(1);
     let pool = &work.pool;
     // Part i sums windows [i*per, (i+1)*per) in order, and the parts are summed in order: the result does
     // not depend on how rayon schedules them.
-    let parts: Vec<anyhow::Result<(f64, usize)>> = work
+    let parts: Vec<Result<(f64, usize), MetaTrainError>> = work
         .grads
         .par_iter_mut()
         .enumerate()
@@ -511,7 +610,7 @@ fn batch_loss(
                 grad.clear();
                 grad.resize(lay.len, 0.0);
             }
-            let mut b = pool.lock().map_err(|_| anyhow!("a meta-training thread panicked"))?.pop().unwrap_or_default();
+            let mut b = pool.lock().map_err(|_| MetaTrainError::Poisoned)?.pop().unwrap_or_default();
             let mut total = Ok((0.0, 0));
             for w in windows.iter().skip(i * per).take(per) {
                 total = total.and_then(|(l0, n0)| {
@@ -519,7 +618,7 @@ fn batch_loss(
                     Ok((l0 + l, n0 + n))
                 });
             }
-            pool.lock().map_err(|_| anyhow!("a meta-training thread panicked"))?.push(b);
+            pool.lock().map_err(|_| MetaTrainError::Poisoned)?.push(b);
             total
         })
         .collect();
@@ -537,13 +636,6 @@ fn batch_loss(
     Ok(total)
 }
 
-impl Workspace {
-    /// The summed gradient left by the last [`batch_loss`] with gradients.
-    fn grad_mut(&mut self) -> &mut [f32] {
-        &mut self.grads[0]
-    }
-}
-
 /// Pooled loss of `model` on `batches` batches drawn with a fixed `seed`: the same windows for every model,
 /// so two models (before and after training) compare on equal terms. Forward only.
 pub fn fixed_sample_loss(
@@ -552,7 +644,7 @@ pub fn fixed_sample_loss(
     mc: &MetaTrainConfig,
     seed: u64,
     batches: usize,
-) -> anyhow::Result<f64> {
+) -> Result<f64, MetaTrainError> {
     let mut rng = SplitMix64::new(seed);
     let (mut loss, mut count) = (0.0, 0);
     let mut work = Workspace::default();
@@ -627,19 +719,19 @@ impl MetaTrainer {
         data: &MetaData,
         seconds_before: f64,
         started: std::time::Instant,
-    ) -> anyhow::Result<&LossRow> {
+    ) -> Result<&LossRow, MetaTrainError> {
         let lay = self.model.layout;
         let windows = sample_batch(data, &lay.cfg, &self.cfg, &mut self.rng)?;
         let (loss, count) = batch_loss(&lay, &self.model.params, data, &windows, true, &mut self.work)?;
         let grad = self.work.grad_mut();
         if count == 0 {
-            bail!("a batch had no target to learn (every target masked)");
+            return Err(MetaTrainError::NoTarget);
         }
         let inv = 1.0 / count as f32;
         grad.iter_mut().for_each(|g| *g *= inv);
         let norm = grad.iter().map(|g| f64::from(*g) * f64::from(*g)).sum::<f64>().sqrt() as f32;
         if !norm.is_finite() {
-            bail!("update {}: the gradient is not finite", self.step + 1);
+            return Err(MetaTrainError::NonFiniteGradient(self.step + 1));
         }
         if norm > self.cfg.clip {
             let k = self.cfg.clip / norm;
@@ -662,15 +754,10 @@ impl MetaTrainer {
     }
 
     /// The whole state as safetensors bytes: the model, the moments, and the counters as JSON metadata.
-    pub fn checkpoint_bytes(&self, data_dir: &str) -> anyhow::Result<Vec<u8>> {
-        let f32b = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
-        let (p, m, v) = (f32b(&self.model.params), f32b(&self.m), f32b(&self.v));
+    pub fn checkpoint_bytes(&self, data_dir: &str) -> Result<Vec<u8>, safetensors::SafeTensorError> {
         let n = self.model.params.len();
-        let views = vec![
-            ("params".to_string(), TensorView::new(Dtype::F32, vec![n], &p)?),
-            ("adam.m".to_string(), TensorView::new(Dtype::F32, vec![n], &m)?),
-            ("adam.v".to_string(), TensorView::new(Dtype::F32, vec![n], &v)?),
-        ];
+        let tensors: [(&str, Vec<usize>, &[f32]); 3] =
+            [("params", vec![n], &self.model.params), ("adam.m", vec![n], &self.m), ("adam.v", vec![n], &self.v)];
         let state = serde_json::json!({
             "step": self.step, "t": self.t, "rng": self.rng.state(), "rows": self.rows,
             "steps": self.cfg.steps, "batch": self.cfg.batch, "windows": self.cfg.windows, "lr": self.cfg.lr,
@@ -684,7 +771,7 @@ impl MetaTrainer {
             ("state".to_string(), state.to_string()),
         ]
         .into();
-        Ok(safetensors::serialize(views, Some(meta))?)
+        f32_tensors_to_bytes(&tensors, Some(meta))
     }
 
     /// Restores a run from [`MetaTrainer::checkpoint_bytes`]; `cfg` and `data_dir` must be the saved ones.
@@ -693,18 +780,19 @@ impl MetaTrainer {
         cfg: &Config,
         mc: &MetaTrainConfig,
         data_dir: &str,
-    ) -> anyhow::Result<MetaTrainer> {
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("not a checkpoint ({e})"))?;
-        let meta = header.metadata().as_ref().ok_or_else(|| anyhow!("not a meta-training checkpoint (no metadata)"))?;
+    ) -> Result<MetaTrainer, CheckpointProblem> {
+        use CheckpointProblem as P;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(P::NotSafetensors)?;
+        let meta = header.metadata().as_ref().ok_or(P::NoMetadata)?;
         if meta.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
-            bail!("not a meta-training checkpoint (format is not {CHECKPOINT_FORMAT})");
+            return Err(P::Format);
         }
-        let saved_cfg = Config::from_json(meta.get("model_args").map_or("", String::as_str))
-            .map_err(|e| anyhow!("checkpoint model_args: {e}"))?;
+        let saved_cfg = Config::from_json(meta.get("model_args").map_or("", String::as_str)).map_err(P::ModelArgs)?;
         if saved_cfg != *cfg {
-            bail!("the checkpoint is of another model ({}), not {}", model_args_json(&saved_cfg), model_args_json(cfg));
+            return Err(P::OtherModel { saved: model_args_json(&saved_cfg), here: model_args_json(cfg) });
         }
-        let mut state: serde_json::Value = serde_json::from_str(meta.get("state").map_or("", String::as_str))?;
+        let mut state: serde_json::Value =
+            serde_json::from_str(meta.get("state").map_or("", String::as_str)).map_err(P::State)?;
         // Checkpoints from before spacing ranges had one spacing.
         if state.get("spacing_max").is_none() {
             let spacing = state.get("spacing").cloned().unwrap_or_default();
@@ -727,30 +815,26 @@ impl MetaTrainer {
         ];
         for (k, v) in checks {
             if !same(k, v.clone()) {
-                bail!(
-                    "--{} is {} in the checkpoint but {v} here",
-                    k.replace('_', "-"),
-                    state.get(k).unwrap_or(&serde_json::Value::Null)
-                );
+                let saved = state.get(k).cloned().unwrap_or(serde_json::Value::Null);
+                return Err(P::Setting { key: k, saved, here: v });
             }
         }
-        let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("corrupt checkpoint ({e})"))?;
-        let layout = Layout::new(cfg).map_err(|e| anyhow!("model: {e}"))?;
-        let read = |name: &str| -> anyhow::Result<Vec<f32>> {
-            let t = st.tensor(name).map_err(|_| anyhow!("checkpoint has no `{name}`"))?;
+        let st = SafeTensors::deserialize(bytes).map_err(P::Corrupt)?;
+        let layout = Layout::new(cfg).map_err(P::Layout)?;
+        let read = |name: &'static str| -> Result<Vec<f32>, CheckpointProblem> {
+            let t = st.tensor(name).map_err(|_| P::NoTensor(name))?;
             if t.dtype() != Dtype::F32 || t.shape() != [layout.len] {
-                bail!("checkpoint `{name}` is {:?} {:?}, expected F32 [{}]", t.dtype(), t.shape(), layout.len);
+                return Err(P::Shape { name, dtype: t.dtype(), shape: t.shape().to_vec(), len: layout.len });
             }
-            let v: Vec<f32> = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let v = f32s(t.data());
             if v.iter().any(|x| !x.is_finite()) {
-                bail!("checkpoint `{name}` holds NaN or infinite values");
+                return Err(P::NonFinite(name));
             }
             Ok(v)
         };
-        let num = |k: &str| {
-            state.get(k).and_then(serde_json::Value::as_u64).ok_or_else(|| anyhow!("checkpoint state lacks `{k}`"))
-        };
-        let rows: Vec<LossRow> = serde_json::from_value(state.get("rows").cloned().unwrap_or_default())?;
+        let num = |k: &'static str| state.get(k).and_then(serde_json::Value::as_u64).ok_or(P::NoCounter(k));
+        let rows: Vec<LossRow> =
+            serde_json::from_value(state.get("rows").cloned().unwrap_or_default()).map_err(P::State)?;
         Ok(MetaTrainer {
             model: MetaModel { layout, params: read("params")? },
             m: read("adam.m")?,
@@ -766,12 +850,12 @@ impl MetaTrainer {
 }
 
 /// Head names for the command line.
-pub fn parse_head(s: &str) -> Result<Head, String> {
+pub fn parse_head(s: &str) -> Result<Head, UnknownHead> {
     match s {
         "mlp" => Ok(Head::Mlp),
         "gru" => Ok(Head::Gru),
         "lstm" => Ok(Head::Lstm),
-        _ => Err(format!("unknown head `{s}` (mlp, gru or lstm)")),
+        _ => Err(UnknownHead(s.to_string())),
     }
 }
 

@@ -4,31 +4,14 @@
 //! processed in small chunks so the im2col scratch and activations stay in the core's cache; every
 //! chunk adds its share of the gradient into its thread's buffer, and the buffers are summed before Adam.
 
-use crate::gemm::HostGemm;
+use crate::kernels::gemm::HostGemm;
+use crate::training::metrics::Evaluation;
 pub use nino_core::adam::AdamConfig;
 use nino_core::adam::adam_step;
 use nino_core::error::check_len;
 use nino_core::net;
 use nino_core::ops::loss::{count_correct, cross_entropy_sum};
 use nino_core::{Arch, Error};
-
-/// Loss and accuracy of a network on a labelled set.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct EvalResult {
-    /// Mean cross-entropy.
-    pub loss: f32,
-    /// Examples whose top-1 prediction is the label.
-    pub correct: usize,
-    /// Examples evaluated.
-    pub total: usize,
-}
-
-impl EvalResult {
-    /// Fraction of correct predictions (0 for an empty set).
-    pub fn accuracy(&self) -> f32 {
-        if self.total == 0 { 0.0 } else { self.correct as f32 / self.total as f32 }
-    }
-}
 
 /// f32 values a chunk's buffers may take so that they stay in one core's L2 cache (1 MiB here).
 const CHUNK_BUDGET: usize = 196_608;
@@ -243,7 +226,7 @@ impl Engine {
     }
 
     /// Mean loss and top-1 accuracy on any number of examples (split across cores, chunked).
-    pub fn evaluate(&mut self, x: &[f32], y: &[u32]) -> Result<EvalResult, Error> {
+    pub fn evaluate(&mut self, x: &[f32], y: &[u32]) -> Result<Evaluation, Error> {
         let n = self.check_batch(x, y)?;
         net::pack(&self.arch, &self.params, &mut self.packed)?;
         let per = self.arch.input.len();
@@ -268,7 +251,7 @@ impl Engine {
             loss += l as f64;
             correct += c;
         }
-        Ok(EvalResult { loss: (loss / n as f64) as f32, correct, total: n })
+        Ok(Evaluation { loss: (loss / n as f64) as f32, correct, total: n })
     }
 }
 

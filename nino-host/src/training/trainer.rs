@@ -1,6 +1,6 @@
 //! The training loop: batches, Adam steps, evaluation, stopping at the target.
 //!
-//! [`train`] follows the vision protocol (NINO_REFERENCE.md section 6) except for one stated deviation: the
+//! [`train`] follows the vision protocol (docs/spec.md §6) except for one stated deviation: the
 //! test set is evaluated every `eval_every` steps (and after the last step) instead of after every step,
 //! so steps to target are multiples of `eval_every` unless training ends in between. [`FineEval`] narrows
 //! that gap where it matters: it evaluates more often once the accuracy nears the target.
@@ -12,29 +12,11 @@
 //! [`train_resumable`] also hands the loop's state to a checkpoint writer every few steps ([`Checkpointing`])
 //! and continues from such a state ([`LoopState`]) exactly where it stopped.
 
-use crate::data::{BatchSampler, Dataset};
-use crate::engine::Engine;
-use crate::metrics::{EvalRow, MetricsError, MetricsLog};
+use crate::io::data::{BatchSampler, Dataset};
+use crate::training::engine::Engine;
+use crate::training::metrics::{EvalRow, Evaluation, FineEval, MetricsError, MetricsLog};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::time::{Duration, Instant};
-
-/// Result of evaluating a model on a labelled set.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Evaluation {
-    /// Mean cross-entropy.
-    pub loss: f32,
-    /// Examples classified correctly.
-    pub correct: usize,
-    /// Examples evaluated.
-    pub total: usize,
-}
-
-impl Evaluation {
-    /// Fraction correct (0 for an empty set).
-    pub fn accuracy(&self) -> f32 {
-        if self.total == 0 { 0.0 } else { self.correct as f32 / self.total as f32 }
-    }
-}
 
 /// What the loop needs from a trainable network; [`Engine`] is the real one, tests use fakes.
 pub trait Model {
@@ -50,8 +32,7 @@ impl Model for Engine {
     }
 
     fn evaluate(&mut self, x: &[f32], y: &[u32]) -> Result<Evaluation, nino_core::Error> {
-        let r = Engine::evaluate(self, x, y)?;
-        Ok(Evaluation { loss: r.loss, correct: r.correct, total: r.total })
+        Engine::evaluate(self, x, y)
     }
 }
 
@@ -108,27 +89,6 @@ pub struct NoHook;
 impl<M: ?Sized> StepHook<M> for NoHook {
     fn before_step(&mut self, _step: u64, _batch: Batch<'_>, _model: &mut M) -> Result<HookAction, HookError> {
         Ok(HookAction::Step)
-    }
-}
-
-/// Denser evaluation near the target, so steps to target come close to the reference's per-step
-/// resolution (NINO_REFERENCE.md Q14) without paying for a test pass after every step.
-///
-/// Once any evaluation has reached `target - margin`, the test set is also evaluated every `every` steps
-/// for the rest of the run. The switch is a function of the evaluations so far, so a resumed run makes it
-/// at the same step.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
-pub struct FineEval {
-    /// Steps between evaluations once near the target (at least 1).
-    pub every: u64,
-    /// How far below the target (a fraction: 0.005 is half a point) the dense evaluations start.
-    pub margin: f32,
-}
-
-impl FineEval {
-    /// Whether an evaluation at `accuracy` switches to dense evaluation for a run aiming at `target`.
-    pub fn near(&self, accuracy: f32, target: f32) -> bool {
-        accuracy >= target - self.margin
     }
 }
 

@@ -4,13 +4,14 @@
 //! [`WeightSet::bind`] lends them to the core as [`NinoWeights`]. Loading validates everything the model
 //! will read (keys, shapes, dtypes, finiteness), so a bad file fails at load with the key it concerns.
 
-use anyhow::{Context, bail};
 use half::f16;
 use nino_core::nowcast::meta::Layout;
 use nino_core::nowcast::{Config, Head, NinoWeights, WeightElem};
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+use super::tensor_file::floats_as_f32;
 
 /// Why a weights file was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -118,15 +119,6 @@ pub struct WeightSet<W> {
     tensors: HashMap<String, Tensor<W>>,
 }
 
-fn read_f32s(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
-    match dtype {
-        Dtype::F32 => Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
-        Dtype::F16 => Some(bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()),
-        Dtype::BF16 => Some(bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()),
-        _ => None,
-    }
-}
-
 impl WeightSet<f32> {
     /// Loads `path`; `model_args` comes from the header metadata, else from `<path stem>.json` beside it.
     pub fn load(path: impl AsRef<Path>) -> Result<WeightSet<f32>, WeightsError> {
@@ -155,7 +147,7 @@ impl WeightSet<f32> {
         })?;
         let mut tensors = HashMap::new();
         for (name, view) in st.iter() {
-            let data = read_f32s(view.dtype(), view.data()).unwrap_or_default();
+            let data = floats_as_f32(view.dtype(), view.data()).unwrap_or_default();
             let count = data.iter().filter(|x| !x.is_finite()).count();
             if count > 0 {
                 return Err(WeightsError::NonFinite { path: path.into(), key: name.to_string(), count });
@@ -260,21 +252,6 @@ impl<W: WeightElem> WeightSet<W> {
     pub fn num_values(&self) -> usize {
         self.tensors.values().map(|t| t.data.len()).sum()
     }
-}
-
-/// Reads the F32 tensor `name` (a parameter history, an LPE) from safetensors bytes, with its shape;
-/// `path` names the file in errors. Kept apart from the file read so that it can be fuzzed.
-pub fn f32_tensor_from_bytes(bytes: &[u8], name: &str, path: &Path) -> anyhow::Result<(Vec<usize>, Vec<f32>)> {
-    let st = SafeTensors::deserialize(bytes)
-        .with_context(|| format!("{} is not a valid safetensors file", path.display()))?;
-    let t = st
-        .tensor(name)
-        .map_err(|_| anyhow::anyhow!("{}: no tensor `{name}` (it holds: {})", path.display(), st.names().join(", ")))?;
-    if t.dtype() != Dtype::F32 {
-        bail!("{}: tensor `{name}` is {:?}, expected F32", path.display(), t.dtype());
-    }
-    let v = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    Ok((t.shape().to_vec(), v))
 }
 
 #[cfg(test)]

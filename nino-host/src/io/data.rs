@@ -6,10 +6,10 @@
 //! decided by its magic bytes, not its name. Images are `u8` IDX (`0x00000803`, `[n, rows, cols]`, one
 //! channel); labels are `u8` IDX (`0x00000801`, `[n]`).
 //!
-//! The vision protocol (NINO_REFERENCE.md section 6) trains on the first `n - n/12` training examples in
+//! The vision protocol (docs/spec.md §6) trains on the first `n - n/12` training examples in
 //! stored order and tests on the complete test split.
 
-use nino_core::InputShape;
+use nino_core::{Arch, ArchError, InputShape, Task};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -29,14 +29,14 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 pub enum DataError {
     /// The default Fashion-MNIST directory is absent.
     #[error(
-        "Fashion-MNIST not found in {dir}: install it with: apt-get install dataset-fashion-mnist, or pass --data DIR"
+        "Fashion-MNIST not found in {dir}: install it with: apt-get install dataset-fashion-mnist, or use another data directory"
     )]
     DefaultDirMissing {
         /// The directory looked at.
         dir: PathBuf,
     },
     /// A user-given data directory does not exist.
-    #[error("data directory {dir} does not exist (pass --data DIR with the four IDX files)")]
+    #[error("data directory {dir} does not exist (it needs the four IDX files)")]
     DirMissing {
         /// The directory looked at.
         dir: PathBuf,
@@ -102,6 +102,24 @@ pub enum DataError {
     Empty {
         /// The file.
         path: PathBuf,
+    },
+    /// A built-in task's network cannot read these images (another shape, more classes).
+    #[error(
+        "task {} needs 28x28 one-channel images with labels 0..9, but {} has {height}x{width} images and {classes} classes",
+        task.name(),
+        dir.display()
+    )]
+    TaskMismatch {
+        /// The task.
+        task: Task,
+        /// The data directory.
+        dir: PathBuf,
+        /// Image height.
+        height: usize,
+        /// Image width.
+        width: usize,
+        /// Classes in the data.
+        classes: usize,
     },
 }
 
@@ -215,7 +233,7 @@ pub struct Normalization {
 }
 
 impl Normalization {
-    /// The reference's Fashion-MNIST constants (NINO_REFERENCE.md 1.2; they are MNIST's values).
+    /// The reference's Fashion-MNIST constants (docs/spec.md §1.2; they are MNIST's values).
     pub const FASHION_MNIST: Normalization = Normalization { mean: 0.1307, std: 0.3081 };
 
     /// Mean and (population) standard deviation of `pixels / 255`, for datasets without reference
@@ -362,6 +380,55 @@ pub fn load_splits(dir: &Path, norm: Option<Normalization>) -> Result<Splits, Da
     let test = Dataset::from_idx(&test_im, &test_lab, norm);
     let classes = train.classes().max(test.classes()).max(10);
     Ok(Splits { train, test, heldout, norm, classes, train_total })
+}
+
+/// An arch spec that does not parse, or does not fit the data's images.
+#[derive(Debug, thiserror::Error)]
+#[error("bad arch `{spec}` for {height}x{width} images: {error}")]
+pub struct BadArch {
+    /// The spec.
+    pub spec: String,
+    /// Image height.
+    pub height: usize,
+    /// Image width.
+    pub width: usize,
+    /// What is wrong.
+    pub error: ArchError,
+}
+
+impl Splits {
+    /// The network `spec` describes for these images and classes.
+    pub fn arch(&self, spec: &str) -> Result<Arch, BadArch> {
+        let shape = self.train.shape;
+        Arch::parse(spec, shape, self.classes).map_err(|error| BadArch {
+            spec: spec.to_string(),
+            height: shape.height,
+            width: shape.width,
+            error,
+        })
+    }
+}
+
+/// Loads the data for `task` (reference normalisation) or for an arch run (the training images' own
+/// mean and std).
+pub fn load_data(task: Option<Task>, dir: &Path) -> Result<Splits, DataError> {
+    let norm = task.map(|_| Normalization::FASHION_MNIST);
+    load_splits(dir, norm)
+}
+
+/// Refuses data a built-in task's network cannot read (another image shape, more classes).
+pub fn check_task_data(task: Task, splits: &Splits, dir: &Path) -> Result<(), DataError> {
+    let (shape, arch) = (splits.train.shape, task.arch());
+    if shape != arch.input || splits.classes > arch.classes {
+        return Err(DataError::TaskMismatch {
+            task,
+            dir: dir.to_path_buf(),
+            height: shape.height,
+            width: shape.width,
+            classes: splits.classes,
+        });
+    }
+    Ok(())
 }
 
 fn is_default_dir(dir: &Path) -> bool {
@@ -558,7 +625,8 @@ mod tests {
     #[test]
     fn default_dir_error_says_how_to_install() {
         let e = DataError::DefaultDirMissing { dir: DEFAULT_FASHION_MNIST_DIR.into() }.to_string();
-        assert!(e.contains("apt-get install dataset-fashion-mnist") && e.contains("--data DIR"), "{e}");
+        // The command line names the flag for another directory (`cmd::data_error`, tested there).
+        assert!(e.contains("apt-get install dataset-fashion-mnist") && e.contains("another data directory"), "{e}");
         assert!(is_default_dir(Path::new("/usr/share/datasets/fashion-mnist")));
     }
 

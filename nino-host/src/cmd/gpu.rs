@@ -2,12 +2,12 @@
 //! target network's parameters, Adam's state, NiNo's history and its nowcasts in GPU memory. Where no
 //! usable GPU or driver is present, one line says so and the command fails.
 
-use crate::cmd::train::TrainArgs;
-use crate::engine::init_params;
-use crate::metrics::MetricsLog;
-use crate::run::{check_task_data, load_data, read_lpe};
-use crate::train::{Batch, Evaluation, HookAction, HookError, Model, StepHook, TrainConfig};
-use crate::weights::WeightSet;
+use crate::io::data::{check_task_data, load_data};
+use crate::io::weights::WeightSet;
+use crate::run::runner::read_lpe;
+use crate::training::engine::init_params;
+use crate::training::metrics::{Evaluation, MetricsLog};
+use crate::training::trainer::{Batch, HookAction, HookError, Model, StepHook, TrainConfig};
 use anyhow::{Context, bail};
 use nino_core::adam::AdamConfig;
 use nino_core::nowcast::{self, FoldedGnn};
@@ -43,7 +43,7 @@ fn folded(weights: &WeightSet<f32>, arch: &Arch, lpe: Option<Vec<f32>>) -> anyho
     let lpe = match (cfg.has_node_proj(), lpe) {
         (false, _) => Vec::new(),
         (true, Some(l)) => l,
-        (true, None) => crate::spectral::lpe(arch, cfg.lpe)?,
+        (true, None) => crate::kernels::spectral::lpe(arch, cfg.lpe)?,
     };
     Ok((buf, lpe))
 }
@@ -142,56 +142,78 @@ impl StepHook<GpuModel> for GpuNino {
     }
 }
 
-/// Flags `nino train --device cuda` does not implement (yet), refused in one line.
-fn refuse_unsupported(args: &TrainArgs) -> anyhow::Result<()> {
-    let unsupported = [
-        ("--checkpoint", args.checkpoint.is_some()),
-        ("--resume", args.resume.is_some()),
-        ("--save-params", args.save_params.is_some()),
-        ("--stop-after", args.stop_after.is_some()),
-        ("--rollback", args.rollback.is_some()),
-        ("--inject-fault", args.inject_fault.is_some()),
-        ("--period progress", args.nino.is_some() && args.period.reads_progress()),
-    ];
-    for (flag, set) in unsupported {
-        if set {
-            bail!("{flag} is not supported with --device cuda yet (use --device cpu)");
-        }
-    }
-    Ok(())
+/// `nino train --device cuda`, its flags resolved by `cmd::train` (which refuses the ones the GPU path
+/// does not implement).
+pub struct GpuTrain {
+    /// Built-in task, or `None` for an `--arch` run.
+    pub task: Option<nino_core::Task>,
+    /// Arch spec.
+    pub spec: String,
+    /// Target accuracy.
+    pub target: Option<f32>,
+    /// Adam's learning rate.
+    pub lr: f32,
+    /// The dataset folder.
+    pub data: std::path::PathBuf,
+    /// Batch size.
+    pub batch: usize,
+    /// Seed of the weights and the batch order.
+    pub seed: u64,
+    /// Most steps.
+    pub steps: u64,
+    /// Steps between evaluations.
+    pub eval_every: u64,
+    /// Denser evaluations near the target.
+    pub fine_eval: Option<crate::training::metrics::FineEval>,
+    /// Metrics CSV.
+    pub metrics: Option<std::path::PathBuf>,
+    /// NiNo weights, LPE file, f16 storage, period and horizon rule, when nowcasting.
+    pub nino: Option<GpuNinoSettings>,
+    /// Draw progress bars.
+    pub progress: bool,
 }
 
-/// `nino train --device cuda`.
-pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
-    refuse_unsupported(args)?;
+/// The NiNo half of [`GpuTrain`].
+pub struct GpuNinoSettings {
+    /// Weights file.
+    pub weights: std::path::PathBuf,
+    /// Node features file (`--lpe`).
+    pub lpe: Option<std::path::PathBuf>,
+    /// Store the weights as f16.
+    pub f16: bool,
+    /// The nowcast period.
+    pub period: nino_core::period::Period<'static>,
+    /// The horizon rule.
+    pub horizon: nino_core::period::Horizon,
+}
+
+/// Runs `nino train --device cuda`.
+pub fn train(args: &GpuTrain) -> anyhow::Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let plan = crate::cmd::train::resolve(&args.net, args.lr)?;
-    let fine_eval = args.eval.fine(plan.target)?;
     let mut metrics = args.metrics.as_deref().map(MetricsLog::new).transpose()?;
     let gpu = open()?;
-    let splits = load_data(plan.task, &args.net.data)?;
-    let arch = match plan.task {
+    let splits = load_data(args.task, &args.data)?;
+    let arch = match args.task {
         Some(t) => {
-            check_task_data(t, &splits, &args.net.data)?;
+            check_task_data(t, &splits, &args.data)?;
             t.arch()
         }
-        None => Arch::parse(&plan.spec, splits.train.shape, splits.classes)
-            .map_err(|e| anyhow::anyhow!("bad --arch `{}`: {e}", plan.spec))?,
+        None => Arch::parse(&args.spec, splits.train.shape, splits.classes)
+            .map_err(|e| anyhow::anyhow!("bad --arch `{}`: {e}", args.spec))?,
     };
-    let adam = AdamConfig::new(plan.lr);
+    let adam = AdamConfig::new(args.lr);
     let trainer = nino_cuda::Trainer::new(&gpu, &arch, &init_params(&arch, args.seed), adam, args.batch)?;
     let mut model = GpuModel { trainer, error: None };
     let mut hook = match &args.nino {
-        Some(path) => {
+        Some(n) => {
+            let path = &n.weights;
             let weights = WeightSet::load(path).with_context(|| format!("loading NiNo weights {}", path.display()))?;
-            let lpe = args.lpe.as_deref().map(read_lpe).transpose()?;
-            let nowcaster = nowcaster(&gpu, &weights, &arch, lpe, args.f16)?;
+            let lpe = n.lpe.as_deref().map(read_lpe).transpose()?;
+            let nowcaster = nowcaster(&gpu, &weights, &arch, lpe, n.f16)?;
             let cfg = *nowcaster.config();
-            let horizon = args.period.horizon(args.horizon.map(|h| h.rule()));
-            let timeline =
-                Timeline::new(args.period.period(), cfg.ctx, args.steps as usize, cfg.seq_len)?.with_horizon(horizon);
+            let timeline = Timeline::new(n.period, cfg.ctx, args.steps as usize, cfg.seq_len)?.with_horizon(n.horizon);
             let history = gpu.alloc(cfg.ctx * arch.param_count())?;
             Some(GpuNino { timeline, nowcaster, history, gpu: gpu.clone() })
         }
@@ -199,17 +221,17 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     };
     eprintln!(
         "training {} ({} params) on {} ({} training images, batch {}, lr {}, seed {}){}",
-        plan.spec,
+        args.spec,
         arch.param_count(),
         gpu.status(),
         splits.train.len(),
         args.batch,
-        plan.lr,
+        args.lr,
         args.seed,
         if hook.is_some() {
             format!(
                 ", nowcasting with {} on the GPU",
-                args.nino.as_ref().map_or(String::new(), |p| p.display().to_string())
+                args.nino.as_ref().map_or(String::new(), |n| n.weights.display().to_string())
             )
         } else {
             String::new()
@@ -217,21 +239,21 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     );
     let cfg = TrainConfig {
         max_steps: args.steps,
-        eval_every: args.eval.eval_every,
-        target: plan.target,
-        fine_eval,
+        eval_every: args.eval_every,
+        target: args.target,
+        fine_eval: args.fine_eval,
         batch: args.batch,
         seed: args.seed,
-        progress: !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        progress: args.progress,
     };
     let report = match hook.as_mut() {
-        Some(h) => crate::train::train(&mut model, &splits.train, &splits.test, &cfg, h, metrics.as_mut()),
-        None => crate::train::train(
+        Some(h) => crate::training::trainer::train(&mut model, &splits.train, &splits.test, &cfg, h, metrics.as_mut()),
+        None => crate::training::trainer::train(
             &mut model,
             &splits.train,
             &splits.test,
             &cfg,
-            &mut crate::train::NoHook,
+            &mut crate::training::trainer::NoHook,
             metrics.as_mut(),
         ),
     };

@@ -4,8 +4,7 @@
 //! seconds since the start of training, cumulative, measured apart: optimizer steps (`train_seconds`),
 //! test-set evaluations (`eval_seconds`), and everything together (`wall_seconds`).
 
-use crate::fsutil::write_atomic;
-use crate::train::FineEval;
+use crate::io::atomic::write_atomic;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -263,6 +262,45 @@ pub fn eval_schedule(every: u64, fine: Option<FineEval>) -> String {
     match fine {
         None => steps(every),
         Some(f) => format!("{}; {} within {:.2} points of the target", steps(every), steps(f.every), 100.0 * f.margin),
+    }
+}
+
+/// Loss and accuracy of a network on a labelled set: what the engine and every model the loop trains return.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Mean cross-entropy.
+    pub loss: f32,
+    /// Examples classified correctly.
+    pub correct: usize,
+    /// Examples evaluated.
+    pub total: usize,
+}
+
+impl Evaluation {
+    /// Fraction correct (0 for an empty set).
+    pub fn accuracy(&self) -> f32 {
+        if self.total == 0 { 0.0 } else { self.correct as f32 / self.total as f32 }
+    }
+}
+
+/// Denser evaluation near the target, so steps to target come close to the reference's per-step
+/// resolution (docs/spec.md §10 Q14) without paying for a test pass after every step.
+///
+/// Once any evaluation has reached `target - margin`, the test set is also evaluated every `every` steps
+/// for the rest of the run. The switch is a function of the evaluations so far, so a resumed run makes it
+/// at the same step.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct FineEval {
+    /// Steps between evaluations once near the target (at least 1).
+    pub every: u64,
+    /// How far below the target (a fraction: 0.005 is half a point) the dense evaluations start.
+    pub margin: f32,
+}
+
+impl FineEval {
+    /// Whether an evaluation at `accuracy` switches to dense evaluation for a run aiming at `target`.
+    pub fn near(&self, accuracy: f32, target: f32) -> bool {
+        accuracy >= target - self.margin
     }
 }
 

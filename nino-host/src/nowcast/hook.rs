@@ -5,10 +5,10 @@
 //! fixed probe batch) and one copy of the parameters. The baseline the probe loss is judged against is
 //! the mean training loss since the last recorded state, which the loop computes anyway.
 
-use crate::engine::Engine;
-use crate::metrics::NowcastRecord;
-use crate::nowcaster::{NowcastError, Nowcaster};
-use crate::train::{Batch, HookAction, HookError, StepHook};
+use crate::nowcast::nowcaster::{NowcastError, Nowcaster};
+use crate::training::engine::Engine;
+use crate::training::metrics::NowcastRecord;
+use crate::training::trainer::{Batch, HookAction, HookError, StepHook};
 use nino_core::period::{Action, Horizon, Period, Timeline};
 use nino_core::rollback::{Patience, Rule, Snapshot, StateSnapshot, Verdict};
 use std::fmt;
@@ -227,6 +227,43 @@ pub struct NinoState {
     pub events: Vec<NowcastEvent>,
 }
 
+/// Why a checkpoint's NiNo state does not continue this run.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The saved history has another size than this run's.
+    #[error("NiNo history of {values} values in {states} states, expected {expected_values} in {expected_states}")]
+    History {
+        /// Values saved.
+        values: usize,
+        /// States saved.
+        states: usize,
+        /// Values this run keeps.
+        expected_values: usize,
+        /// States this run keeps.
+        expected_states: usize,
+    },
+    /// This run's schedule cannot be built.
+    #[error("{0}")]
+    Schedule(nino_core::Error),
+    /// The saved counters are not where this run's schedule is after the saved step.
+    #[error(
+        "NiNo state ({recorded} states recorded, {nowcasts} nowcasts) does not fit the schedule, which is at \
+         {expected_recorded} and {expected_nowcasts} after step {step}"
+    )]
+    Counters {
+        /// States recorded, saved.
+        recorded: usize,
+        /// Nowcasts, saved.
+        nowcasts: usize,
+        /// States recorded by this run's schedule.
+        expected_recorded: usize,
+        /// Nowcasts by this run's schedule.
+        expected_nowcasts: usize,
+        /// The saved step.
+        step: u64,
+    },
+}
+
 /// The [`StepHook`] that nowcasts with NiNo.
 pub struct NinoHook {
     nowcaster: Nowcaster,
@@ -324,32 +361,30 @@ impl NinoHook {
 
     /// Continues from `state` saved after step `step` of a run with the same settings: replays the
     /// timeline to that step and checks it agrees with the saved counters.
-    pub fn restore(&mut self, state: NinoState, step: u64) -> Result<(), String> {
+    pub fn restore(&mut self, state: NinoState, step: u64) -> Result<(), RestoreError> {
         if state.ctx != self.nowcaster.ctx() || state.history.len() != self.history.len() {
-            return Err(format!(
-                "NiNo history of {} values in {} states, expected {} in {}",
-                state.history.len(),
-                state.ctx,
-                self.history.len(),
-                self.nowcaster.ctx()
-            ));
+            return Err(RestoreError::History {
+                values: state.history.len(),
+                states: state.ctx,
+                expected_values: self.history.len(),
+                expected_states: self.nowcaster.ctx(),
+            });
         }
         let (ctx, seq_len) = (self.nowcaster.ctx(), self.nowcaster.config().seq_len);
-        let mut timeline = self.cfg.timeline(ctx, seq_len).map_err(|e| e.to_string())?;
+        let mut timeline = self.cfg.timeline(ctx, seq_len).map_err(RestoreError::Schedule)?;
         for s in 1..=step {
             if let Action::Nowcast { index, .. } = timeline.next(s) {
                 timeline.report(state.events.get(index).map_or(f32::NAN, |e| e.baseline));
             }
         }
         if timeline.recorded() != state.recorded || timeline.nowcasts() != state.events.len() {
-            return Err(format!(
-                "NiNo state ({} states recorded, {} nowcasts) does not fit the schedule, which is at {} and {} \
-                 after step {step}",
-                state.recorded,
-                state.events.len(),
-                timeline.recorded(),
-                timeline.nowcasts()
-            ));
+            return Err(RestoreError::Counters {
+                recorded: state.recorded,
+                nowcasts: state.events.len(),
+                expected_recorded: timeline.recorded(),
+                expected_nowcasts: timeline.nowcasts(),
+                step,
+            });
         }
         self.timeline = timeline;
         self.history = state.history;
@@ -545,7 +580,7 @@ mod tests {
     fn hook(rollback: Option<Rule>, later: bool) -> NinoHook {
         let arch = nino_core::Task::Debug.arch();
         let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/weights/nino_mlp_h32.safetensors");
-        let nc = Nowcaster::new(crate::weights::WeightSet::load(p).unwrap(), &arch, None, false).unwrap();
+        let nc = Nowcaster::new(crate::io::weights::WeightSet::load(p).unwrap(), &arch, None, false).unwrap();
         let cfg = NinoHookConfig {
             period: PeriodChoice::REFERENCE,
             horizon: None,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// DejaVu Sans, embedded so a fresh machine needs no font packages.
-static FONT: &[u8] = include_bytes!("../../fixtures/fonts/DejaVuSans.ttf");
+static FONT: &[u8] = include_bytes!("../../../fixtures/fonts/DejaVuSans.ttf");
 
 /// The family name the bundled font is registered under.
 const FAMILY: &str = "sans-serif";

@@ -19,10 +19,11 @@
 //! loss count, sampler epoch, nowcasts, rollbacks, steps to target, Adam's step count, NiNo counters) and
 //! `crc32`, a checksum over all of it, so a flipped byte is caught as well as a truncated file.
 
-use crate::fsutil::write_atomic;
-use crate::metrics::EvalRow;
-use crate::nino_hook::{NinoState, NowcastEvent};
-use crate::train::LoopState;
+use crate::io::atomic::write_atomic;
+use crate::io::tensor_file::{self, f32_bytes, f64_bytes};
+use crate::nowcast::hook::{NinoState, NowcastEvent};
+use crate::training::metrics::EvalRow;
+use crate::training::trainer::LoopState;
 use nino_core::rollback::Verdict;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
@@ -100,9 +101,9 @@ pub enum CheckpointError {
 /// The settings that decide a run's results, as (flag, value) pairs in a fixed order; a run may only
 /// resume a checkpoint whose settings are the same.
 #[derive(Clone, Debug, Default)]
-pub struct RunConfig(pub Vec<(String, String)>);
+pub struct RecordedSettings(pub Vec<(String, String)>);
 
-impl RunConfig {
+impl RecordedSettings {
     /// Adds a setting.
     pub fn push(&mut self, key: &str, value: impl ToString) {
         self.0.push((key.to_string(), value.to_string()));
@@ -113,7 +114,7 @@ impl RunConfig {
     }
 
     /// The first setting that differs between the checkpoint's (`self`) and this run's (`here`).
-    pub fn check(&self, here: &RunConfig, path: &Path) -> Result<(), CheckpointError> {
+    pub fn check(&self, here: &RecordedSettings, path: &Path) -> Result<(), CheckpointError> {
         let keys = here.0.iter().map(|(k, _)| k).chain(self.0.iter().map(|(k, _)| k));
         for key in keys {
             let (there, now) = (self.get(key), here.get(key));
@@ -135,10 +136,10 @@ impl RunConfig {
         serde_json::Value::Object(map).to_string()
     }
 
-    fn from_json(s: &str) -> Option<RunConfig> {
+    fn from_json(s: &str) -> Option<RecordedSettings> {
         let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(s).ok()?;
         let pairs = map.into_iter().map(|(k, v)| Some((k, v.as_str()?.to_string()))).collect::<Option<Vec<_>>>()?;
-        Some(RunConfig(pairs))
+        Some(RecordedSettings(pairs))
     }
 }
 
@@ -146,7 +147,7 @@ impl RunConfig {
 #[derive(Clone, Debug)]
 pub struct Checkpoint {
     /// The settings of the run that wrote it.
-    pub config: RunConfig,
+    pub config: RecordedSettings,
     /// The training loop's state after the step.
     pub state: LoopState,
     /// Parameters, PyTorch order.
@@ -186,14 +187,6 @@ struct NinoCounters {
 
 const ROW_COLS: usize = 7;
 const EVENT_COLS: usize = 7;
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn f64_bytes(v: &[f64]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
 
 fn verdict_code(v: Verdict) -> f64 {
     match v {
@@ -348,7 +341,7 @@ impl Checkpoint {
         if format!("{computed:08x}") != *crc {
             return Err(corrupt(format!("checksum {computed:08x} does not match the stored {crc}")));
         }
-        let config = RunConfig::from_json(config).ok_or_else(|| corrupt("unreadable `config`".into()))?;
+        let config = RecordedSettings::from_json(config).ok_or_else(|| corrupt("unreadable `config`".into()))?;
         let c: Counters = serde_json::from_str(state).map_err(|e| corrupt(format!("unreadable `state`: {e}")))?;
         let tensor = |name: &str, dtype: Dtype, shape: &[usize]| -> Result<Vec<u8>, CheckpointError> {
             let v = st.tensor(name).map_err(|_| corrupt(format!("no tensor `{name}`")))?;
@@ -363,11 +356,11 @@ impl Checkpoint {
         };
         let f32s = |name: &str, shape: &[usize]| -> Result<Vec<f32>, CheckpointError> {
             let b = tensor(name, Dtype::F32, shape)?;
-            Ok(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+            Ok(tensor_file::f32s(&b))
         };
         let f64s = |name: &str, shape: &[usize]| -> Result<Vec<f64>, CheckpointError> {
             let b = tensor(name, Dtype::F64, shape)?;
-            Ok(b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default())).collect())
+            Ok(tensor_file::f64s(&b))
         };
         let p = c.params;
         let params = f32s("params", &[p])?;
@@ -461,7 +454,7 @@ mod tests {
     use super::*;
 
     fn sample(nino: bool) -> Checkpoint {
-        let mut config = RunConfig::default();
+        let mut config = RecordedSettings::default();
         config.push("--task", "debug");
         config.push("--lr", 0.006f32);
         let row = |step: u64, train_loss| EvalRow {
@@ -570,7 +563,7 @@ mod tests {
     #[test]
     fn config_mismatch_names_the_flag() {
         let there = sample(false).config;
-        let mut here = RunConfig::default();
+        let mut here = RecordedSettings::default();
         here.push("--task", "debug");
         here.push("--lr", 0.01f32);
         assert!(there.check(&there, Path::new("c")).is_ok());
