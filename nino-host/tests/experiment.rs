@@ -172,3 +172,86 @@ fn adam_runs_on_to_its_own_step_limit_and_the_table_sets_nino_against_it() {
         serde_json::from_str(&std::fs::read_to_string(out2.join("results.json")).unwrap()).unwrap();
     assert!(json["setup"].get("adam_steps").is_none(), "{json}");
 }
+
+/// The paired protocol: two arms that run the same weights under two names on tuning and confirmation
+/// seeds are reported in two sections with every difference 0; `--resume` keeps every finished run and
+/// rebuilds the same table; a run of other settings, or one with no settings record, is refused unless
+/// adopted.
+#[test]
+fn paired_seeds_resume_and_models_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pair");
+    let (m, o) = (mini(), out.to_str().unwrap().to_string());
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/weights/nino_no_posw.safetensors");
+    let model = format!("same={}", weights.display());
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "experiment",
+            "--task",
+            "debug",
+            "--data",
+            m.to_str().unwrap(),
+            "--steps",
+            "600",
+            "--runs",
+            "nino:200,nino:200@same",
+            "--model",
+            &model,
+            "--seeds",
+            "1",
+            "--confirm-seeds",
+            "2-3",
+            "--out",
+            &o,
+            "--no-progress",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |a: Vec<String>| nino(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let first = run(args(&[]));
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let table = std::fs::read_to_string(out.join("table.md")).unwrap();
+    let tuning = table.find("tuning seeds: used to choose settings").unwrap_or_else(|| panic!("{table}"));
+    let confirm = table.find("confirmation seeds: run once, never used").unwrap_or_else(|| panic!("{table}"));
+    assert!(tuning < confirm, "{table}");
+    // Same weights under two names: every paired difference is 0, every seed a tie.
+    let pairs: Vec<&str> = table.lines().filter(|l| l.starts_with("| Adam+NiNo (static 200) | Adam+NiNo")).collect();
+    assert_eq!(pairs.len(), 2, "{table}");
+    assert!(pairs[0].contains("| +0 | +0.0% | 0 | 0 | 1 | 1.000 | 1: +0 |"), "{table}");
+    assert!(pairs[1].contains("| +0 | +0.0% | 0 | 0 | 2 | 1.000 | 2: +0; 3: +0 |"), "{table}");
+    assert!(out.join("runs/nino-200-same-seed2.settings.json").is_file());
+
+    // --resume runs nothing and writes the same table.
+    let again = run(args(&["--resume"]));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success() && err.matches("kept from").count() == 6, "{err}");
+    let table2 = std::fs::read_to_string(out.join("table.md")).unwrap();
+    let body = |t: &str| t.lines().filter(|l| !l.starts_with("Command:")).collect::<Vec<_>>().join("\n");
+    assert_eq!(body(&table2), body(&table));
+
+    // Other settings are refused in one line, naming the setting; nothing is rewritten.
+    let bad = run(args(&["--resume", "--lr", "0.01"]));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("--lr") && err.lines().count() == 1, "{err}");
+    assert_eq!(std::fs::read_to_string(out.join("table.md")).unwrap(), table2);
+
+    // A run without a settings record is kept only with --adopt.
+    std::fs::remove_file(out.join("runs/nino-200-seed1.settings.json")).unwrap();
+    let bad = run(args(&["--resume"]));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("--adopt") && err.lines().count() == 1, "{err}");
+    let adopted = run(args(&["--resume", "--adopt"]));
+    assert!(adopted.status.success(), "{}", String::from_utf8_lossy(&adopted.stderr));
+    assert!(out.join("runs/nino-200-seed1.settings.json").is_file());
+
+    // An arm naming a model no --model gives, and a seed listed twice, are one-line errors.
+    for extra in [&["--runs", "nino:200@other"][..], &["--confirm-seeds", "1"]] {
+        let r = run(args(extra));
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success() && err.lines().count() == 1, "{extra:?}: {err}");
+    }
+}

@@ -4,7 +4,7 @@ use crate::cmd::train::{EvalArgs, NetArgs, Plan, ProbeArg, VerdictArg, resolve};
 use crate::experiment::arm::{Arm, ArmError, Method, parse_arms};
 use crate::experiment::preset::Preset;
 use crate::experiment::seed_loop::{ExperimentPlan, run_experiment};
-use crate::experiment::table::render_table;
+use crate::experiment::table::render_document;
 use crate::run::settings::{ProbeSource, RunSpec};
 use anyhow::bail;
 use nino_core::Task;
@@ -71,15 +71,27 @@ FM-32 at period 100 end at 23-78% accuracy). Every configuration runs once per s
 (loaded once), under the `nino train` protocol. --steps also sizes NiNo's horizon schedule; --adam-steps N
 lets `adam` runs go on to N steps (the main job: 20,000) while NiNo's runs keep that schedule.
 
+A run may end in `@MODEL` to use NiNo weights named by `--model MODEL=FILE` instead of --nino, so two models
+run on the same seeds (`nino:dynamic+rollback,nino:dynamic+rollback@pp --model pp=pp.safetensors`).
+
+Paired protocol: every configuration runs on the same seeds, and table.md compares every two of them seed
+by seed: B's steps to target minus A's, their median (and of B/A - 1), how many seeds each wins, and an
+exact two-sided sign test. --confirm-seeds adds seeds that are run after the others and reported in their
+own section, as seeds never used to choose a setting; the tuning section comes first. --resume reuses the
+finished runs of the output folder (their settings are recorded beside each run and must match) and runs
+the rest, so a killed experiment continues and a table is rebuilt without rerunning.
+
 Output in --out: table.md (median steps and wall time to target over the seeds, each seed's value, `>N`
-for a target not reached in N steps), results.json (every run's summary), accuracy_vs_steps.png,
-accuracy_vs_wall.png, and runs/NAME-seedS.{csv,json} for each run. With an `adam` run, table.md ends with
+for a target not reached in N steps, then the paired comparison), results.json (every run's summary),
+accuracy_vs_steps.png, accuracy_vs_wall.png, and runs/NAME-seedS.{csv,json,settings.json} for each run. With an `adam` run, table.md ends with
 every other configuration against Adam: steps and wall time to target side by side, and their ratios. Wall
 time to target counts the optimizer steps and the whole NiNo hook (nowcasts, state recording, rollback
 probes); evaluation time is excluded and reported apart.
 
 Examples:
   nino experiment --preset main --task fm16 --adam-steps 20000
+  nino experiment --task fm16 --runs nino:1000,nino:dynamic+rollback --seeds 1000-1004 --confirm-seeds 201-210 \\
+      --eval-fine 10 --out results/schedules-fm16 --resume
   nino experiment --task debug --data fixtures/fashion-mnist-mini --steps 600 --seeds 1,2 --runs adam,nino:dynamic
   nino experiment --data DIR --arch mlp:32 --target 85 --runs adam,nino:1000,wnn:1000";
 
@@ -99,9 +111,29 @@ pub struct ExperimentArgs {
     #[arg(long, value_name = "LIST", value_parser = parse_run_list)]
     pub runs: Option<ArmList>,
 
-    /// Seeds; every configuration runs once per seed.
-    #[arg(long, value_name = "S,S,...", value_delimiter = ',', default_value = "1000,2000,3000")]
-    pub seeds: Vec<u64>,
+    /// Seeds; every configuration runs once per seed (values and ranges: `1000,2000` or `201-210`). With
+    /// --confirm-seeds these are the tuning seeds.
+    #[arg(long, value_name = "LIST", default_value = "1000,2000,3000", value_parser = seed_list)]
+    pub seeds: Seeds,
+
+    /// Confirmation seeds: run after the others and reported apart, as seeds never used to choose a setting.
+    #[arg(long, value_name = "LIST", value_parser = seed_list)]
+    pub confirm_seeds: Option<Seeds>,
+
+    /// Reuse the finished runs in the output folder whose recorded settings are this experiment's; run the
+    /// rest. An interrupted experiment continues, and tables are rebuilt without rerunning.
+    #[arg(long)]
+    pub resume: bool,
+
+    /// With --resume, also reuse finished runs that record no settings (written by builds before runs
+    /// recorded them), trusting that they were made with these flags.
+    #[arg(long, requires = "resume")]
+    pub adopt: bool,
+
+    /// Named NiNo weights for `nino:...@NAME` arms (`NAME=FILE`; repeat the flag), so two models run side by
+    /// side on the same seeds.
+    #[arg(long = "model", value_name = "NAME=FILE", value_parser = named_model)]
+    pub models: Vec<(String, PathBuf)>,
 
     /// Most training steps per run.
     #[arg(long, default_value_t = 10_000)]
@@ -168,6 +200,20 @@ pub struct ExperimentArgs {
     pub no_progress: bool,
 }
 
+/// A parsed seed list (a newtype for clap).
+pub type Seeds = Vec<u64>;
+
+fn seed_list(s: &str) -> Result<Seeds, String> {
+    crate::io::collection::parse_seeds(s).map_err(|e| e.to_string())
+}
+
+fn named_model(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((n, f)) if !n.is_empty() && !f.is_empty() => Ok((n.to_string(), PathBuf::from(f))),
+        _ => Err(format!("expected NAME=FILE, got `{s}`")),
+    }
+}
+
 /// Finds a relative fixture path in the current directory, its parents, or the source checkout.
 pub fn resolve_fixture(path: &Path) -> Option<PathBuf> {
     if path.is_file() {
@@ -192,11 +238,17 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
+    let confirm = args.confirm_seeds.clone().unwrap_or_default();
+    let seeds: Vec<u64> = args.seeds.iter().chain(&confirm).copied().collect();
     if args.seeds.is_empty() {
         bail!("--seeds needs at least one seed");
     }
-    if let Some(s) = args.seeds.iter().enumerate().find(|(i, s)| args.seeds[..*i].contains(s)) {
-        bail!("--seeds lists {} twice", s.1);
+    if let Some(s) = seeds.iter().enumerate().find(|(i, s)| seeds[..*i].contains(s)) {
+        bail!("seed {} is listed twice (--seeds and --confirm-seeds name each seed once)", s.1);
+    }
+    if let Some((n, _)) = args.models.iter().enumerate().find(|(i, (n, _))| args.models[..*i].iter().any(|m| &m.0 == n))
+    {
+        bail!("--model names `{}` twice", args.models[n].0);
     }
     if args.adam_steps == Some(0) {
         bail!("--adam-steps must be at least 1");
@@ -208,12 +260,17 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
         Some(r) => (r.0.clone(), "nino experiment (custom runs)".to_string()),
         None => (parse_arms(preset.runs())?, format!("nino experiment: {}", preset.name())),
     };
-    let weights = |m: Method| -> anyhow::Result<Option<PathBuf>> {
-        let (p, flag) = match m {
-            Method::Adam => return Ok(None),
-            Method::Nino => (&args.nino, "--nino"),
-            Method::Wnn => (&args.wnn, "--wnn"),
+    let weights = |a: &Arm| -> anyhow::Result<Option<PathBuf>> {
+        let (p, flag) = match (a.method, &a.model) {
+            (Method::Adam, _) => return Ok(None),
+            (_, Some(name)) => match args.models.iter().find(|(n, _)| n == name) {
+                Some((_, f)) => (f, "--model"),
+                None => bail!("run `{}` names model `{name}`, which no --model {name}=FILE gives", a.name()),
+            },
+            (Method::Nino, None) => (&args.nino, "--nino"),
+            (Method::Wnn, None) => (&args.wnn, "--wnn"),
         };
+        let m = a.method;
         match resolve_fixture(p) {
             Some(found) => Ok(Some(found)),
             None => bail!(
@@ -223,7 +280,7 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
             ),
         }
     };
-    let weight_paths: Vec<Option<PathBuf>> = arms.iter().map(|c| weights(c.method)).collect::<Result<_, _>>()?;
+    let weight_paths: Vec<Option<PathBuf>> = arms.iter().map(weights).collect::<Result<_, _>>()?;
 
     let task_name = task.map_or("custom", Task::name).to_string();
     let out = args.out.clone().unwrap_or_else(|| {
@@ -255,7 +312,10 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
             announce: false,
         },
         adam_steps: args.adam_steps,
-        seeds: args.seeds.clone(),
+        seeds,
+        confirm_seeds: confirm,
+        resume: args.resume,
+        adopt: args.adopt,
         rollback_slack: args.rollback_slack,
         probe: args.probe.map(ProbeSource::from),
         retry: args.retry,
@@ -266,7 +326,7 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
         command,
     };
     let report = run_experiment(&plan).map_err(super::experiment_error)?;
-    print!("{}", render_table(&plan.title, &report.setup, &report.configs));
+    print!("{}", render_document(&plan.title, &report.setup, &report.configs));
     println!(
         "\nwrote {0}/table.md, {0}/results.json, {0}/accuracy_vs_steps.png, {0}/accuracy_vs_wall.png",
         out.display()

@@ -1,5 +1,6 @@
 //! The run grammar of an experiment: an arm is `adam`, `nino:PERIOD` or `wnn:PERIOD`, optionally followed
-//! by `+rollback`, `+rollback:RATIO` and `+deferred`; a run list is a comma list of arms.
+//! by `+rollback`, `+rollback:RATIO` and `+deferred`, and by `@MODEL` for NiNo weights other than the
+//! experiment's default (named with `--model MODEL=FILE`); a run list is a comma list of arms.
 
 use crate::nowcast::hook::PeriodChoice;
 use crate::run::settings::VerdictTiming;
@@ -54,6 +55,8 @@ pub struct Arm {
     /// This run's rollback also takes the deferred verdict, whatever `--verdict` says: the guard that
     /// keeps short static periods from wrecking training.
     pub deferred: bool,
+    /// Named weights instead of the experiment's default (`@MODEL`), so two models run side by side.
+    pub model: Option<String>,
 }
 
 impl Arm {
@@ -84,6 +87,9 @@ impl Arm {
         if self.deferred {
             s.push_str("+deferred");
         }
+        if let Some(m) = &self.model {
+            let _ = write!(s, "@{m}");
+        }
         s
     }
 
@@ -113,10 +119,11 @@ impl Arm {
             _ => self.period_name(),
         };
         let deferred = if self.deferred { ", deferred verdict" } else { "" };
+        let model = self.model.as_ref().map_or(String::new(), |m| format!(" [{m}]"));
         match self.rollback {
-            Some(r) if r == DEFAULT_ROLLBACK => format!("{head} ({period}, rollback{deferred})"),
-            Some(r) => format!("{head} ({period}, rollback {r}{deferred})"),
-            None => format!("{head} ({period})"),
+            Some(r) if r == DEFAULT_ROLLBACK => format!("{head} ({period}, rollback{deferred}){model}"),
+            Some(r) => format!("{head} ({period}, rollback {r}{deferred}){model}"),
+            None => format!("{head} ({period}){model}"),
         }
     }
 }
@@ -126,8 +133,15 @@ impl std::str::FromStr for Arm {
 
     /// Parses one item of a run list.
     fn from_str(item: &str) -> Result<Self, Self::Err> {
-        let item = item.trim();
-        let bad = |why: &str| ArmError::Bad { item: item.to_string(), why: why.to_string() };
+        let whole = item.trim();
+        let bad = |why: &str| ArmError::Bad { item: whole.to_string(), why: why.to_string() };
+        let (item, model) = match whole.split_once('@') {
+            Some((a, m)) if !m.is_empty() && m.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) => {
+                (a, Some(m.to_string()))
+            }
+            Some(_) => return Err(bad("`@MODEL` names a model of `--model MODEL=FILE` (letters, digits, _ - .)")),
+            None => (whole, None),
+        };
         let mut parts = item.split('+');
         let base = parts.next().unwrap_or_default();
         let (mut rollback, mut deferred) = (None, false);
@@ -161,11 +175,14 @@ impl std::str::FromStr for Arm {
         if method == Method::Adam && rollback.is_some() {
             return Err(bad("plain Adam has no nowcast to roll back"));
         }
+        if method == Method::Adam && model.is_some() {
+            return Err(bad("plain Adam has no NiNo weights to choose"));
+        }
         let period = period.map(|p| p.parse::<PeriodChoice>().map_err(|e| bad(&e))).transpose()?;
         if let Some(PeriodChoice(Period::Static(0))) = period {
             return Err(bad("the period must be at least 1 step"));
         }
-        Ok(Arm { method, period, rollback, deferred })
+        Ok(Arm { method, period, rollback, deferred, model })
     }
 }
 
@@ -205,7 +222,7 @@ mod tests {
                 "nino:500+rollback:2"
             ]
         );
-        assert_eq!(r[0], Arm { method: Method::Adam, period: None, rollback: None, deferred: false });
+        assert_eq!(r[0], Arm { method: Method::Adam, period: None, rollback: None, deferred: false, model: None });
         assert_eq!(r[2].period, Some(PeriodChoice::DYNAMIC));
         assert_eq!(r[5].rollback, Some(DEFAULT_ROLLBACK));
         assert_eq!(r[4].method, Method::Wnn);
@@ -242,6 +259,19 @@ mod tests {
     }
 
     #[test]
+    fn model_suffixes_name_other_weights() {
+        let r = parse_arms("nino:dynamic+rollback,nino:dynamic+rollback@pp,nino:1000@pp").unwrap();
+        assert_eq!(r[1].model.as_deref(), Some("pp"));
+        assert_eq!(r[1].name(), "nino:dynamic+rollback@pp");
+        assert_eq!(r[1].label(), "Adam+NiNo (dynamic, rollback) [pp]");
+        assert_eq!(r[2].file_stem(), "nino-1000-pp");
+        assert_ne!(r[0], r[1]);
+        for c in &r {
+            assert_eq!(&c.name().parse::<Arm>().unwrap(), c);
+        }
+    }
+
+    #[test]
     fn bad_run_lists_are_one_line_errors() {
         for bad in [
             "",
@@ -258,6 +288,9 @@ mod tests {
             "adam+deferred",
             "nino:1000+defered",
             "adam,adam",
+            "adam@pp",
+            "nino:1000@",
+            "nino:1000@a/b",
         ] {
             let e = parse_arms(bad).err().unwrap_or_else(|| panic!("`{bad}` accepted"));
             let e = e.to_string();

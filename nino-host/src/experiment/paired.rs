@@ -121,7 +121,7 @@ pub fn sign_test(wins: usize, losses: usize) -> f64 {
 
 /// One configuration's steps to target on each seed of a comparison, in the seeds' order.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Arm {
+pub struct ArmSteps {
     /// The label of tables.
     pub label: String,
     /// Steps to target per seed (`None`: not reached).
@@ -131,7 +131,7 @@ pub struct Arm {
 /// The markdown section comparing every pair of `arms` on `seeds` (named `role`, e.g. "confirmation
 /// seeds, never used to choose a setting"): one table per pair with the per-seed differences, then a
 /// summary row per pair. The first arm is the reference each later arm is compared with first.
-pub fn render_pairs(title: &str, role: &str, seeds: &[u64], arms: &[Arm]) -> String {
+pub fn render_pairs(title: &str, role: &str, seeds: &[u64], arms: &[ArmSteps]) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     if arms.len() < 2 || seeds.is_empty() {
@@ -216,9 +216,9 @@ mod tests {
     #[test]
     fn the_pair_table_names_its_seeds_role_and_every_pair() {
         let arms = [
-            Arm { label: "static 1000".into(), steps: vec![Some(5000), Some(4000), Some(6000)] },
-            Arm { label: "dynamic".into(), steps: vec![Some(4000), Some(4100), None] },
-            Arm { label: "fork".into(), steps: vec![Some(3000), Some(3000), Some(3000)] },
+            ArmSteps { label: "static 1000".into(), steps: vec![Some(5000), Some(4000), Some(6000)] },
+            ArmSteps { label: "dynamic".into(), steps: vec![Some(4000), Some(4100), None] },
+            ArmSteps { label: "fork".into(), steps: vec![Some(3000), Some(3000), Some(3000)] },
         ];
         let t = render_pairs("Paired", "confirmation seeds", &[201, 202, 203], &arms);
         assert!(t.contains("Seeds 201, 202, 203 (confirmation seeds)"), "{t}");

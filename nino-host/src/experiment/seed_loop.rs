@@ -3,14 +3,15 @@
 
 use crate::experiment::arm::{Arm, Method};
 use crate::experiment::plots::accuracy_plot;
-use crate::experiment::table::{ConfigResult, SeedResult, Setup, render_table};
+use crate::experiment::table::{ConfigResult, SeedResult, Setup, render_document};
 use crate::io::atomic::write_atomic;
 use crate::io::data::{DataError, load_data};
 use crate::io::plot::{PlotError, write_png};
 use crate::nowcast::hook::PeriodChoice;
+use crate::run::checkpoint::RecordedSettings;
 use crate::run::runner::{RunError, run_training};
-use crate::run::settings::{NinoSpec, ProbeSource, RunSpec, VerdictTiming};
-use crate::training::metrics::MetricsError;
+use crate::run::settings::{NinoSpec, ProbeSource, RunSpec, VerdictTiming, recorded_settings};
+use crate::training::metrics::{MetricsError, Summary, parse_csv_rows};
 use nino_core::Task;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -56,6 +57,29 @@ pub enum ExperimentError {
     /// A plot could not be drawn.
     #[error(transparent)]
     Plot(#[from] PlotError),
+    /// A finished run kept for `resume` cannot be read back.
+    #[error("{}: {why} (remove the run's files to redo it)", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// A finished run was made with other settings than this experiment's.
+    #[error(
+        "{} was run with {key} = {there}, this experiment has {here}: use another output folder, or remove the run",
+        path.display()
+    )]
+    OtherSettings {
+        /// The run's settings file.
+        path: PathBuf,
+        /// The first setting that differs.
+        key: String,
+        /// The run's value.
+        there: String,
+        /// This experiment's.
+        here: String,
+    },
 }
 
 /// A checked experiment: the arms, the network and data, the settings every run shares, and where the
@@ -75,6 +99,13 @@ pub struct ExperimentPlan {
     pub adam_steps: Option<u64>,
     /// Seeds; every arm runs once per seed.
     pub seeds: Vec<u64>,
+    /// The seeds of `seeds` kept for confirmation (run after the others, reported apart).
+    pub confirm_seeds: Vec<u64>,
+    /// Reuse the finished runs in `out/runs/` whose recorded settings are this experiment's.
+    pub resume: bool,
+    /// With `resume`, also reuse finished runs that carry no settings record (written by builds before
+    /// runs recorded them), trusting that they were made with this experiment's settings.
+    pub adopt: bool,
     /// Absolute slack of the rollback threshold of rollback arms.
     pub rollback_slack: f32,
     /// The probe batch of rollback arms; `None`: held-out for the deferred verdict, training otherwise.
@@ -105,7 +136,7 @@ pub struct ExperimentReport {
 /// Writes table.md, results.json and both plots (after every run, so an interrupted experiment keeps its
 /// finished runs).
 fn write_outputs(out: &Path, title: &str, setup: &Setup, configs: &[ConfigResult]) -> Result<(), ExperimentError> {
-    let table = render_table(title, setup, configs);
+    let table = render_document(title, setup, configs);
     let p = out.join("table.md");
     write_atomic(&p, table.as_bytes()).map_err(|source| ExperimentError::Write { path: p.clone(), source })?;
     // Serialised straight from the structs, so f32 fields read as in the per-run summaries (0.639, not
@@ -154,7 +185,72 @@ pub fn run_experiment(plan: &ExperimentPlan) -> Result<ExperimentReport, Experim
         adam_steps: plan.adam_steps.filter(|&a| a != base.steps),
         target: base.target,
         seeds: plan.seeds.clone(),
+        confirm_seeds: plan.confirm_seeds.clone(),
     };
+    let mut results: Vec<ConfigResult> =
+        plan.arms.iter().map(|c| ConfigResult { name: c.name(), label: c.label(), runs: Vec::new() }).collect();
+    let total = plan.arms.len() * plan.seeds.len();
+    let mut done = 0;
+    // Tuning seeds first (each for every arm), confirmation seeds last: a confirmation is run once the
+    // rest is known, and an interrupted one loses no tuning run.
+    let order: Vec<u64> = plan
+        .seeds
+        .iter()
+        .filter(|s| !plan.confirm_seeds.contains(s))
+        .chain(plan.seeds.iter().filter(|s| plan.confirm_seeds.contains(s)))
+        .copied()
+        .collect();
+    // Every run's settings and files, known before anything runs: with --resume, a finished run of other
+    // settings is refused before the first run starts or any output is rewritten.
+    let prepare = |seed: u64, ci: usize| {
+        let cfg = &plan.arms[ci];
+        let stem = format!("{}-seed{seed}", cfg.file_stem());
+        let (metrics_csv, summary_json) = (runs_dir.join(format!("{stem}.csv")), runs_dir.join(format!("{stem}.json")));
+        let verdict = cfg.verdict(plan.verdict);
+        let steps = match cfg.method {
+            Method::Adam => plan.adam_steps.unwrap_or(base.steps),
+            _ => base.steps,
+        };
+        let spec = RunSpec {
+            steps,
+            seed,
+            nino: plan.weights[ci].as_ref().map(|w| NinoSpec {
+                weights: w.clone(),
+                period: cfg.period.unwrap_or(PeriodChoice::REFERENCE),
+                horizon: None,
+                f16: false,
+                rollback: cfg.rollback,
+                slack: plan.rollback_slack,
+                probe: plan.probe.unwrap_or(match verdict {
+                    VerdictTiming::Deferred => ProbeSource::Heldout,
+                    VerdictTiming::Immediate => ProbeSource::Train,
+                }),
+                retry: plan.retry,
+                verdict,
+                patience: plan.patience,
+                verdict_ratio: plan.verdict_ratio,
+                lpe: None,
+                fault: None,
+            }),
+            metrics: Some(metrics_csv.clone()),
+            announce: false,
+            ..base.clone()
+        };
+        let settings_json = runs_dir.join(format!("{stem}.settings.json"));
+        let settings = recorded_settings(&spec, &base.arch, &data);
+        (spec, metrics_csv, summary_json, settings_json, settings)
+    };
+    let mut kept = std::collections::HashMap::new();
+    if plan.resume {
+        for &seed in &order {
+            for ci in 0..plan.arms.len() {
+                let (_, csv, summary, settings_json, settings) = prepare(seed, ci);
+                if let Some(k) = kept_run(&summary, &csv, &settings_json, &settings, plan.adopt)? {
+                    kept.insert((seed, ci), k);
+                }
+            }
+        }
+    }
     eprintln!(
         "experiment: {} x {} seeds on {} ({} training / {} test images), writing to {}",
         plan.arms.iter().map(Arm::name).collect::<Vec<_>>().join(", "),
@@ -165,52 +261,25 @@ pub fn run_experiment(plan: &ExperimentPlan) -> Result<ExperimentReport, Experim
         plan.out.display()
     );
 
-    let mut results: Vec<ConfigResult> =
-        plan.arms.iter().map(|c| ConfigResult { name: c.name(), label: c.label(), runs: Vec::new() }).collect();
-    let total = plan.arms.len() * plan.seeds.len();
-    let mut done = 0;
-    for (ci, cfg) in plan.arms.iter().enumerate() {
-        for &seed in &plan.seeds {
+    for seed in order.iter().copied() {
+        for (ci, cfg) in plan.arms.iter().enumerate() {
             done += 1;
-            let stem = format!("{}-seed{seed}", cfg.file_stem());
-            let (metrics_csv, summary_json) =
-                (runs_dir.join(format!("{stem}.csv")), runs_dir.join(format!("{stem}.json")));
-            let verdict = cfg.verdict(plan.verdict);
-            let steps = match cfg.method {
-                Method::Adam => plan.adam_steps.unwrap_or(base.steps),
-                _ => base.steps,
-            };
-            let spec = RunSpec {
-                steps,
-                seed,
-                nino: plan.weights[ci].as_ref().map(|w| NinoSpec {
-                    weights: w.clone(),
-                    period: cfg.period.unwrap_or(PeriodChoice::REFERENCE),
-                    horizon: None,
-                    f16: false,
-                    rollback: cfg.rollback,
-                    slack: plan.rollback_slack,
-                    probe: plan.probe.unwrap_or(match verdict {
-                        VerdictTiming::Deferred => ProbeSource::Heldout,
-                        VerdictTiming::Immediate => ProbeSource::Train,
-                    }),
-                    retry: plan.retry,
-                    verdict,
-                    patience: plan.patience,
-                    verdict_ratio: plan.verdict_ratio,
-                    lpe: None,
-                    fault: None,
-                }),
-                metrics: Some(metrics_csv.clone()),
-                announce: false,
-                ..base.clone()
-            };
+            let (spec, metrics_csv, summary_json, settings_json, settings) = prepare(seed, ci);
+            if let Some(kept) = kept.remove(&(seed, ci)) {
+                eprintln!("[{done}/{total}] {}, seed {seed}: kept from {}", cfg.label(), summary_json.display());
+                results[ci].runs.push(SeedResult { seed, metrics_csv, summary_json, ..kept });
+                sort_runs(&mut results[ci], &plan.seeds);
+                write_outputs(&plan.out, &plan.title, &setup, &results)?;
+                continue;
+            }
             eprintln!("[{done}/{total}] {}, seed {seed}", cfg.label());
             let o = run_training(&spec, &data).map_err(|e| ExperimentError::Run {
                 arm: cfg.name(),
                 seed,
                 source: Box::new(e),
             })?;
+            write_atomic(&settings_json, settings.to_json().as_bytes())
+                .map_err(|source| ExperimentError::Write { path: settings_json.clone(), source })?;
             o.summary.write_json(&summary_json)?;
             let seconds_to_target = o.seconds_to_target();
             eprintln!(
@@ -232,8 +301,63 @@ pub fn run_experiment(plan: &ExperimentPlan) -> Result<ExperimentReport, Experim
                 summary: o.summary,
                 rows: o.report.rows,
             });
+            sort_runs(&mut results[ci], &plan.seeds);
             write_outputs(&plan.out, &plan.title, &setup, &results)?;
         }
     }
     Ok(ExperimentReport { setup, configs: results })
+}
+
+/// Keeps a configuration's runs in the order of `--seeds`, whatever order they ran in.
+fn sort_runs(c: &mut ConfigResult, seeds: &[u64]) {
+    c.runs.sort_by_key(|r| seeds.iter().position(|s| *s == r.seed).unwrap_or(usize::MAX));
+}
+
+/// A finished run to reuse: its summary, metrics and settings files, when the settings are `here`'s
+/// (or, with `adopt`, when it has none: its settings file is then written). `None`: not finished.
+fn kept_run(
+    summary: &Path,
+    csv: &Path,
+    settings: &Path,
+    here: &RecordedSettings,
+    adopt: bool,
+) -> Result<Option<SeedResult>, ExperimentError> {
+    if !summary.is_file() {
+        return Ok(None);
+    }
+    let unreadable = |path: &Path, why: String| ExperimentError::Unreadable { path: path.to_path_buf(), why };
+    match std::fs::read_to_string(settings) {
+        Ok(text) => {
+            let there = RecordedSettings::from_json(&text)
+                .ok_or_else(|| unreadable(settings, "not a settings record".into()))?;
+            if let Err(crate::run::checkpoint::CheckpointError::Mismatch { key, there, here, .. }) =
+                there.check(here, settings)
+            {
+                return Err(ExperimentError::OtherSettings { path: settings.to_path_buf(), key, there, here });
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && adopt => {
+            write_atomic(settings, here.to_json().as_bytes())
+                .map_err(|source| ExperimentError::Write { path: settings.to_path_buf(), source })?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(unreadable(settings, "missing: the run records no settings (pass --adopt to trust it)".into()));
+        }
+        Err(e) => return Err(unreadable(settings, e.to_string())),
+    }
+    let text = std::fs::read_to_string(summary).map_err(|e| unreadable(summary, e.to_string()))?;
+    let s: Summary =
+        serde_json::from_str(&text).map_err(|e| unreadable(summary, format!("not a run summary ({e})")))?;
+    let rows = std::fs::read_to_string(csv)
+        .map_err(|e| unreadable(csv, e.to_string()))
+        .and_then(|t| parse_csv_rows(&t).map_err(|e| unreadable(csv, e)))?;
+    let seconds_to_target = s.steps_to_target.map(|_| s.train_seconds + s.nowcast_seconds);
+    Ok(Some(SeedResult {
+        seed: s.seed,
+        seconds_to_target,
+        metrics_csv: csv.to_path_buf(),
+        summary_json: summary.to_path_buf(),
+        summary: s,
+        rows,
+    }))
 }

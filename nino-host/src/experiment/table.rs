@@ -62,6 +62,10 @@ pub struct Setup {
     pub target: Option<f32>,
     /// Seeds.
     pub seeds: Vec<u64>,
+    /// The seeds of `seeds` kept for confirmation: never used to choose a setting. Empty when the
+    /// experiment names no roles.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub confirm_seeds: Vec<u64>,
 }
 
 impl Setup {
@@ -72,6 +76,62 @@ impl Setup {
             _ => self.steps,
         }
     }
+}
+
+/// The whole `table.md`: [`render_table`] over every seed when the experiment names no seed roles, else
+/// one section per role (tuning seeds, then confirmation seeds), each followed by the paired comparison
+/// of every two configurations on that role's seeds.
+pub fn render_document(title: &str, setup: &Setup, configs: &[ConfigResult]) -> String {
+    use crate::experiment::paired::{ArmSteps, render_pairs};
+    let roles: Vec<(&str, &str, Vec<u64>)> = if setup.confirm_seeds.is_empty() {
+        vec![("Paired comparison", "the experiment's seeds", setup.seeds.clone())]
+    } else {
+        let tuning: Vec<u64> = setup.seeds.iter().copied().filter(|s| !setup.confirm_seeds.contains(s)).collect();
+        vec![
+            ("Tuning seeds: paired comparison", "tuning seeds: used to choose settings", tuning),
+            (
+                "Confirmation seeds: paired comparison",
+                "confirmation seeds: run once, never used to choose a setting",
+                setup.confirm_seeds.clone(),
+            ),
+        ]
+    };
+    let mut out = String::new();
+    for (heading, role, seeds) in roles {
+        if seeds.is_empty() {
+            continue;
+        }
+        let only: Vec<ConfigResult> = configs
+            .iter()
+            .map(|c| ConfigResult {
+                runs: c.runs.iter().filter(|r| seeds.contains(&r.seed)).cloned().collect(),
+                ..c.clone()
+            })
+            .collect();
+        let section = Setup { seeds: seeds.clone(), confirm_seeds: Vec::new(), ..setup.clone() };
+        let head = if setup.confirm_seeds.is_empty() { title.to_string() } else { format!("{title}: {role}") };
+        out.push_str(&render_table(&head, &section, &only));
+        // Pairs only over seeds every configuration has finished, so each difference is paired.
+        let done: Vec<u64> =
+            seeds.iter().copied().filter(|s| only.iter().all(|c| c.runs.iter().any(|r| r.seed == *s))).collect();
+        let arms: Vec<ArmSteps> = only
+            .iter()
+            .map(|c| ArmSteps {
+                label: c.label.clone(),
+                steps: done
+                    .iter()
+                    .map(|s| c.runs.iter().find(|r| r.seed == *s).and_then(|r| r.summary.steps_to_target))
+                    .collect(),
+            })
+            .collect();
+        let pairs = render_pairs(heading, role, &done, &arms);
+        if !pairs.is_empty() {
+            out.push('\n');
+            out.push_str(&pairs);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// The median with `None` ordered after every value ("not reached" is slower than any time); `None` if
@@ -316,6 +376,7 @@ pub(crate) mod tests {
             adam_steps: None,
             target: Some(0.7),
             seeds: vec![1, 2, 3],
+            confirm_seeds: Vec::new(),
         }
     }
 

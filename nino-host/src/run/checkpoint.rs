@@ -130,13 +130,15 @@ impl RecordedSettings {
         Ok(())
     }
 
-    fn to_json(&self) -> String {
+    /// The settings as a JSON object (flag to value), as checkpoints and experiment runs store them.
+    pub fn to_json(&self) -> String {
         let map: serde_json::Map<String, serde_json::Value> =
             self.0.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
         serde_json::Value::Object(map).to_string()
     }
 
-    fn from_json(s: &str) -> Option<RecordedSettings> {
+    /// Reads [`RecordedSettings::to_json`] back; `None` if it is not such an object.
+    pub fn from_json(s: &str) -> Option<RecordedSettings> {
         let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(s).ok()?;
         let pairs = map.into_iter().map(|(k, v)| Some((k, v.as_str()?.to_string()))).collect::<Option<Vec<_>>>()?;
         Some(RecordedSettings(pairs))

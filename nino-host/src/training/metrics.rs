@@ -75,6 +75,53 @@ pub fn check_writable_dir(path: &Path) -> Result<(), MetricsError> {
     }
 }
 
+/// A verdict's name, one of [`nino_core::rollback::Verdict::name`]'s (an alias, so that serde reads it
+/// with [`verdict_name`] instead of borrowing from the input).
+pub type VerdictName = &'static str;
+
+/// A verdict's name read back from a summary: one of [`nino_core::rollback::Verdict::name`]'s.
+fn verdict_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    use nino_core::rollback::Verdict;
+    let s = <String as serde::Deserialize>::deserialize(d)?;
+    [Verdict::Keep, Verdict::NonFinite, Verdict::LossRose, Verdict::WorseLater, Verdict::Retired]
+        .into_iter()
+        .map(Verdict::name)
+        .find(|n| *n == s)
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown verdict `{s}`")))
+}
+
+/// Reads back a metrics CSV written by [`MetricsLog`] (`--resume` of an experiment reuses finished runs).
+pub fn parse_csv_rows(text: &str) -> Result<Vec<EvalRow>, String> {
+    let mut lines = text.lines();
+    if lines.next() != Some(CSV_HEADER) {
+        return Err("not a nino metrics CSV (unexpected header)".into());
+    }
+    lines
+        .enumerate()
+        .map(|(i, line)| {
+            let f: Vec<&str> = line.split(',').collect();
+            let bad = || format!("line {}: `{line}` is not a metrics row", i + 2);
+            if f.len() != 7 {
+                return Err(bad());
+            }
+            let num = |x: &str| x.parse::<f64>().ok().filter(|v| v.is_finite());
+            let train_loss = match f[1] {
+                "" => None,
+                x => Some(num(x).ok_or_else(bad)? as f32),
+            };
+            Ok(EvalRow {
+                step: f[0].parse().map_err(|_| bad())?,
+                train_loss,
+                test_loss: num(f[2]).ok_or_else(bad)? as f32,
+                test_accuracy: num(f[3]).ok_or_else(bad)? as f32,
+                train_seconds: num(f[4]).ok_or_else(bad)?,
+                eval_seconds: num(f[5]).ok_or_else(bad)?,
+                wall_seconds: num(f[6]).ok_or_else(bad)?,
+            })
+        })
+        .collect()
+}
+
 /// The CSV header line, without newline.
 pub const CSV_HEADER: &str = "step,train_loss,test_loss,test_accuracy,train_seconds,eval_seconds,wall_seconds";
 
@@ -143,7 +190,7 @@ impl MetricsLog {
 }
 
 /// The run summary (`--summary-json`): one JSON object, the protocol's headline numbers.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Built-in task name, or `None` for `--data/--arch` runs.
     pub task: Option<String>,
@@ -186,7 +233,7 @@ pub struct Summary {
 }
 
 /// One nowcast in the summary: what it did to the probe loss and what the rollback rule decided.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct NowcastRecord {
     /// 1-based step of the nowcast.
     pub step: u64,
@@ -201,7 +248,8 @@ pub struct NowcastRecord {
     /// Probe loss at the deferred verdict (`null` when none was taken).
     pub later: Option<f32>,
     /// The rule's decision ([`nino_core::rollback::Verdict::name`]).
-    pub verdict: &'static str,
+    #[serde(deserialize_with = "verdict_name")]
+    pub verdict: VerdictName,
     /// Whether a retry with a quarter of the horizon was made.
     pub retried: bool,
 }
@@ -289,7 +337,7 @@ impl Evaluation {
 /// Once any evaluation has reached `target - margin`, the test set is also evaluated every `every` steps
 /// for the rest of the run. The switch is a function of the evaluations so far, so a resumed run makes it
 /// at the same step.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FineEval {
     /// Steps between evaluations once near the target (at least 1).
     pub every: u64,
@@ -335,6 +383,21 @@ mod tests {
         assert_eq!(lines[0], CSV_HEADER);
         assert_eq!(lines[1], "100,0.75,0.5,0.875,1.250000,0.500000,2.000000");
         assert_eq!(lines[2], "200,,0.5,0.875,1.250000,0.500000,2.000000");
+    }
+
+    #[test]
+    fn csv_rows_parse_back_and_garbage_is_refused() {
+        let rows = [row(100, Some(0.75)), row(200, None)];
+        let back = parse_csv_rows(&render_rows(&rows, MetricsFormat::Csv)).unwrap();
+        assert_eq!(back, rows);
+        for bad in [
+            "",
+            "step,x\n",
+            "step,train_loss,test_loss,test_accuracy,train_seconds,eval_seconds,wall_seconds\n1,2\n",
+            "step,train_loss,test_loss,test_accuracy,train_seconds,eval_seconds,wall_seconds\n1,,NaN,0.5,1,1,1\n",
+        ] {
+            assert!(parse_csv_rows(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
