@@ -6,7 +6,8 @@
 # nino_no_posw on the same validation windows (OUT_DIR/val.json).
 #
 # Usage: scripts/nino-pp.sh META_DIR OUT_DIR     (META_DIR: the meta-dataset folder)
-#   STEPS (1000 updates), LR (1e-3), SPACING (100-300), VARIANTS (names, default all) override.
+#   STEPS (1000 updates), LR (1e-3), SPACING (100-300), VAL_EVERY (50), VARIANTS (names, default all)
+#   override.
 #   Resumable: finished models are kept and a killed run continues from its checkpoint. Logs go to
 #   OUT_DIR/log.txt; runs at nice ${NICE:-19}.
 set -euo pipefail
@@ -21,8 +22,13 @@ published=fixtures/weights/nino_no_posw.safetensors
 mkdir -p "$out"
 log="$out/log.txt"
 # The conv folders; `mlp` is left out (graphs 13-53x an FM-16 graph) and `val` is never trained on.
-data=$(printf '%s,' "$meta"/{mix-small,mix-small-2,mix-large,fm16-a,fm16-b,fm16-lr})
+# Folders not collected yet (no manifest) are skipped, so the script runs on a partial meta-dataset.
+data=
+for d in "$meta"/{mix-small,mix-small-2,mix-large,fm16-a,fm16-b,fm16-lr}; do
+  [ -f "$d/manifest.json" ] && data+="$d,"
+done
 data=${data%,}
+[ -n "$data" ] || { echo "no collected folder in $meta (run scripts/meta-dataset.sh first)" >&2; exit 2; }
 variants=(
   "mlp-v0-lpe8|--head mlp --init $published"
   "mlp-v0-lpe8-scratch|--head mlp"
@@ -47,7 +53,7 @@ for v in "${variants[@]}"; do
   echo "$(date -u +%FT%TZ) $name: nino meta-train $flags" >>"$log"
   # shellcheck disable=SC2086 # flags are word lists by design
   nice -n "${NICE:-19}" "$nino" meta-train --data "$data" --val "$meta/val" --out "$out/$name.safetensors" \
-    --steps "$steps" --lr "$lr" --spacing "$spacing" --seed 0 --no-progress "${resume[@]}" $flags >>"$log" 2>&1
+    --steps "$steps" --lr "$lr" --spacing "$spacing" --seed 0 --val-every "${VAL_EVERY:-50}" --no-progress "${resume[@]}" $flags >>"$log" 2>&1
 done
 weights=()
 for m in "${models[@]}"; do weights+=(--weights "$m"); done

@@ -2,6 +2,8 @@
 # Paired schedule study: every configuration on the same seeds, one `nino experiment` call per run so a
 # kill loses at most the run in progress. Finished runs (OUT/TASK/runs/NAME-seedS.json) are skipped; the
 # paired table is rebuilt from them with `nino experiment ... --resume` (docs/results/schedule-*.md).
+# Several copies may run on the same arguments (one per core): each run is claimed by the first copy
+# that reaches it, and a claim whose process is gone is taken over.
 #
 # Usage: scripts/schedule-study.sh OUT_DIR ROLE TASK SEEDS RUNS
 #   ROLE  `tuning` or `confirmation` (only labels the log; the seed roles are listed in docs/results/seeds.md)
@@ -26,6 +28,9 @@ for seed in "${seed_list[@]}"; do
   for run in "${run_list[@]}"; do
     stem=$(printf '%s' "$run" | sed 's/[^A-Za-z0-9.]/-/g')
     [ -f "$out/$task/runs/$stem-seed$seed.json" ] && continue
+    claim="$out/$task/claim-$stem-$seed"
+    if [ -f "$claim" ] && kill -0 "$(cat "$claim")" 2>/dev/null; then continue; fi
+    echo $$ >"$claim"
     tmp="$out/$task/tmp-$stem-$seed"
     rm -rf "$tmp"
     echo "$(date -u +%FT%TZ) $role $task $run seed $seed" >>"$log"
@@ -34,7 +39,7 @@ for seed in "${seed_list[@]}"; do
       --eval-fine 10 --out "$tmp" --no-progress $extra >>"$log" 2>&1
     mv "$tmp/runs/$stem-seed$seed.csv" "$out/$task/runs/"
     mv "$tmp/runs/$stem-seed$seed.json" "$out/$task/runs/"  # last: its presence marks the run finished
-    rm -rf "$tmp"
+    rm -rf "$tmp" "$claim"
   done
 done
 echo "$(date -u +%FT%TZ) $role $task done" >>"$log"
