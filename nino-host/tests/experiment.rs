@@ -175,8 +175,8 @@ fn adam_runs_on_to_its_own_step_limit_and_the_table_sets_nino_against_it() {
 
 /// The paired protocol: two arms that run the same weights under two names on tuning and confirmation
 /// seeds are reported in two sections with every difference 0; `--resume` keeps every finished run and
-/// rebuilds the same table; a run of other settings, or one with no settings record, is refused unless
-/// adopted.
+/// rebuilds the same table, and with `--report-only` leaves out a seed an arm has not finished; a run of
+/// other settings, or one with no settings record, is refused unless adopted.
 #[test]
 fn paired_seeds_resume_and_models_side_by_side() {
     let dir = tempfile::tempdir().unwrap();
@@ -232,6 +232,19 @@ fn paired_seeds_resume_and_models_side_by_side() {
     let table2 = std::fs::read_to_string(out.join("table.md")).unwrap();
     let body = |t: &str| t.lines().filter(|l| !l.starts_with("Command:")).collect::<Vec<_>>().join("\n");
     assert_eq!(body(&table2), body(&table));
+
+    // --report-only runs nothing: a seed that one arm has not finished is left out of the tables.
+    let held = dir.path().join("held.json");
+    std::fs::rename(out.join("runs/nino-200-same-seed3.json"), &held).unwrap();
+    let rep = run(args(&["--resume", "--report-only"]));
+    let err = String::from_utf8_lossy(&rep.stderr);
+    assert!(rep.status.success() && err.contains("seed 3 left out: not finished by nino:200@same"), "{err}");
+    assert!(!out.join("runs/nino-200-same-seed3.json").exists(), "--report-only ran a run");
+    let partial = std::fs::read_to_string(out.join("table.md")).unwrap();
+    assert!(partial.contains("| +0 | +0.0% | 0 | 0 | 1 | 1.000 | 2: +0 |"), "{partial}");
+    std::fs::rename(&held, out.join("runs/nino-200-same-seed3.json")).unwrap();
+    let again = run(args(&["--resume"]));
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
 
     // Other settings are refused in one line, naming the setting; nothing is rewritten.
     let bad = run(args(&["--resume", "--lr", "0.01"]));

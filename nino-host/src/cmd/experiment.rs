@@ -79,7 +79,8 @@ by seed: B's steps to target minus A's, their median (and of B/A - 1), how many 
 exact two-sided sign test. --confirm-seeds adds seeds that are run after the others and reported in their
 own section, as seeds never used to choose a setting; the tuning section comes first. --resume reuses the
 finished runs of the output folder (their settings are recorded beside each run and must match) and runs
-the rest, so a killed experiment continues and a table is rebuilt without rerunning.
+the rest, so a killed experiment continues and a table is rebuilt without rerunning; --report-only runs
+nothing and reports the seeds every configuration has finished.
 
 Output in --out: table.md (median steps and wall time to target over the seeds, each seed's value, `>N`
 for a target not reached in N steps, then the paired comparison), results.json (every run's summary),
@@ -129,6 +130,11 @@ pub struct ExperimentArgs {
     /// recorded them), trusting that they were made with these flags.
     #[arg(long, requires = "resume")]
     pub adopt: bool,
+
+    /// With --resume, run nothing: rebuild the tables from the finished runs, on the seeds where every
+    /// configuration has finished (the others are named on stderr). For studies still running elsewhere.
+    #[arg(long, requires = "resume")]
+    pub report_only: bool,
 
     /// Named NiNo weights for `nino:...@NAME` arms (`NAME=FILE`; repeat the flag), so two models run side by
     /// side on the same seeds.
@@ -316,6 +322,7 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
         confirm_seeds: confirm,
         resume: args.resume,
         adopt: args.adopt,
+        report_only: args.report_only,
         rollback_slack: args.rollback_slack,
         probe: args.probe.map(ProbeSource::from),
         retry: args.retry,

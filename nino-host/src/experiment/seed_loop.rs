@@ -106,6 +106,8 @@ pub struct ExperimentPlan {
     /// With `resume`, also reuse finished runs that carry no settings record (written by builds before
     /// runs recorded them), trusting that they were made with this experiment's settings.
     pub adopt: bool,
+    /// With `resume`, run nothing: report only the seeds where every arm has a finished run.
+    pub report_only: bool,
     /// Absolute slack of the rollback threshold of rollback arms.
     pub rollback_slack: f32,
     /// The probe batch of rollback arms; `None`: held-out for the deferred verdict, training otherwise.
@@ -189,7 +191,6 @@ pub fn run_experiment(plan: &ExperimentPlan) -> Result<ExperimentReport, Experim
     };
     let mut results: Vec<ConfigResult> =
         plan.arms.iter().map(|c| ConfigResult { name: c.name(), label: c.label(), runs: Vec::new() }).collect();
-    let total = plan.arms.len() * plan.seeds.len();
     let mut done = 0;
     // Tuning seeds first (each for every arm), confirmation seeds last: a confirmation is run once the
     // rest is known, and an interrupted one loses no tuning run.
@@ -251,10 +252,30 @@ pub fn run_experiment(plan: &ExperimentPlan) -> Result<ExperimentReport, Experim
             }
         }
     }
+    let (order, setup) = if plan.report_only {
+        let complete: Vec<u64> =
+            order.iter().copied().filter(|&s| (0..plan.arms.len()).all(|ci| kept.contains_key(&(s, ci)))).collect();
+        for &seed in order.iter().filter(|s| !complete.contains(s)) {
+            let missing: Vec<String> = (0..plan.arms.len())
+                .filter(|&ci| !kept.contains_key(&(seed, ci)))
+                .map(|ci| plan.arms[ci].name())
+                .collect();
+            eprintln!("seed {seed} left out: not finished by {}", missing.join(", "));
+        }
+        let setup = Setup {
+            seeds: setup.seeds.iter().copied().filter(|s| complete.contains(s)).collect(),
+            confirm_seeds: setup.confirm_seeds.iter().copied().filter(|s| complete.contains(s)).collect(),
+            ..setup
+        };
+        (complete, setup)
+    } else {
+        (order, setup)
+    };
+    let total = plan.arms.len() * order.len();
     eprintln!(
         "experiment: {} x {} seeds on {} ({} training / {} test images), writing to {}",
         plan.arms.iter().map(Arm::name).collect::<Vec<_>>().join(", "),
-        plan.seeds.len(),
+        order.len(),
         base.data_dir.display(),
         data.train.len(),
         data.test.len(),
