@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Paired schedule study: every configuration on the same seeds, one `nino experiment` call per run so a
 # kill loses at most the run in progress. Finished runs (OUT/TASK/runs/NAME-seedS.json) are skipped; the
-# paired table is rebuilt from them with `nino experiment ... --resume` (docs/results/schedule-*.md).
+# paired table is rebuilt from them with `nino experiment ... --resume --report-only` (add --adopt for runs
+# of builds that record no settings; docs/results/schedule-confirmation.md).
 # Several copies may run on the same arguments (one per core): each run is claimed by the first copy
 # that reaches it, and a claim whose process is gone is taken over.
 #
@@ -38,6 +39,8 @@ for seed in "${seed_list[@]}"; do
     nice -n 19 "$nino" experiment --task "$task" --runs "$run" --seeds "$seed" --steps "$steps" \
       --eval-fine 10 --out "$tmp" --no-progress $extra >>"$log" 2>&1
     mv "$tmp/runs/$stem-seed$seed.csv" "$out/$task/runs/"
+    # builds since the paired protocol record each run's settings (read back by --resume)
+    if [ -f "$tmp/runs/$stem-seed$seed.settings.json" ]; then mv "$tmp/runs/$stem-seed$seed.settings.json" "$out/$task/runs/"; fi
     mv "$tmp/runs/$stem-seed$seed.json" "$out/$task/runs/"  # last: its presence marks the run finished
     rm -rf "$tmp" "$claim"
   done
