@@ -562,7 +562,10 @@ mod tests {
             assert_eq!(Task::from_name(&name.to_uppercase()), Some(task));
         }
         for t in [Task::Fm16, Task::Fm32, Task::Debug] {
-            assert_eq!((t.lr(), t.dataset(), t.arch().input), (0.006, DatasetKind::FashionMnist, InputShape::FASHION_MNIST));
+            assert_eq!(
+                (t.lr(), t.dataset(), t.arch().input),
+                (0.006, DatasetKind::FashionMnist, InputShape::FASHION_MNIST)
+            );
         }
         assert_eq!(DatasetKind::Cifar100.classes(), 100);
         assert_eq!(Task::from_name("c10"), None);
