@@ -641,5 +641,22 @@ mod tests {
         d.every = 2;
         assert_eq!(c.difference(&d), Some(("--every", "4".into(), "2".into())));
         assert_eq!(c.difference(&c), None);
+
+        // One channel is stored as the number it always was; three as a list; both read back.
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            (json["norm_mean"].clone(), json["norm_std"].clone()),
+            (serde_json::json!(0.0), serde_json::json!(1.0))
+        );
+        assert_eq!(serde_json::from_value::<CollectConfig>(json).unwrap(), c);
+        let rgb = CollectConfig { norm_mean: vec![0.25, 0.5, 0.75], norm_std: vec![1.0, 2.0, 4.0], ..c.clone() };
+        let json = serde_json::to_value(&rgb).unwrap();
+        assert_eq!(json["norm_mean"], serde_json::json!([0.25, 0.5, 0.75]));
+        assert_eq!(serde_json::from_value::<CollectConfig>(json).unwrap(), rgb);
+        let e = rgb.difference(&c).unwrap();
+        assert_eq!(
+            (e.0, e.1.as_str(), e.2.as_str()),
+            ("normalisation", "mean [0.25, 0.5, 0.75] std [1.0, 2.0, 4.0]", "mean [0.0] std [1.0]")
+        );
     }
 }
