@@ -207,9 +207,12 @@ fn the_extracted_folder_and_gzipped_files_are_found() {
     assert_eq!((s.train.len(), s.heldout.len(), s.test.len()), (22, 2, 5));
 }
 
-/// Loads `dir` for C10-16 and returns the error and its message (checked to be one line).
+/// Loads `dir` for `task` and returns the error and its message (checked to be one line).
 fn error_of(task: Task, dir: &Path) -> (DataError, String) {
-    let e = load_data(Some(task), dir).unwrap_err();
+    let e = match load_data(Some(task), dir) {
+        Ok(s) => panic!("{task:?}: {} loaded ({} training images), expected an error", dir.display(), s.train_total),
+        Err(e) => e,
+    };
     let msg = e.to_string();
     assert!(!msg.contains('\n'), "{msg}");
     (e, msg)
