@@ -52,6 +52,9 @@ impl InputShape {
     /// Fashion-MNIST and MNIST: one 28x28 channel.
     pub const FASHION_MNIST: InputShape = InputShape { channels: 1, height: 28, width: 28 };
 
+    /// CIFAR-10 and CIFAR-100: three 32x32 channels (red, green, blue).
+    pub const CIFAR: InputShape = InputShape { channels: 3, height: 32, width: 32 };
+
     /// Values per example.
     pub const fn len(&self) -> usize {
         self.channels * self.height * self.width
@@ -187,7 +190,46 @@ pub struct Arch {
     params: usize,
 }
 
-/// Built-in tasks of the reference protocol, with their settings.
+/// The dataset a built-in task trains and tests on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum DatasetKind {
+    /// Fashion-MNIST: 28x28 grey images, 10 classes, IDX files.
+    FashionMnist,
+    /// CIFAR-10: 32x32 colour images, 10 classes, the official binary batches.
+    Cifar10,
+    /// CIFAR-100: 32x32 colour images, 100 fine classes, the official binary files.
+    Cifar100,
+}
+
+impl DatasetKind {
+    /// Human-readable name (`Fashion-MNIST`, `CIFAR-10`, `CIFAR-100`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            DatasetKind::FashionMnist => "Fashion-MNIST",
+            DatasetKind::Cifar10 => "CIFAR-10",
+            DatasetKind::Cifar100 => "CIFAR-100",
+        }
+    }
+
+    /// Shape of one image.
+    pub const fn input(self) -> InputShape {
+        match self {
+            DatasetKind::FashionMnist => InputShape::FASHION_MNIST,
+            DatasetKind::Cifar10 | DatasetKind::Cifar100 => InputShape::CIFAR,
+        }
+    }
+
+    /// Number of classes (CIFAR-100: the fine labels).
+    pub const fn classes(self) -> usize {
+        match self {
+            DatasetKind::FashionMnist | DatasetKind::Cifar10 => 10,
+            DatasetKind::Cifar100 => 100,
+        }
+    }
+}
+
+/// Built-in tasks of the reference protocol, with their settings (docs/spec.md §1.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Task {
@@ -197,11 +239,17 @@ pub enum Task {
     Fm32,
     /// The reference `debug` task: conv 4,6,6, target 70%.
     Debug,
+    /// C10-16: conv 16,32,32 on CIFAR-10, target 66.0%.
+    C10_16,
+    /// C10-32: conv 32,64,64 on CIFAR-10, target 72.5%.
+    C10_32,
+    /// C100-32: conv 32,64,64 on CIFAR-100 (fine labels), target 39.0%.
+    C100_32,
 }
 
 impl Task {
     /// Every built-in task.
-    pub const ALL: [Task; 3] = [Task::Fm16, Task::Fm32, Task::Debug];
+    pub const ALL: [Task; 6] = [Task::Fm16, Task::Fm32, Task::Debug, Task::C10_16, Task::C10_32, Task::C100_32];
 
     /// Command-line name.
     pub const fn name(self) -> &'static str {
@@ -209,15 +257,27 @@ impl Task {
             Task::Fm16 => "fm16",
             Task::Fm32 => "fm32",
             Task::Debug => "debug",
+            Task::C10_16 => "c10-16",
+            Task::C10_32 => "c10-32",
+            Task::C100_32 => "c100-32",
         }
     }
 
     /// Arch spec string.
     pub const fn spec(self) -> &'static str {
         match self {
-            Task::Fm16 => "conv:16,32,32",
-            Task::Fm32 => "conv:32,64,64",
+            Task::Fm16 | Task::C10_16 => "conv:16,32,32",
+            Task::Fm32 | Task::C10_32 | Task::C100_32 => "conv:32,64,64",
             Task::Debug => "conv:4,6,6",
+        }
+    }
+
+    /// The dataset the task trains and tests on.
+    pub const fn dataset(self) -> DatasetKind {
+        match self {
+            Task::Fm16 | Task::Fm32 | Task::Debug => DatasetKind::FashionMnist,
+            Task::C10_16 | Task::C10_32 => DatasetKind::Cifar10,
+            Task::C100_32 => DatasetKind::Cifar100,
         }
     }
 
@@ -227,12 +287,18 @@ impl Task {
             Task::Fm16 => 0.895,
             Task::Fm32 => 0.905,
             Task::Debug => 0.70,
+            Task::C10_16 => 0.66,
+            Task::C10_32 => 0.725,
+            Task::C100_32 => 0.39,
         }
     }
 
-    /// Adam learning rate of the reference protocol.
+    /// Adam learning rate of the reference protocol: 0.006 on Fashion-MNIST, 0.003 on CIFAR.
     pub const fn lr(self) -> f32 {
-        0.006
+        match self.dataset() {
+            DatasetKind::FashionMnist => 0.006,
+            DatasetKind::Cifar10 | DatasetKind::Cifar100 => 0.003,
+        }
     }
 
     /// Parses a command-line name.
@@ -240,10 +306,11 @@ impl Task {
         Task::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(s))
     }
 
-    /// The task's architecture on Fashion-MNIST.
+    /// The task's architecture on its dataset's images and classes.
     pub fn arch(self) -> Arch {
         // The specs above are valid by construction.
-        match Arch::parse(self.spec(), InputShape::FASHION_MNIST, 10) {
+        let data = self.dataset();
+        match Arch::parse(self.spec(), data.input(), data.classes()) {
             Ok(a) => a,
             Err(_) => unreachable!("built-in spec parses"),
         }
@@ -476,6 +543,32 @@ mod tests {
         assert_eq!(mlp.param_count(), 25_450);
         let c10 = Arch::parse("conv:16,32,32", InputShape { channels: 3, height: 32, width: 32 }, 10);
         assert_eq!(c10.unwrap().param_count(), 14_666);
+    }
+
+    #[test]
+    fn cifar_tasks_follow_the_reference_table() {
+        // docs/spec.md §1.2: parameters, neural-graph nodes and edges (self-loops included), lr, target.
+        let table = [
+            (Task::C10_16, "c10-16", 14_666, 97, 2_091, 0.66, DatasetKind::Cifar10),
+            (Task::C10_32, "c10-32", 56_970, 177, 7_227, 0.725, DatasetKind::Cifar10),
+            (Task::C100_32, "c100-32", 62_820, 267, 13_167, 0.39, DatasetKind::Cifar100),
+        ];
+        for (task, name, params, nodes, edges, target, data) in table {
+            let a = task.arch();
+            let g = crate::graph::NeuralGraph::new(&a);
+            assert_eq!((a.param_count(), g.num_nodes(), g.num_edges()), (params, nodes, edges), "{name}");
+            assert_eq!((task.name(), task.target(), task.lr(), task.dataset()), (name, target, 0.003, data));
+            assert_eq!((a.input, a.classes, a.layers()[0].out_hw), (InputShape::CIFAR, data.classes(), (15, 15)));
+            assert_eq!(Task::from_name(&name.to_uppercase()), Some(task));
+        }
+        for t in [Task::Fm16, Task::Fm32, Task::Debug] {
+            assert_eq!(
+                (t.lr(), t.dataset(), t.arch().input),
+                (0.006, DatasetKind::FashionMnist, InputShape::FASHION_MNIST)
+            );
+        }
+        assert_eq!(DatasetKind::Cifar100.classes(), 100);
+        assert_eq!(Task::from_name("c10"), None);
     }
 
     #[test]

@@ -20,6 +20,6 @@ pub mod rng;
 pub mod rollback;
 pub mod spectral;
 
-pub use arch::{Arch, Family, InputShape, Layer, LayerKind, ParamTensor, Task};
+pub use arch::{Arch, DatasetKind, Family, InputShape, Layer, LayerKind, ParamTensor, Task};
 pub use error::{ArchError, Error};
 pub use graph::{Edge, EdgeType, NeuralGraph};

@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn plan_adds_up_to_what_the_kernels_ask_for() {
-        for task in [Task::Debug, Task::Fm16, Task::Fm32] {
+        for task in Task::ALL {
             let arch = task.arch();
             let graph = NeuralGraph::new(&arch);
             for cfg in [Config { wte_pos_enc: false, ..Config::default() }, Config { gnn: false, ..Config::default() }]

@@ -1,7 +1,7 @@
 //! Spectral node features of the neural graph (Laplacian eigenvectors, eigenvector centrality), tables made at build time.
 //!
-//! The core allocates nothing and so runs no eigensolver: `build.rs` computes, for every built-in task and
-//! for the MLP 784-32-10, the LPE (docs/spec.md §2.8, 8 columns, canonical signs), the full Laplacian
+//! The core allocates nothing and so runs no eigensolver: `build.rs` computes, for every built-in task (the
+//! Fashion-MNIST and CIFAR nets, each on its own dataset's input shape and classes) and for the MLP 784-32-10, the LPE (docs/spec.md §2.8, 8 columns, canonical signs), the full Laplacian
 //! spectrum and the eigenvector centrality (9.2), and bakes them into `static` tables. Other architectures
 //! get theirs from the host (`nino_host::spectral`), which runs the very same solver.
 
@@ -89,7 +89,8 @@ struct Builtin {
 
 include!(concat!(env!("OUT_DIR"), "/spectral_tables.rs"));
 
-/// The baked table of `arch` if it is built in (the three tasks and `mlp:32`, on 28x28x1, 10 classes).
+/// The baked table of `arch` if it is built in (every [`crate::Task`]'s net on its dataset, and `mlp:32` on
+/// 28x28x1 with 10 classes).
 pub fn builtin(arch: &Arch) -> Option<SpectralTable> {
     BUILTINS.iter().find(|b| matches!(Arch::parse(b.spec, b.input, b.classes), Ok(a) if a == *arch)).map(|b| b.table)
 }
@@ -112,6 +113,12 @@ mod tests {
         assert_eq!(builtin(&mlp).map(|t| t.nodes), Some(828));
         let other = Arch::parse("mlp:64", InputShape::FASHION_MNIST, 10).unwrap();
         assert!(builtin(&other).is_none());
+        // The CIFAR nets' tables belong to their own input shapes and classes, not to the same widths elsewhere.
+        let c100 = builtin(&Task::C100_32.arch()).unwrap();
+        assert_eq!(c100.nodes, 267);
+        assert_ne!(builtin(&Task::C10_32.arch()).unwrap().lpe, c100.lpe);
+        let fm_like = Arch::parse("conv:32,64,64", InputShape::CIFAR, 7).unwrap();
+        assert!(builtin(&fm_like).is_none());
     }
 
     #[test]

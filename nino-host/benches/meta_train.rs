@@ -41,8 +41,8 @@ fn synthetic(arch: &Arch, spec: &str, seed: u64) -> Trajectory {
         dtype: StateDtype::F32,
         task: None,
         data: "synthetic".into(),
-        norm_mean: 0.0,
-        norm_std: 1.0,
+        norm_mean: vec![0.0],
+        norm_std: vec![1.0],
     };
     Trajectory { meta, n_states, params: p, states, metrics: vec![0.0; 2 * n_states] }
 }

@@ -7,7 +7,7 @@
 pub mod cmd;
 /// Experiments: arms over seeds, presets, tables against Adam, plots.
 pub mod experiment;
-/// Files: atomic writes, IDX data, safetensors tensors, NiNo weights and model files, the collection format, plots.
+/// Files: atomic writes, IDX and CIFAR data, safetensors tensors, NiNo weights and model files, the collection format, plots.
 pub mod io;
 /// Host compute: GEMM, vectorised SiLU and edge loops, the nowcast backend, spectral features.
 pub mod kernels;

@@ -120,6 +120,16 @@ def idx_seeds():
     write(t, "t10k-labels-idx1-ubyte.gz", labels_gz)
 
 
+def cifar_seeds():
+    # One record of each format (a label byte or two, then the red, green and blue 32x32 planes), raw and
+    # gzipped: two records would pass the 5 KB a seed may have.
+    t = "cifar"
+    planes = bytes(range(256)) * 4 + bytes(1024) + bytes([255]) * 1024
+    write(t, "cifar10_one_record", bytes([7]) + planes)
+    write(t, "cifar10_one_record.gz", gz(bytes([7]) + planes))
+    write(t, "cifar100_one_record", bytes([3, 42]) + planes)
+
+
 def config_seeds():
     t = "model_config"
     for name in ("nino_mlp", "nino_mlp_h32", "nino_no_posw"):
@@ -153,5 +163,6 @@ def arch_seeds():
 weights_seeds()
 tensor_seeds()
 idx_seeds()
+cifar_seeds()
 config_seeds()
 arch_seeds()

@@ -40,8 +40,8 @@ pub struct CollectArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 
-    /// Built-in task: its net (unless --arch is given), lr (unless --lr is given) and the reference's
-    /// Fashion-MNIST normalisation.
+    /// Built-in task: its net (unless --arch is given), lr (unless --lr is given), its dataset's files and
+    /// the reference's normalisation of that dataset.
     #[arg(long, value_enum, required_unless_present = "archs")]
     pub task: Option<TaskName>,
 
@@ -51,11 +51,12 @@ pub struct CollectArgs {
     #[arg(long = "arch", visible_alias = "archs", value_name = "SPEC", value_delimiter = ';')]
     pub archs: Vec<String>,
 
-    /// Directory with the four IDX files (train-images-idx3-ubyte[.gz], ...).
+    /// Directory with the four IDX files (train-images-idx3-ubyte[.gz], ...), or for a CIFAR task the
+    /// binary CIFAR files (or the cifar-10-batches-bin / cifar-100-binary folder).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_FASHION_MNIST_DIR)]
     pub data: PathBuf,
 
-    /// Adam learning rates, comma-separated [default: the task's, 0.006].
+    /// Adam learning rates, comma-separated [default: the task's, 0.006 or 0.003 on CIFAR].
     #[arg(long = "lr", visible_alias = "lrs", value_name = "LR,...", value_delimiter = ',')]
     pub lrs: Vec<f32>,
 

@@ -154,7 +154,7 @@ pub struct ExperimentArgs {
     #[command(flatten)]
     pub eval: EvalArgs,
 
-    /// Adam learning rate [default: the task's, 0.006].
+    /// Adam learning rate [default: the task's, 0.006 or 0.003 on CIFAR].
     #[arg(long)]
     pub lr: Option<f32>,
 

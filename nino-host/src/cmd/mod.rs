@@ -27,9 +27,16 @@ pub fn data_error(e: DataError) -> anyhow::Error {
             "Fashion-MNIST not found in {}: install it with: apt-get install dataset-fashion-mnist, or pass --data DIR",
             dir.display()
         ),
-        DataError::DirMissing { dir } => {
-            anyhow::anyhow!("data directory {} does not exist (pass --data DIR with the four IDX files)", dir.display())
+        DataError::DirMissing { dir, needs } => {
+            anyhow::anyhow!("data directory {} does not exist (pass --data DIR with {needs})", dir.display())
         }
+        DataError::CifarNoDefault { format } => anyhow::anyhow!(
+            "{} has no default directory: pass --data DIR, a folder holding {} (download {} from {} and extract it)",
+            format.name(),
+            format.folder(),
+            format.archive(),
+            crate::io::cifar::CIFAR_URL
+        ),
         e => e.into(),
     }
 }
@@ -82,12 +89,22 @@ mod tests {
         assert!(format!("{:#}", run_error(RunError::RollbackSlack(f32::NAN))).contains("--rollback-slack"));
         assert!(format!("{:#}", run_error(RunError::RollbackRatio(0.5))).contains("--rollback RATIO"));
         assert!(format!("{:#}", run_error(RunError::DeferredWithoutRollback)).contains("--verdict deferred"));
-        let missing = DataError::DirMissing { dir: PathBuf::from("/nonexistent/x") };
+        let missing = DataError::DirMissing { dir: PathBuf::from("/nonexistent/x"), needs: "the four IDX files" };
         let e = format!("{:#}", data_error(missing));
         assert!(e.contains("/nonexistent/x does not exist (pass --data DIR"), "{e}");
         let default = DataError::DefaultDirMissing { dir: PathBuf::from("/usr/share/datasets/fashion-mnist/") };
         let e = format!("{:#}", data_error(default));
         assert!(e.contains("apt-get install dataset-fashion-mnist") && e.contains("--data DIR"), "{e}");
+        let cifar = DataError::CifarNoDefault { format: crate::io::cifar::Cifar::Hundred };
+        let e = format!("{:#}", data_error(cifar));
+        assert!(
+            e.starts_with("CIFAR-100 has no default directory: pass --data DIR, a folder holding cifar-100-binary"),
+            "{e}"
+        );
+        assert!(
+            e.contains("cifar-100-binary.tar.gz") && e.contains("https://www.cs.toronto.edu/~kriz/cifar.html"),
+            "{e}"
+        );
         let run = ExperimentError::Run { arm: "adam".into(), seed: 3, source: Box::new(RunError::RollbackRatio(0.5)) };
         let e = format!("{:#}", experiment_error(run));
         assert!(e.starts_with("run adam seed 3: --rollback RATIO"), "{e}");

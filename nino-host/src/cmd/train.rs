@@ -82,6 +82,15 @@ pub enum TaskName {
     Fm32,
     /// The reference's debug task: conv 4,6,6 on Fashion-MNIST (662 params), target 70%.
     Debug,
+    /// C10-16: conv 16,32,32 on CIFAR-10 (14,666 params), lr 0.003, target 66.0%; needs --data.
+    #[value(name = "c10-16")]
+    C10_16,
+    /// C10-32: conv 32,64,64 on CIFAR-10 (56,970 params), lr 0.003, target 72.5%; needs --data.
+    #[value(name = "c10-32")]
+    C10_32,
+    /// C100-32: conv 32,64,64 on CIFAR-100's fine labels (62,820 params), lr 0.003, target 39.0%; needs --data.
+    #[value(name = "c100-32")]
+    C100_32,
 }
 
 impl TaskName {
@@ -91,16 +100,25 @@ impl TaskName {
             TaskName::Fm16 => Task::Fm16,
             TaskName::Fm32 => Task::Fm32,
             TaskName::Debug => Task::Debug,
+            TaskName::C10_16 => Task::C10_16,
+            TaskName::C10_32 => Task::C10_32,
+            TaskName::C100_32 => Task::C100_32,
         }
     }
 }
 
 const AFTER_HELP: &str = "\
 Protocol (docs/spec.md §6): the first n - n/12 training images (55,000 of Fashion-MNIST's
-60,000), batches of 128 reshuffled every epoch (epoch e seeded by seed + e, with our own RNG, so the
-batches differ from PyTorch's), Adam (betas 0.9/0.999, eps 1e-8, no weight decay), the complete test
-split for accuracy. Tasks normalise with the reference's mean 0.1307 / std 0.3081; --arch runs use the
-mean and std of their training images. Training stops at the first evaluation reaching the target.
+60,000, 45,834 of CIFAR's 50,000), batches of 128 reshuffled every epoch (epoch e seeded by seed + e,
+with our own RNG, so the batches differ from PyTorch's), Adam (betas 0.9/0.999, eps 1e-8, no weight
+decay), the complete test split for accuracy. Tasks normalise with the reference's constants
+(Fashion-MNIST: mean 0.1307 / std 0.3081; CIFAR: one mean and std per colour channel); --arch runs use
+the mean and std of their training images. Training stops at the first evaluation reaching the target.
+
+CIFAR tasks (c10-16, c10-32, c100-32) read the official binary version: --data DIR holding
+data_batch_1.bin .. data_batch_5.bin and test_batch.bin (CIFAR-10) or train.bin and test.bin
+(CIFAR-100), plain or gzipped, in DIR or in the extracted cifar-10-batches-bin / cifar-100-binary
+folder inside it (docs/cifar.md).
 
 Checkpoints: with --checkpoint FILE the run saves everything it needs to continue (parameters, Adam's
 state, the batch order's position, the evaluations so far, timings, NiNo's history and schedule) at
@@ -111,6 +129,7 @@ settings, a damaged one, or one holding NaNs, and then changes no file.
 Examples:
   nino train --task fm16
   nino train --task debug --data fixtures/fashion-mnist-mini --steps 500 --eval-every 50
+  nino train --task c10-16 --data ~/data/cifar --nino fixtures/weights/nino_no_posw.safetensors
   nino train --data DIR --arch mlp:32 --target 85 --metrics run.csv --summary-json run.json
   nino train --task fm16 --metrics fm16.csv --checkpoint fm16.ckpt     # killed? then:
   nino train --task fm16 --metrics fm16.csv --resume fm16.ckpt";
@@ -118,7 +137,8 @@ Examples:
 /// The network, its data and its target: shared by `nino train` and `nino experiment`.
 #[derive(Debug, clap::Args)]
 pub struct NetArgs {
-    /// Built-in task (reference settings: lr 0.006, batch 128, at most 10,000 steps).
+    /// Built-in task (reference settings: lr 0.006 on Fashion-MNIST and 0.003 on CIFAR, batch 128, at most
+    /// 10,000 steps).
     #[arg(long, value_enum, required_unless_present = "arch", conflicts_with = "arch")]
     pub task: Option<TaskName>,
 
@@ -126,7 +146,8 @@ pub struct NetArgs {
     #[arg(long, value_name = "SPEC")]
     pub arch: Option<String>,
 
-    /// Directory with the four IDX files (train-images-idx3-ubyte[.gz], ...).
+    /// Directory with the four IDX files (train-images-idx3-ubyte[.gz], ...), or for a CIFAR task the
+    /// binary CIFAR files (or the cifar-10-batches-bin / cifar-100-binary folder).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_FASHION_MNIST_DIR)]
     pub data: PathBuf,
 
@@ -181,7 +202,7 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub net: NetArgs,
 
-    /// Adam learning rate [default: the task's, 0.006].
+    /// Adam learning rate [default: the task's, 0.006 or 0.003 on CIFAR].
     #[arg(long)]
     pub lr: Option<f32>,
 
@@ -546,6 +567,20 @@ mod tests {
         assert!(parse(&["--task", "fm16", "--arch", "mlp:32"]).is_err());
         assert!(parse(&[]).is_err());
         assert!(parse(&["--task", "c10"]).is_err());
+    }
+
+    #[test]
+    fn cifar_tasks_take_the_reference_settings() {
+        for (name, spec, target) in
+            [("c10-16", "conv:16,32,32", 0.66), ("c10-32", "conv:32,64,64", 0.725), ("c100-32", "conv:32,64,64", 0.39)]
+        {
+            let p = plan(&parse(&["--task", name, "--data", "d"]).unwrap()).unwrap().0;
+            assert_eq!(
+                (p.task.map(Task::name), p.spec.as_str(), p.target, p.lr),
+                (Some(name), spec, Some(target), 0.003)
+            );
+            assert_eq!(parse(&["--task", name]).unwrap().batch, 128);
+        }
     }
 
     #[test]

@@ -203,10 +203,13 @@ pub struct CollectConfig {
     pub input: [usize; 3],
     /// Classes of the classifier head.
     pub classes: usize,
-    /// Input normalisation `(pixel/255 - mean) / std`: mean.
-    pub norm_mean: f32,
-    /// Input normalisation: std.
-    pub norm_std: f32,
+    /// Input normalisation `(pixel/255 - mean) / std`: the mean of each channel (one number in the file
+    /// for one channel, as before the CIFAR tasks; a list for more).
+    #[serde(with = "per_channel")]
+    pub norm_mean: Vec<f32>,
+    /// Input normalisation: the std of each channel, stored like `norm_mean`.
+    #[serde(with = "per_channel")]
+    pub norm_std: Vec<f32>,
     /// Canonical arch specs (`conv:16,32,32`, `mlp:32`), outermost loop of the cross product.
     pub archs: Vec<String>,
     /// Adam learning rates, middle loop.
@@ -262,7 +265,7 @@ impl CollectConfig {
             ("test images", |c| c.test_images.to_string()),
             ("image shape", |c| format!("{:?}", c.input)),
             ("classes", |c| c.classes.to_string()),
-            ("normalisation", |c| format!("mean {} std {}", c.norm_mean, c.norm_std)),
+            ("normalisation", |c| format!("mean {:?} std {:?}", c.norm_mean, c.norm_std)),
             ("--arch", |c| c.archs.join(";")),
             ("--lr", |c| c.lrs.iter().map(f32::to_string).collect::<Vec<_>>().join(",")),
             ("--seeds", |c| format_seeds(&c.seeds)),
@@ -362,10 +365,39 @@ pub struct ShardMeta {
     pub task: Option<String>,
     /// The dataset folder.
     pub data: String,
-    /// Input normalisation mean.
-    pub norm_mean: f32,
-    /// Input normalisation std.
-    pub norm_std: f32,
+    /// Input normalisation mean of each channel (stored as in [`CollectConfig`]).
+    #[serde(with = "per_channel")]
+    pub norm_mean: Vec<f32>,
+    /// Input normalisation std of each channel.
+    #[serde(with = "per_channel")]
+    pub norm_std: Vec<f32>,
+}
+
+/// Per-channel values in JSON: one number for a single channel (so one-channel collections keep the format
+/// they had before multi-channel data), a list otherwise; both read back as a list.
+mod per_channel {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(f32),
+        Many(Vec<f32>),
+    }
+
+    pub fn serialize<S: Serializer>(v: &[f32], s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            [x] => x.serialize(s),
+            _ => v.serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(x) => vec![x],
+            OneOrMany::Many(v) => v,
+        })
+    }
 }
 
 /// One trajectory read back, states widened to f32.
@@ -588,8 +620,8 @@ mod tests {
             test_images: 1,
             input: [1, 28, 28],
             classes: 10,
-            norm_mean: 0.0,
-            norm_std: 1.0,
+            norm_mean: vec![0.0],
+            norm_std: vec![1.0],
             archs: vec!["a".into(), "b".into()],
             lrs: vec![0.1, 0.2],
             seeds: vec![5, 6, 7],
@@ -609,5 +641,22 @@ mod tests {
         d.every = 2;
         assert_eq!(c.difference(&d), Some(("--every", "4".into(), "2".into())));
         assert_eq!(c.difference(&c), None);
+
+        // One channel is stored as the number it always was; three as a list; both read back.
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            (json["norm_mean"].clone(), json["norm_std"].clone()),
+            (serde_json::json!(0.0), serde_json::json!(1.0))
+        );
+        assert_eq!(serde_json::from_value::<CollectConfig>(json).unwrap(), c);
+        let rgb = CollectConfig { norm_mean: vec![0.25, 0.5, 0.75], norm_std: vec![1.0, 2.0, 4.0], ..c.clone() };
+        let json = serde_json::to_value(&rgb).unwrap();
+        assert_eq!(json["norm_mean"], serde_json::json!([0.25, 0.5, 0.75]));
+        assert_eq!(serde_json::from_value::<CollectConfig>(json).unwrap(), rgb);
+        let e = rgb.difference(&c).unwrap();
+        assert_eq!(
+            (e.0, e.1.as_str(), e.2.as_str()),
+            ("normalisation", "mean [0.25, 0.5, 0.75] std [1.0, 2.0, 4.0]", "mean [0.0] std [1.0]")
+        );
     }
 }

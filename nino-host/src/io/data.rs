@@ -1,4 +1,5 @@
-//! IDX image datasets (Fashion-MNIST and friends): loading, normalisation and seeded batching.
+//! Image datasets: IDX files (Fashion-MNIST and friends), the CIFAR binaries (format in [`super::cifar`]),
+//! normalisation, the protocol's splits and seeded batching.
 //!
 //! A dataset directory holds the four files of the Debian `dataset-fashion-mnist` package
 //! (`train-images-idx3-ubyte.gz`, `train-labels-idx1-ubyte.gz`, `t10k-images-idx3-ubyte.gz`,
@@ -9,6 +10,9 @@
 //! The vision protocol (docs/spec.md §6) trains on the first `n - n/12` training examples in
 //! stored order and tests on the complete test split.
 
+use super::cifar::{
+    CIFAR_URL, Cifar, CifarParseError, CifarRecords, RECORD_PIXELS, existing, find_folder, parse_records,
+};
 use nino_core::{Arch, ArchError, InputShape, Task};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -36,10 +40,54 @@ pub enum DataError {
         dir: PathBuf,
     },
     /// A user-given data directory does not exist.
-    #[error("data directory {dir} does not exist (it needs the four IDX files)")]
+    #[error("data directory {dir} does not exist (it needs {needs})")]
     DirMissing {
         /// The directory looked at.
         dir: PathBuf,
+        /// What it should hold (`the four IDX files`, `CIFAR-10's binary files`).
+        needs: &'static str,
+    },
+    /// A CIFAR task was given the default (Fashion-MNIST) directory: CIFAR has no default place.
+    #[error("{} has no default directory: use a data directory holding {} (download {} from {CIFAR_URL} and extract it)", .format.name(), .format.folder(), .format.archive())]
+    CifarNoDefault {
+        /// The format the task reads.
+        format: Cifar,
+    },
+    /// Neither the directory nor its official subfolder holds the first CIFAR training file.
+    #[error("{} not found in {dir}: expected {} (or .gz) in it or in its {} subfolder; download the binary version ({}) from {CIFAR_URL} and extract it there", .format.name(), .format.train_files()[0], .format.folder(), .format.archive())]
+    CifarMissing {
+        /// The directory looked at.
+        dir: PathBuf,
+        /// The format looked for.
+        format: Cifar,
+    },
+    /// The official archive is there but not extracted.
+    #[error("{} not extracted in {dir}: run tar xzf {} there (it makes {})", .format.name(), .format.archive(), .format.folder())]
+    CifarArchive {
+        /// The directory holding the archive.
+        dir: PathBuf,
+        /// The format.
+        format: Cifar,
+    },
+    /// The CIFAR folder was found but one of its files is absent.
+    #[error("missing {} file {path} (or {path}.gz): the binary version has {} and {}; get it from {CIFAR_URL}", .format.name(), .format.train_files().join(", "), .format.test_file())]
+    CifarFileMissing {
+        /// The path looked for, without `.gz`.
+        path: PathBuf,
+        /// The format.
+        format: Cifar,
+    },
+    /// A CIFAR file's bytes are not records of its format (empty, truncated, wrongly sized, bad labels).
+    #[error("{path}: {error}; expected {}'s binary records ({} label byte(s) + 3072 pixel bytes, {} records in the official file) from {CIFAR_URL}", .format.name(), .format.label_bytes(), .expected_records)]
+    CifarBadFile {
+        /// The file.
+        path: PathBuf,
+        /// The format expected.
+        format: Cifar,
+        /// What is wrong.
+        error: CifarParseError,
+        /// Records of the official file of that name.
+        expected_records: usize,
     },
     /// One of the four IDX files is in neither its gzipped nor its raw form.
     #[error("missing IDX file {path}.gz (or un-gzipped {path})")]
@@ -105,8 +153,12 @@ pub enum DataError {
     },
     /// A built-in task's network cannot read these images (another shape, more classes).
     #[error(
-        "task {} needs 28x28 one-channel images with labels 0..9, but {} has {height}x{width} images and {classes} classes",
+        "task {} needs {}x{}x{} images (channels x height x width) with labels below {}, but {} has {channels}x{height}x{width} images and {classes} classes",
         task.name(),
+        task.dataset().input().channels,
+        task.dataset().input().height,
+        task.dataset().input().width,
+        task.dataset().classes(),
         dir.display()
     )]
     TaskMismatch {
@@ -114,6 +166,8 @@ pub enum DataError {
         task: Task,
         /// The data directory.
         dir: PathBuf,
+        /// Image channels.
+        channels: usize,
         /// Image height.
         height: usize,
         /// Image width.
@@ -236,6 +290,13 @@ impl Normalization {
     /// The reference's Fashion-MNIST constants (docs/spec.md §1.2; they are MNIST's values).
     pub const FASHION_MNIST: Normalization = Normalization { mean: 0.1307, std: 0.3081 };
 
+    /// The reference's CIFAR constants, red, green and blue (docs/spec.md §1.2; CIFAR-10 and CIFAR-100 alike).
+    pub const CIFAR: [Normalization; 3] = [
+        Normalization { mean: 0.491_399_68, std: 0.247_032_33 },
+        Normalization { mean: 0.482_158_27, std: 0.243_485_05 },
+        Normalization { mean: 0.446_531_24, std: 0.261_587_68 },
+    ];
+
     /// Mean and (population) standard deviation of `pixels / 255`, for datasets without reference
     /// constants; a constant image set gets std 1 so nothing divides by zero.
     pub fn from_pixels(pixels: &[u8]) -> Normalization {
@@ -276,6 +337,21 @@ impl Dataset {
             images: images.pixels.iter().map(|&p| norm.apply(p)).collect(),
             labels: labels.iter().map(|&l| u32::from(l)).collect(),
         }
+    }
+
+    /// Normalises CIFAR records (`[C, H, W]` per image) into a dataset, each channel with its own constants.
+    pub fn from_cifar(records: &CifarRecords, norms: &[Normalization; 3]) -> Dataset {
+        let plane = RECORD_PIXELS / 3;
+        let images = records
+            .pixels
+            .chunks_exact(plane)
+            .enumerate()
+            .flat_map(|(i, p)| {
+                let n = norms[i % 3];
+                p.iter().map(move |&v| n.apply(v))
+            })
+            .collect();
+        Dataset { shape: InputShape::CIFAR, images, labels: records.labels.iter().map(|&l| u32::from(l)).collect() }
     }
 
     /// Number of examples.
@@ -321,7 +397,7 @@ pub const fn protocol_train_len(n: usize) -> usize {
     n - n / 12
 }
 
-/// Training and test splits of one IDX directory, ready for the vision protocol.
+/// Training and test splits of one dataset, ready for the vision protocol.
 #[derive(Clone, Debug)]
 pub struct Splits {
     /// The training subset (already cut to [`protocol_train_len`]).
@@ -331,8 +407,8 @@ pub struct Splits {
     /// The training examples past the protocol's cut (5,000 of Fashion-MNIST's 60,000): never trained
     /// on, so a rollback can judge a nowcast by how it generalises (`--probe heldout`).
     pub heldout: Dataset,
-    /// Normalisation applied to both.
-    pub norm: Normalization,
+    /// Normalisation applied to every split, one entry per channel.
+    pub norm: Vec<Normalization>,
     /// Number of classes: largest label of either split + 1, at least 10 (the reference's heads).
     pub classes: usize,
     /// Training examples in the files, before the cut.
@@ -360,7 +436,7 @@ pub fn load_splits(dir: &Path, norm: Option<Normalization>) -> Result<Splits, Da
         return Err(if is_default_dir(dir) {
             DataError::DefaultDirMissing { dir: dir.to_path_buf() }
         } else {
-            DataError::DirMissing { dir: dir.to_path_buf() }
+            DataError::DirMissing { dir: dir.to_path_buf(), needs: "the four IDX files" }
         });
     }
     let (train_im, train_lab, _) = load_pair(dir, IDX_FILES[0], IDX_FILES[1])?;
@@ -379,7 +455,63 @@ pub fn load_splits(dir: &Path, norm: Option<Normalization>) -> Result<Splits, Da
     let heldout = train.split_off(keep);
     let test = Dataset::from_idx(&test_im, &test_lab, norm);
     let classes = train.classes().max(test.classes()).max(10);
-    Ok(Splits { train, test, heldout, norm, classes, train_total })
+    Ok(Splits { train, test, heldout, norm: vec![norm], classes, train_total })
+}
+
+/// Reads and parses one CIFAR file of `folder`.
+fn read_cifar_file(folder: &Path, name: &str, format: Cifar) -> Result<CifarRecords, DataError> {
+    let path = existing(folder, name).ok_or_else(|| DataError::CifarFileMissing { path: folder.join(name), format })?;
+    let io = |source| DataError::Io { path: path.clone(), source };
+    let bytes = maybe_gunzip(std::fs::read(&path).map_err(io)?).map_err(io)?;
+    parse_records(format, &bytes).map_err(|error| DataError::CifarBadFile {
+        path: path.clone(),
+        format,
+        error,
+        expected_records: format.official_records(name),
+    })
+}
+
+/// Loads a CIFAR-10 or CIFAR-100 binary copy under the vision protocol: the training files concatenated in
+/// order, cut to the first `n - n/12` records (45,834 of 50,000), the test file complete, the reference's
+/// per-channel normalisation, and the format's class count (10, or CIFAR-100's 100 fine classes).
+///
+/// `dir` may hold the files or the folder the official archive extracts to (`cifar-10-batches-bin`,
+/// `cifar-100-binary`); each file may be gzipped.
+pub fn load_cifar(dir: &Path, format: Cifar) -> Result<Splits, DataError> {
+    if is_default_dir(dir) {
+        return Err(DataError::CifarNoDefault { format });
+    }
+    let needs = match format {
+        Cifar::Ten => "CIFAR-10's binary files",
+        Cifar::Hundred => "CIFAR-100's binary files",
+    };
+    if !dir.is_dir() {
+        return Err(DataError::DirMissing { dir: dir.to_path_buf(), needs });
+    }
+    let Some(folder) = find_folder(dir, format) else {
+        if dir.join(format.archive()).is_file() {
+            return Err(DataError::CifarArchive { dir: dir.to_path_buf(), format });
+        }
+        return Err(DataError::CifarMissing { dir: dir.to_path_buf(), format });
+    };
+    let mut train = CifarRecords { pixels: Vec::new(), labels: Vec::new() };
+    for name in format.train_files() {
+        let part = read_cifar_file(&folder, name, format)?;
+        train.pixels.extend_from_slice(&part.pixels);
+        train.labels.extend_from_slice(&part.labels);
+    }
+    let test = read_cifar_file(&folder, format.test_file(), format)?;
+    let train_total = train.len();
+    let mut train = Dataset::from_cifar(&train, &Normalization::CIFAR);
+    let heldout = train.split_off(protocol_train_len(train_total));
+    let test = Dataset::from_cifar(&test, &Normalization::CIFAR);
+    Ok(Splits { train, test, heldout, norm: Normalization::CIFAR.to_vec(), classes: format.classes(), train_total })
+}
+
+/// The normalisation in words: `mean 0.1307 std 0.3081`, or one value per channel joined by `/`.
+pub fn describe_norm(norm: &[Normalization]) -> String {
+    let join = |f: fn(&Normalization) -> f32| norm.iter().map(|n| format!("{:.4}", f(n))).collect::<Vec<_>>().join("/");
+    format!("mean {} std {}", join(|n| n.mean), join(|n| n.std))
 }
 
 /// An arch spec that does not parse, or does not fit the data's images.
@@ -409,11 +541,16 @@ impl Splits {
     }
 }
 
-/// Loads the data for `task` (reference normalisation) or for an arch run (the training images' own
-/// mean and std).
+/// Loads the data for `task` (its dataset's files and reference normalisation) or for an arch run (IDX
+/// files, normalised with the training images' own mean and std).
 pub fn load_data(task: Option<Task>, dir: &Path) -> Result<Splits, DataError> {
-    let norm = task.map(|_| Normalization::FASHION_MNIST);
-    load_splits(dir, norm)
+    match task {
+        None => load_splits(dir, None),
+        Some(t) => match Cifar::of(t.dataset()) {
+            Some(format) => load_cifar(dir, format),
+            None => load_splits(dir, Some(Normalization::FASHION_MNIST)),
+        },
+    }
 }
 
 /// Refuses data a built-in task's network cannot read (another image shape, more classes).
@@ -423,6 +560,7 @@ pub fn check_task_data(task: Task, splits: &Splits, dir: &Path) -> Result<(), Da
         return Err(DataError::TaskMismatch {
             task,
             dir: dir.to_path_buf(),
+            channels: shape.channels,
             height: shape.height,
             width: shape.width,
             classes: splits.classes,
@@ -592,7 +730,7 @@ mod tests {
         assert_eq!(s.test.images[17], 17.0 / 255.0);
         let computed = load_splits(dir.path(), None).unwrap().norm;
         let expect = Normalization::from_pixels(&idx_images(22, 4, 4)[16..]);
-        assert_eq!(computed, expect);
+        assert_eq!(computed, [expect]);
     }
 
     #[test]

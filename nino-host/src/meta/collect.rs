@@ -378,8 +378,8 @@ pub fn plan(spec: &CollectSpec, data: &Splits) -> Result<(CollectConfig, Vec<Arc
         test_images: data.test.len(),
         input: [shape.channels, shape.height, shape.width],
         classes: data.classes,
-        norm_mean: data.norm.mean,
-        norm_std: data.norm.std,
+        norm_mean: data.norm.iter().map(|n| n.mean).collect(),
+        norm_std: data.norm.iter().map(|n| n.std).collect(),
         archs: specs,
         lrs: spec.lrs.clone(),
         seeds: spec.seeds.clone(),
@@ -556,8 +556,8 @@ pub fn collect(spec: &CollectSpec, data: &Splits) -> Result<CollectReport, Colle
             dtype: config.dtype,
             task: config.task.clone(),
             data: config.data.clone(),
-            norm_mean: config.norm_mean,
-            norm_std: config.norm_std,
+            norm_mean: config.norm_mean.clone(),
+            norm_std: config.norm_std.clone(),
         };
         let bytes = shard.serialize(&meta, config.n_states())?;
         let file = shard_name(index);

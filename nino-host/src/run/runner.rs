@@ -330,7 +330,7 @@ pub fn run_training_with(spec: &RunSpec, data: &Splits, files: &Persistence) -> 
     if spec.announce {
         eprintln!(
             "training {} ({arch_spec}, {} params) on {} of {} training images from {}, testing on {}; \
-             batch {}, lr {}, seed {}, normalisation mean {:.4} std {:.4}; evaluating {}",
+             batch {}, lr {}, seed {}, normalisation {}; evaluating {}",
             spec.task.map_or("custom net", Task::name),
             arch.param_count(),
             data.train.len(),
@@ -340,8 +340,7 @@ pub fn run_training_with(spec: &RunSpec, data: &Splits, files: &Persistence) -> 
             spec.batch,
             spec.lr,
             spec.seed,
-            data.norm.mean,
-            data.norm.std,
+            crate::io::data::describe_norm(&data.norm),
             eval_schedule(spec.eval_every, spec.eval_fine),
         );
     }
@@ -474,7 +473,7 @@ mod tests {
             train: dataset(11),
             test: dataset(2),
             heldout: dataset(0),
-            norm: Normalization::FASHION_MNIST,
+            norm: vec![Normalization::FASHION_MNIST],
             classes: 10,
             train_total: 11,
         };

@@ -75,9 +75,16 @@ enum Fail {
     NowcastScaled = 62,
 }
 
-/// (params, nodes, edges) of each conv task, from `fixtures/golden/<task>.json`.
-const TASKS: [(Task, usize, usize, usize); 3] =
-    [(Task::Debug, 662, 31, 181), (Task::Fm16, 14_378, 95, 2_057), (Task::Fm32, 56_394, 175, 7_161)];
+/// (params, nodes, edges) of each conv task: the Fashion-MNIST ones from `fixtures/golden/<task>.json`, the
+/// CIFAR ones from the reference's task table (docs/spec.md §1.2).
+const TASKS: [(Task, usize, usize, usize); 6] = [
+    (Task::Debug, 662, 31, 181),
+    (Task::Fm16, 14_378, 95, 2_057),
+    (Task::Fm32, 56_394, 175, 7_161),
+    (Task::C10_16, 14_666, 97, 2_091),
+    (Task::C10_32, 56_970, 177, 7_227),
+    (Task::C100_32, 62_820, 267, 13_167),
+];
 
 /// `edge_dict` of `fixtures/golden/debug.json`: the edge range of every parameter tensor.
 const DEBUG_EDGE_DICT: [(usize, usize); 8] =
@@ -90,7 +97,8 @@ fn check(ok: bool, fail: Fail) -> Result<(), Fail> {
 /// Architectures, parameter layout and neural-graph sizes of the built-in tasks.
 fn check_tasks() -> Result<(), Fail> {
     for (task, params, nodes, edges) in TASKS {
-        let from_spec = Arch::parse(task.spec(), InputShape::FASHION_MNIST, 10).map_err(|_| Fail::TaskArch)?;
+        let data = task.dataset();
+        let from_spec = Arch::parse(task.spec(), data.input(), data.classes()).map_err(|_| Fail::TaskArch)?;
         let arch = task.arch();
         check(arch == from_spec, Fail::TaskArch)?;
         check(arch.param_count() == params, Fail::ParamCount)?;
