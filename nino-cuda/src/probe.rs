@@ -55,6 +55,33 @@ impl GpuStatus {
     pub fn is_absent(&self) -> bool {
         matches!(self, GpuStatus::NoDriverLibrary | GpuStatus::NoDevice(_))
     }
+
+    /// Whether GPU tests may print SKIP on this status: only where the GPU is absent ([`Self::is_absent`])
+    /// *and* the machine has no NVIDIA GPU on its PCI bus (or `CUDA_VISIBLE_DEVICES` hides them all). A
+    /// GPU on the bus whose driver library is missing, or whose driver initialises to "no device", is a
+    /// broken driver: a failure, not a skip.
+    pub fn may_skip(&self) -> bool {
+        let hidden = std::env::var_os("CUDA_VISIBLE_DEVICES").is_some_and(|v| v.is_empty() || v == "-1");
+        skip_allowed(self, nvidia_gpu_on_pci(std::path::Path::new(PCI_DEVICES)), hidden)
+    }
+}
+
+/// Where Linux lists PCI devices, one folder each with `vendor` and `class` files.
+const PCI_DEVICES: &str = "/sys/bus/pci/devices";
+
+/// The decision of [`GpuStatus::may_skip`], apart from the machine it looks at.
+fn skip_allowed(status: &GpuStatus, gpu_on_pci: bool, hidden: bool) -> bool {
+    status.is_absent() && (!gpu_on_pci || hidden)
+}
+
+/// Whether `devices` (a `/sys/bus/pci/devices`) holds an NVIDIA (vendor `0x10de`) display or 3D controller
+/// (class `0x03....`); NVIDIA's audio functions and switches are other classes. No such folder: `false`.
+pub fn nvidia_gpu_on_pci(devices: &std::path::Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(devices) else { return false };
+    entries.flatten().any(|e| {
+        let read = |f: &str| std::fs::read_to_string(e.path().join(f)).unwrap_or_default();
+        read("vendor").trim() == "0x10de" && read("class").trim().starts_with("0x03")
+    })
 }
 
 /// `13000` → `13.0`.
@@ -172,6 +199,48 @@ mod tests {
             let s = classify_count_error(code, format!("{code:?}"));
             assert!(matches!(s, GpuStatus::Unusable(_)) && !s.is_absent(), "{code:?}: {s}");
         }
+    }
+
+    #[test]
+    fn a_gpu_on_the_bus_with_a_failing_driver_is_not_skipped() {
+        let absent = [GpuStatus::NoDriverLibrary, GpuStatus::NoDevice("CUDA_ERROR_NO_DEVICE".into())];
+        for s in &absent {
+            assert!(skip_allowed(s, false, false), "{s}: no GPU anywhere may skip");
+            assert!(!skip_allowed(s, true, false), "{s}: a GPU on the PCI bus must fail");
+            assert!(skip_allowed(s, true, true), "{s}: CUDA_VISIBLE_DEVICES hid every GPU");
+        }
+        // A driver that fails to initialise, counts with another error, or cannot make a context never skips.
+        let broken = [
+            classify_count_error(sys::cudaError_enum::CUDA_ERROR_NOT_INITIALIZED, "init".into()),
+            classify_count_error(sys::cudaError_enum::CUDA_ERROR_UNKNOWN, "unknown".into()),
+            classify_count_error(sys::cudaError_enum::CUDA_ERROR_SYSTEM_DRIVER_MISMATCH, "mismatch".into()),
+            GpuStatus::DriverTooOld { driver_version: 11_080, required: REQUIRED_DRIVER_VERSION },
+            GpuStatus::Unusable("creating a context".into()),
+        ];
+        for s in &broken {
+            for (on_pci, hidden) in [(false, false), (true, false), (true, true)] {
+                assert!(!skip_allowed(s, on_pci, hidden), "{s} skipped (pci {on_pci}, hidden {hidden})");
+            }
+        }
+    }
+
+    #[test]
+    fn an_nvidia_display_or_3d_controller_on_the_pci_bus_is_a_gpu() {
+        let root = std::env::temp_dir().join(format!("nino-pci-{}", std::process::id()));
+        let dev = |name: &str, vendor: &str, class: &str| {
+            let d = root.join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("vendor"), format!("{vendor}\n")).unwrap();
+            std::fs::write(d.join("class"), format!("{class}\n")).unwrap();
+        };
+        assert!(!nvidia_gpu_on_pci(&root), "no folder");
+        dev("0000:00:01.0", "0x8086", "0x030000"); // another vendor's VGA
+        dev("0000:00:02.0", "0x10de", "0x040300"); // NVIDIA HD audio
+        dev("0000:00:03.0", "0x10de", "0x068000"); // NVSwitch
+        assert!(!nvidia_gpu_on_pci(&root));
+        dev("0000:65:00.0", "0x10de", "0x030200"); // an H100 (3D controller)
+        assert!(nvidia_gpu_on_pci(&root));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -18,7 +18,7 @@ fn probe_answers_consistently() {
 #[test]
 fn device_memory_round_trip() {
     let status = probe();
-    if status.is_absent() && std::env::var_os("NINO_REQUIRE_GPU").is_none_or(|v| v != "1") {
+    if status.may_skip() && std::env::var_os("NINO_REQUIRE_GPU").is_none_or(|v| v != "1") {
         // libtest captures `eprintln!`, not a direct write to stderr: this line shows in `cargo test -q`.
         let _ = writeln!(std::io::stderr(), "SKIP: no GPU ({status}); nothing checked");
         return;
