@@ -2,7 +2,9 @@
 //!
 //! Products whose output width is a multiple of 16 (every conv GEMM of the reference nets) run on an
 //! AVX-512 register-tile kernel with no packing of the tall operand; the rest go to the `gemm` crate.
+//! [`IsaGemm`] forces a level ([`Isa`]); `NINO_KERNELS=avx2` or `portable` sends everything to the `gemm` crate.
 
+use super::Isa;
 use nino_core::Error;
 use nino_core::ops::gemm::{Gemm, MatRef, check_gemm};
 
@@ -12,6 +14,17 @@ use nino_core::ops::gemm::{Gemm, MatRef, check_gemm};
 pub struct HostGemm;
 
 impl Gemm for HostGemm {
+    fn gemm(&self, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], ldc: usize, beta: f32) -> Result<(), Error> {
+        IsaGemm(Isa::selected()).gemm(a, b, c, ldc, beta)
+    }
+}
+
+/// [`HostGemm`] at a given level (lowered to what the CPU runs): [`Isa::Avx512`] uses the AVX-512 tiles where
+/// they apply, every lower level the `gemm` crate, so tests run the fallback on an AVX-512 machine too.
+#[derive(Clone, Copy, Debug)]
+pub struct IsaGemm(pub Isa);
+
+impl Gemm for IsaGemm {
     fn gemm(&self, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], ldc: usize, beta: f32) -> Result<(), Error> {
         check_gemm(&a, &b, c, ldc)?;
         let (m, k, n) = (a.rows, a.cols, b.cols);
@@ -25,7 +38,7 @@ impl Gemm for HostGemm {
             return Ok(());
         }
         #[cfg(target_arch = "x86_64")]
-        if n % 16 == 0 && has_avx512() {
+        if n % 16 == 0 && self.0.clamp() == Isa::Avx512 {
             fast(a, b, c, ldc, beta);
             return Ok(());
         }
@@ -56,12 +69,6 @@ impl Gemm for HostGemm {
         }
         Ok(())
     }
-}
-
-/// Whether the AVX-512 kernels can run here (checked once; std caches the CPUID result).
-#[cfg(target_arch = "x86_64")]
-fn has_avx512() -> bool {
-    std::is_x86_feature_detected!("avx512f")
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -158,7 +165,7 @@ fn fast(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], ldc: usize, beta: f32) {
                 // SAFETY: j0 < n and b.cs == 1, so the offset lies within b's first row.
                 (unsafe { b.data.as_ptr().add(j0) }, b.rs)
             };
-            // SAFETY: AVX-512F was detected; check_gemm bounded every row < m, column < n and depth < k
+            // SAFETY: AVX-512F was detected (`Isa::clamp`); check_gemm bounded every row < m, column < n and depth < k
             // of a, b (contiguous rows of stride b.rs, or the panel copy: k rows of w) and c.
             unsafe {
                 let c0 = cp.add(j0);
@@ -247,12 +254,32 @@ fn split_rows(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use nino_core::ops::gemm::Portable;
 
+    /// `max |x - y|`, NaN when any difference is NaN (`f32::max` would drop it and let a NaN output pass).
+    pub(crate) fn max_diff(x: &[f32], y: &[f32]) -> f32 {
+        assert_eq!(x.len(), y.len());
+        x.iter()
+            .zip(y)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, |m, d| if m.is_nan() || d.is_nan() { f32::NAN } else { m.max(d) })
+    }
+
     #[test]
     fn agrees_with_portable_on_strided_operands() {
+        // Every level this CPU runs, forced one by one: the `gemm`-crate fallback takes the widths that are
+        // multiples of 16 too, which an AVX-512 machine would otherwise never send it.
+        for isa in Isa::runnable() {
+            eprintln!("gemm at {isa:?}");
+            agrees_at(IsaGemm(isa));
+        }
+        // And the dispatching HostGemm (one of the above).
+        agrees_at(HostGemm);
+    }
+
+    fn agrees_at(g: impl Gemm) {
         // Widths off and on the AVX-512 path (multiples of 16, with 64-wide panels and row tails).
         for (m, k, n) in [(37, 29, 33), (37, 29, 32), (53, 7, 80), (13, 31, 288), (25, 3, 48), (5, 9, 16)] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
@@ -264,9 +291,9 @@ mod tests {
                     let mut c1: Vec<f32> = (0..m * (n + 3)).map(|i| (i % 5) as f32).collect();
                     let mut c2 = c1.clone();
                     Portable.gemm(av, bv, &mut c1, n + 3, beta).unwrap();
-                    HostGemm.gemm(av, bv, &mut c2, n + 3, beta).unwrap();
+                    g.gemm(av, bv, &mut c2, n + 3, beta).unwrap();
                     // Sums of 29 products of magnitude <= 1 in a different order: 1e-4 is ample.
-                    let d = c1.iter().zip(&c2).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+                    let d = max_diff(&c1, &c2);
                     assert!(d < 1e-4, "{m}x{k}x{n} ta {ta} tb {tb} beta {beta}: {d}");
                 }
             }
@@ -285,7 +312,7 @@ mod tests {
             Portable.gemm(MatRef::row_major(&a, m, k), MatRef::transposed(&b, n, k), &mut c1, n, beta).unwrap();
             ThreadedGemm.gemm(MatRef::row_major(&a, m, k), MatRef::transposed(&b, n, k), &mut c2, n, beta).unwrap();
             // Sums of 128 products of magnitude <= 1 in another order: 1e-3 is ample, a wrong row is not.
-            let d = c1.iter().zip(&c2).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+            let d = max_diff(&c1, &c2);
             assert!(d < 1e-3, "beta {beta}: {d}");
         }
     }

@@ -57,7 +57,7 @@ mod avx2 {
         ops::gru_cells_bwd(g, ghn, hp, dh, dgi, dgh, h)
     }
 
-    // SAFETY (all six): handed out by `super::host_kernels` only after detecting AVX2 and FMA.
+    // SAFETY (all six): handed out by `super::host_kernels_for` only when `Isa::clamp` (CPU detection) allows AVX2 and FMA.
     pub(super) fn silu_fwd(x: &[f32], y: &mut [f32]) {
         unsafe { silu_fwd_tf(x, y) }
     }
@@ -100,8 +100,9 @@ mod avx2 {
 }
 
 /// The environment variable that forces the portable kernels (`NINO_KERNELS=portable`), so tests and
-/// benchmarks can run the fallback on any CPU.
-pub const KERNELS_ENV: &str = "NINO_KERNELS";
+/// benchmarks can run the fallback on any CPU (it caps every host kernel: [`super::Isa`]).
+pub use super::KERNELS_ENV;
+use super::Isa;
 
 static FORCE_PORTABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -112,14 +113,19 @@ pub fn force_portable(on: bool) {
 
 /// Whether the baseline kernels are forced, by [`force_portable`] or `NINO_KERNELS=portable`.
 pub fn portable_forced() -> bool {
-    FORCE_PORTABLE.load(std::sync::atomic::Ordering::Relaxed)
-        || std::env::var_os(KERNELS_ENV).is_some_and(|v| v == "portable")
+    FORCE_PORTABLE.load(std::sync::atomic::Ordering::Relaxed) || Isa::selected() == Isa::Scalar
 }
 
 /// The fastest elementwise kernels this CPU runs: AVX2 when present (and not forced off), else the core's.
 pub fn host_kernels() -> Kernels {
+    if portable_forced() { Kernels::PORTABLE } else { host_kernels_for(Isa::selected()) }
+}
+
+/// The elementwise kernels of level `isa` (lowered to what the CPU runs): AVX2 from [`Isa::Avx2`] up, else
+/// the core's.
+pub fn host_kernels_for(isa: Isa) -> Kernels {
     #[cfg(target_arch = "x86_64")]
-    if !portable_forced() && std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if isa.clamp() >= Isa::Avx2 {
         return Kernels {
             silu_fwd: avx2::silu_fwd,
             silu_bwd: avx2::silu_bwd,
@@ -153,7 +159,14 @@ mod tests {
     /// Every host kernel gives the core's bits (the fallback is the core itself).
     #[test]
     fn host_kernels_are_bit_identical_to_the_core() {
-        let k = host_kernels();
+        // Every level this CPU runs, forced one by one (the CPU's own choice is one of them).
+        for isa in Isa::runnable() {
+            eprintln!("meta kernels at {isa:?}");
+            check_against_the_core(host_kernels_for(isa));
+        }
+    }
+
+    fn check_against_the_core(k: Kernels) {
         let p = Kernels::PORTABLE;
         let (e, h) = (7, 24);
         let x = values(e * h, 1);

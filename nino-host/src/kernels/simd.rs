@@ -1,6 +1,8 @@
 //! Vectorised kernels of a nowcast: SiLU with a branch-free exp, and the core's per-edge loops compiled for
-//! AVX-512, chosen at run time by CPU feature detection.
+//! AVX-512, chosen at run time by CPU feature detection (capped by `NINO_KERNELS`, or forced per call:
+//! [`silu_for`], [`edge_kernels_for`]).
 
+use super::Isa;
 use nino_core::nowcast;
 
 /// `a * b + c`, fused where the caller is compiled with FMA (`F`), else as two operations (a fused
@@ -55,21 +57,36 @@ unsafe fn silu_avx512(x: &mut [f32]) {
 }
 
 /// SiLU over a slice with a vectorised exp (AVX-512 or AVX2 when present): the core's libm SiLU costs as much as the
-/// matrix products of a nowcast. Agrees with it to a few ulp (tested).
+/// matrix products of a nowcast. Agrees with it to a few ulp (tested at every level).
 pub fn fast_silu(x: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU feature the function is compiled for was just detected.
-        unsafe { silu_avx512(x) };
-        return;
+    silu_for(Isa::selected())(x)
+}
+
+/// [`fast_silu`] at level `isa`, lowered to what this CPU runs (tests force each fallback with it).
+pub fn silu_for(isa: Isa) -> fn(&mut [f32]) {
+    match isa.clamp() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => silu_avx512_checked,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => silu_avx2_checked,
+        _ => silu_scalar,
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU features the function is compiled for were just detected.
-        unsafe { silu_avx2(x) };
-        return;
-    }
+}
+
+/// The scalar fallback of [`fast_silu`].
+fn silu_scalar(x: &mut [f32]) {
     silu_vec_body::<false>(x)
+}
+
+// SAFETY (both): handed out by `silu_for` only when `Isa::clamp` (CPU detection) allows the level.
+#[cfg(target_arch = "x86_64")]
+fn silu_avx512_checked(x: &mut [f32]) {
+    unsafe { silu_avx512(x) }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn silu_avx2_checked(x: &mut [f32]) {
+    unsafe { silu_avx2(x) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -93,7 +110,8 @@ mod edge_avx512 {
         add_portable(a, x)
     }
 
-    // SAFETY (all three): handed out by `super::fast_edge_kernels` only after detecting AVX-512F, AVX2 and FMA.
+    // SAFETY (all three): handed out by `super::edge_kernels_for` only when `Isa::clamp` (CPU detection) allows
+    // AVX-512F, AVX2 and FMA.
     pub(super) fn message(a: &mut [f32], s: &[f32], b: &[f32], u: &[f32], v: &[f32]) {
         unsafe { message_tf(a, s, b, u, v) }
     }
@@ -107,25 +125,34 @@ mod edge_avx512 {
     }
 }
 
-fn update_fast_silu(g: &mut [f32], b: &[f32], s: &[f32], t: &[f32]) {
+fn update_avx2_silu(g: &mut [f32], b: &[f32], s: &[f32], t: &[f32]) {
     nowcast::linear::update_sum(g, b, s, t);
-    fast_silu(g)
+    silu_for(Isa::Avx2)(g)
+}
+
+fn update_scalar_silu(g: &mut [f32], b: &[f32], s: &[f32], t: &[f32]) {
+    nowcast::linear::update_sum(g, b, s, t);
+    silu_scalar(g)
 }
 
 /// The folded model's per-edge loops for this CPU: AVX-512 when present, else plain loops with [`fast_silu`].
 pub fn fast_edge_kernels() -> nowcast::EdgeKernels {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
-        return nowcast::EdgeKernels {
+    edge_kernels_for(Isa::selected())
+}
+
+/// The per-edge loops at level `isa`, lowered to what this CPU runs: AVX-512 loops, or the core's loops with
+/// the SiLU of the level.
+pub fn edge_kernels_for(isa: Isa) -> nowcast::EdgeKernels {
+    match isa.clamp() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => nowcast::EdgeKernels {
             message: edge_avx512::message,
             update: edge_avx512::update,
             add: edge_avx512::add,
-        };
+        },
+        Isa::Avx2 => nowcast::EdgeKernels { update: update_avx2_silu, ..nowcast::EdgeKernels::PORTABLE },
+        _ => nowcast::EdgeKernels { update: update_scalar_silu, ..nowcast::EdgeKernels::PORTABLE },
     }
-    nowcast::EdgeKernels { update: update_fast_silu, ..nowcast::EdgeKernels::PORTABLE }
 }
 
 #[cfg(test)]
@@ -133,18 +160,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fast_silu_agrees_with_libm() {
+    fn fast_silu_agrees_with_libm_at_every_level() {
         let mut x: Vec<f32> = (-20_000..20_000).map(|i| i as f32 * 5e-3).collect();
         x.extend([-100.0, -88.5, 90.0, 1e-30, -1e-30, 0.0]);
-        let mut y = x.clone();
-        fast_silu(&mut y);
-        for (&a, &b) in x.iter().zip(&y) {
-            let want = nino_core::nowcast::linear::silu(a);
-            // A few ulp relative, or absolute for the tiny tails where SiLU underflows towards 0.
-            assert!((b - want).abs() <= 4.0 * f32::EPSILON * want.abs() + 1e-35, "silu({a}) = {b}, libm {want}");
+        // Every level this CPU runs, forced one by one: the scalar fallback runs here on any CPU.
+        for isa in Isa::runnable() {
+            let silu = silu_for(isa);
+            let mut y = x.clone();
+            silu(&mut y);
+            for (&a, &b) in x.iter().zip(&y) {
+                let want = nino_core::nowcast::linear::silu(a);
+                // A few ulp relative, or absolute for the tiny tails where SiLU underflows towards 0.
+                assert!(
+                    (b - want).abs() <= 4.0 * f32::EPSILON * want.abs() + 1e-35,
+                    "{isa:?}: silu({a}) = {b}, libm {want}"
+                );
+            }
+            let mut nan = [f32::NAN];
+            silu(&mut nan);
+            assert!(nan[0].is_nan(), "{isa:?}");
         }
-        let mut nan = [f32::NAN];
-        fast_silu(&mut nan);
-        assert!(nan[0].is_nan());
+    }
+
+    #[test]
+    fn edge_kernels_agree_with_the_core_at_every_level() {
+        use nino_core::nowcast::linear::{add_portable, message_portable, update_sum};
+        let vals = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n).map(|i| ((i * 7919 + seed * 104_729) % 2001) as f32 / 400.0 - 2.5).collect()
+        };
+        // Lengths off every vector width (tails of 1 to 15 floats).
+        for n in [1, 7, 16, 37, 200] {
+            let (s, b, u, v) = (vals(n, 1), vals(n, 2), vals(n, 3), vals(n, 4));
+            let (mut ma, mut ua, mut aa) = (vals(n, 5), vals(n, 6), vals(n, 7));
+            message_portable(&mut ma, &s, &b, &u, &v);
+            update_sum(&mut ua, &b, &s, &u);
+            ua.iter_mut().for_each(|g| *g = nino_core::nowcast::linear::silu(*g));
+            add_portable(&mut aa, &s);
+            for isa in Isa::runnable() {
+                let k = edge_kernels_for(isa);
+                let (mut mb, mut ub, mut ab) = (vals(n, 5), vals(n, 6), vals(n, 7));
+                (k.message)(&mut mb, &s, &b, &u, &v);
+                (k.update)(&mut ub, &b, &s, &u);
+                (k.add)(&mut ab, &s);
+                // Sums of a few products of size <= 6 (a fused multiply-add rounds once, not twice): 1e-5
+                // relative to the largest; SiLU a few ulp.
+                let close = |x: &[f32], y: &[f32], what: &str| {
+                    let scale = y.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                    for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                        assert!((p - q).abs() <= 1e-5 * scale, "{isa:?} {what} n {n} at {i}: {p} vs {q}");
+                    }
+                };
+                close(&mb, &ma, "message");
+                close(&ub, &ua, "update");
+                close(&ab, &aa, "add");
+            }
+        }
     }
 }

@@ -266,6 +266,7 @@ pub fn init_params(arch: &Arch, seed: u64) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::gemm::tests::max_diff;
     use nino_core::Task;
     use nino_core::ops::gemm::Portable;
 
@@ -287,7 +288,7 @@ mod tests {
             let w = &a[l.weight_offset..l.bias_offset + l.n_out];
             assert!(w.iter().all(|v| v.abs() <= bound));
             // A uniform sample of >= 26 values spreads over more than half the interval.
-            let max = w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let max = max_diff(w, &vec![0.0; w.len()]);
             assert!(max > 0.5 * bound);
         }
     }
@@ -308,8 +309,9 @@ mod tests {
             let mut g = vec![0.0; arch.param_count()];
             let l2 = net::loss_and_grad(&arch, &params, &x, &y, &mut acts, &mut scratch, &mut g, &Portable).unwrap();
             assert!((loss - l2).abs() < 1e-5 * l2.abs());
-            let m = g.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let d = g.iter().zip(e.last_grad()).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            // NaN-propagating maxima: `f32::max` drops NaN, so a NaN gradient would pass `d < 1e-5 * m`.
+            let m = max_diff(&g, &vec![0.0; g.len()]);
+            let d = max_diff(&g, e.last_grad());
             assert!(d < 1e-5 * m, "{spec}: {d} vs max {m}");
             let ev = e.evaluate(&x, &y).unwrap();
             assert_eq!(ev.total, n);
