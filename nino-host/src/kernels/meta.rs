@@ -99,10 +99,10 @@ mod avx2 {
     }
 }
 
+use super::Isa;
 /// The environment variable that forces the portable kernels (`NINO_KERNELS=portable`), so tests and
 /// benchmarks can run the fallback on any CPU (it caps every host kernel: [`super::Isa`]).
 pub use super::KERNELS_ENV;
-use super::Isa;
 
 static FORCE_PORTABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

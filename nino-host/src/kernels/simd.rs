@@ -145,11 +145,9 @@ pub fn fast_edge_kernels() -> nowcast::EdgeKernels {
 pub fn edge_kernels_for(isa: Isa) -> nowcast::EdgeKernels {
     match isa.clamp() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => nowcast::EdgeKernels {
-            message: edge_avx512::message,
-            update: edge_avx512::update,
-            add: edge_avx512::add,
-        },
+        Isa::Avx512 => {
+            nowcast::EdgeKernels { message: edge_avx512::message, update: edge_avx512::update, add: edge_avx512::add }
+        }
         Isa::Avx2 => nowcast::EdgeKernels { update: update_avx2_silu, ..nowcast::EdgeKernels::PORTABLE },
         _ => nowcast::EdgeKernels { update: update_scalar_silu, ..nowcast::EdgeKernels::PORTABLE },
     }
