@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's main job in one command: Adam vs Adam+NiNo (dynamic period with rollback) on FM-16, seed 1000,
+# The project's main job in one command: Adam vs Adam+NiNo (static period 1000, the default) on FM-16, seed 1000,
 # with the table and the plots in results/main-fm16/. Adam runs on to its target (at most 20,000 steps) while
 # NiNo keeps the reference's 10,000-step budget (it sizes NiNo's horizon schedule), so the table ends with
 # steps and wall time to target of both, side by side, and their ratios.

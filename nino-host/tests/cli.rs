@@ -38,7 +38,6 @@ fn train_help_explains_itself() {
         "--eval-every",
         "every step",
         "[default: 1000]",
-        "[default: dynamic]",
         "Examples:",
     ] {
         assert!(s.contains(needle), "`{needle}` missing from help:\n{s}");

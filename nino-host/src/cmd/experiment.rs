@@ -32,7 +32,7 @@ fn parse_run_list(s: &str) -> Result<ArmList, String> {
 /// A named set of configurations, one per table of the project's issues (`--preset`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PresetArg {
-    /// Adam vs Adam+NiNo with the dynamic period and rollback (the main job).
+    /// Adam vs Adam+NiNo with the default period, the reference's static 1000 (the main job).
     Main,
     /// NiNo with static period 1000 vs the dynamic period, and the fork's periods.
     StaticVsDynamic,
@@ -58,7 +58,7 @@ impl From<PresetArg> for Preset {
 
 const AFTER_HELP: &str = "\
 Presets (--preset), as --runs lists:
-  main               adam,nino:dynamic+rollback
+  main               adam,nino:1000
   static-vs-dynamic  nino:1000,nino:dynamic,nino:fork
   wall-time          adam,nino:1000,nino:dynamic
   periods            nino:100+deferred,nino:500+deferred,nino:1000,nino:dynamic+rollback

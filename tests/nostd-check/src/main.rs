@@ -6,6 +6,9 @@
 //! PyTorch implementation), or worked out by hand for the matrix product, never computed by nino.
 #![no_std]
 #![no_main]
+// `&mut *(&raw mut BUF)` is how edition 2024 borrows a `static mut` (a plain `&mut BUF` is denied by
+// `static_mut_refs`); clippy's `deref_addrof` would suggest exactly that denied form.
+#![allow(clippy::deref_addrof)]
 
 use nino_core::adam::{AdamConfig, adam_step};
 use nino_core::nowcast::{Config, TensorScale, scale};

@@ -8,6 +8,9 @@
 //! accuracy; see `Fail` for the others.
 #![no_std]
 #![no_main]
+// `&mut *(&raw mut BUF)` is how edition 2024 borrows a `static mut` (a plain `&mut BUF` is denied by
+// `static_mut_refs`); clippy's `deref_addrof` would suggest exactly that denied form.
+#![allow(clippy::deref_addrof)]
 
 #[path = "../rt.rs"]
 mod rt;
