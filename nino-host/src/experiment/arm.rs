@@ -303,7 +303,9 @@ mod tests {
         for p in Preset::ALL {
             assert!(parse_arms(p.runs()).is_ok(), "{}", p.name());
         }
-        assert_eq!(parse_arms(Preset::Main.runs()).unwrap()[1].rollback, Some(nino_core::rollback::DEFAULT_MAX_RATIO));
+        // The main job: Adam against the default period, the reference's static 1000, unguarded.
+        let main = parse_arms(Preset::Main.runs()).unwrap();
+        assert_eq!((main[1].period, main[1].rollback), (Some(PeriodChoice::REFERENCE), None));
         // Table (c): the short static periods run guarded; static 1000 stays the reference.
         let periods = parse_arms(Preset::Periods.runs()).unwrap();
         let guarded: Vec<bool> = periods.iter().map(|c| c.deferred).collect();
