@@ -30,7 +30,17 @@ fn train_help_explains_itself() {
     let out = nino(&["train", "--help"]);
     assert!(out.status.success());
     let s = String::from_utf8_lossy(&out.stdout);
-    for needle in ["--task", "fm16", "--arch", "--data", "--eval-every", "every step", "[default: 1000]", "Examples:"] {
+    for needle in [
+        "--task",
+        "fm16",
+        "--arch",
+        "--data",
+        "--eval-every",
+        "every step",
+        "[default: 1000]",
+        "(1000, the default",
+        "Examples:",
+    ] {
         assert!(s.contains(needle), "`{needle}` missing from help:\n{s}");
     }
 }
