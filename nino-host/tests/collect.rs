@@ -10,7 +10,6 @@ use nino_host::training::trainer::{NoHook, TrainConfig, train};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 fn mini() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/fashion-mnist-mini")
@@ -127,23 +126,20 @@ fn a_killed_collection_resumes_to_the_uninterrupted_result() {
     let work = ["--arch", "mlp:8;mlp:16", "--seeds", "1-3", "--steps", "100", "--every", "4", "--lr", "0.006,0.003"];
     let total = 12;
 
+    // The collector holds (waits forever) right after the manifest lists 5 trajectories and says so on
+    // stderr: the kill lands there whatever the machine's speed.
     let mut child = Command::new(env!("CARGO_BIN_EXE_nino"))
         .args(args(&killed, &work))
+        .env("NINO_TEST_HOLD_AFTER_TRAJECTORIES", "5")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    let listed = |dir: &Path| Manifest::load(dir).map_or(0, |m| m.trajectories.len());
-    while listed(&killed) < 1 {
-        assert!(child.try_wait().unwrap().is_none(), "the collection ended before it could be killed");
-        assert!(t0.elapsed() < Duration::from_secs(120), "no trajectory after 120 s");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_line(child.stderr.take().unwrap(), "holding after NINO_TEST_HOLD_AFTER_TRAJECTORIES=5");
     child.kill().unwrap();
     child.wait().unwrap();
-    let at_kill = listed(&killed);
-    assert!(at_kill < total, "killed after the last trajectory ({at_kill}): give it more work");
+    let at_kill = Manifest::load(&killed).unwrap().trajectories.len();
+    assert_eq!(at_kill, 5, "the manifest the collector held after");
 
     let out = ok(nino(&args(&killed, &work)));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -168,6 +164,20 @@ fn a_killed_collection_resumes_to_the_uninterrupted_result() {
     expected.push(MANIFEST.to_string());
     expected.sort();
     assert_eq!(names, expected, "no temporary file or stray shard is left");
+}
+
+/// Reads `stderr` line by line until one contains `needle`; fails if it ends first (the process exited).
+fn wait_for_line(stderr: impl std::io::Read, needle: &str) {
+    use std::io::BufRead;
+    let mut seen = Vec::new();
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if line.contains(needle) {
+            return;
+        }
+        seen.push(line);
+    }
+    panic!("stderr ended without `{needle}`: {seen:?}");
 }
 
 /// Asserts a failed run with one `error:` line on stderr containing `needle`.
@@ -242,6 +252,59 @@ fn other_settings_and_damaged_shards_are_refused_without_a_change() {
     one_line_error(&nino(&args(&fresh, &["--seeds", "3-1"])), "bad seed range");
     one_line_error(&nino(&args(&fresh, &["--seeds", "1,1"])), "a seed twice");
     assert!(!fresh.exists());
+}
+
+#[test]
+fn garbage_manifests_and_lock_files_are_one_line_errors_that_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let base = ["--arch", "mlp:8", "--seeds", "1", "--steps", "10", "--every", "5"];
+    ok(nino(&args(&dir, &base)));
+    let good = std::fs::read(dir.join(MANIFEST)).unwrap();
+
+    // A manifest that is not one (garbage, cut short, valid JSON of another shape, another format): the
+    // collector and the meta-trainer refuse it in one line, and nothing in the folder changes.
+    let cut = &good[..good.len() / 2];
+    let other_format = String::from_utf8(good.clone()).unwrap().replace("nino-collect/1", "nino-collect/0\\nx");
+    for (bytes, needle) in [
+        (&b"\x00\xffgarbage{"[..], "stream did not contain valid UTF-8"),
+        (&b"garbage{"[..], "is not a nino collection manifest"),
+        (cut, "is not a nino collection manifest"),
+        (&b"{\"format\": 1}"[..], "is not a nino collection manifest"),
+        (other_format.as_bytes(), "nino-collect/0\\nx"),
+    ] {
+        std::fs::write(dir.join(MANIFEST), bytes).unwrap();
+        let before = snapshot(&dir);
+        one_line_error(&nino(&args(&dir, &base)), needle);
+        let meta = ["meta-train", "--data", dir.to_str().unwrap(), "--out"].map(String::from);
+        let out = tmp.path().join("m.safetensors");
+        let meta: Vec<String> = meta.into_iter().chain([out.display().to_string()]).collect();
+        one_line_error(&nino(&meta), needle);
+        assert!(!out.exists());
+        assert_eq!(snapshot(&dir), before, "a refused manifest changed the folder");
+    }
+    std::fs::write(dir.join(MANIFEST), &good).unwrap();
+
+    // A lock file left by a killed collector (the lock itself died with it), whatever it holds, is taken over.
+    let lock = dir.join(".nino-collect.lock");
+    std::fs::write(&lock, b"stale \x00\xff garbage").unwrap();
+    let out = ok(nino(&args(&dir, &base)));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 new, 1 already there"), "{out:?}");
+    // A lock another process holds: one line, nothing written.
+    let held = std::fs::OpenOptions::new().write(true).open(&lock).unwrap();
+    held.try_lock().unwrap();
+    let before = snapshot(&dir);
+    one_line_error(
+        &nino(&args(&dir, &["--arch", "mlp:8", "--seeds", "1-2", "--steps", "10", "--every", "5"])),
+        "another `nino collect` is writing",
+    );
+    assert_eq!(snapshot(&dir), before, "a busy folder changed");
+    drop(held);
+    // A lock path that is not a file: one line.
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::create_dir(&lock).unwrap();
+    one_line_error(&nino(&args(&dir, &base)), ".nino-collect.lock");
+    assert_eq!(std::fs::read(dir.join(MANIFEST)).unwrap(), good);
 }
 
 #[test]

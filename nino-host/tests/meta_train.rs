@@ -149,6 +149,31 @@ fn a_stopped_run_resumes_to_the_same_parameters() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && err.contains("--lr") && err.lines().count() == 1, "{err}");
     assert_eq!(std::fs::read(&ckpt).unwrap(), before);
+
+    // A damaged checkpoint (cut short, garbage, NaN in a moment): one line, the checkpoint kept, no model
+    // written.
+    let model = dir.path().join("damaged.safetensors");
+    let damaged = dir.path().join("damaged.ckpt.safetensors");
+    let mut nan = before.clone();
+    // adam.m is the first tensor's data (tensors are laid out in name order); its first value becomes NaN.
+    let (_, header) = safetensors::SafeTensors::read_metadata(&before).unwrap();
+    let start = 8 + u64::from_le_bytes(before[..8].try_into().unwrap()) as usize;
+    let offsets = header.tensors()["adam.m"].data_offsets;
+    nan[start + offsets.0..start + offsets.0 + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    for (bytes, needle) in [
+        (&before[..before.len() / 3], "corrupt checkpoint"),
+        (&b"garbage, not a checkpoint"[..], "not a checkpoint"),
+        (&nan[..], "checkpoint `adam.m` holds NaN or infinite values"),
+    ] {
+        std::fs::write(&damaged, bytes).unwrap();
+        let mut args = meta_args(model.to_str().unwrap(), &data, "12");
+        args.push("--resume");
+        let r = nino(&args);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success() && err.contains(needle) && err.lines().count() == 1, "{needle}: {err}");
+        assert_eq!(std::fs::read(&damaged).unwrap(), bytes, "the refused checkpoint changed");
+        assert!(!model.exists());
+    }
 }
 
 #[test]

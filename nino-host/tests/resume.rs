@@ -7,7 +7,6 @@ use safetensors::SafeTensors;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -188,20 +187,16 @@ fn killed_run_leaves_intact_files_and_resumes_exactly() {
     let r = run.path();
     let (mb, pb, ck) = (path(r, "b.csv"), path(r, "b.params"), path(r, "b.ckpt"));
     let files = with(&args, &["--metrics", &mb, "--save-params", &pb]);
+    // The run holds (waits forever) right after its checkpoint of step 50 and says so on stderr; the kill
+    // lands there whatever the machine's speed (a sleep before the kill let a fast machine finish the run).
     let mut child = Command::new(env!("CARGO_BIN_EXE_nino"))
         .args(strs(&with(&files, &["--checkpoint", &ck])))
-        .stderr(std::process::Stdio::null())
+        .env("NINO_TEST_HOLD_AFTER_CHECKPOINT", "50")
+        .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    while !Path::new(&ck).exists() {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first checkpoint");
-        assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint after 2 minutes");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    // A little later, so the kill may land anywhere: in a step, an evaluation or a write.
-    std::thread::sleep(Duration::from_millis(150));
+    wait_for_line(child.stderr.take().unwrap(), "holding after NINO_TEST_HOLD_AFTER_CHECKPOINT=50");
     child.kill().unwrap();
     let status = child.wait().unwrap();
     #[cfg(unix)]
@@ -213,7 +208,7 @@ fn killed_run_leaves_intact_files_and_resumes_exactly() {
     // Everything on disk is whole: the checkpoint passes its checksum, the metrics rows are complete and
     // the checkpoint's rows are a prefix of them; no final files; only temporary files may be left over.
     let c = Checkpoint::read(Path::new(&ck)).expect("the checkpoint survives the kill intact");
-    assert!(c.state.step > 0 && c.state.step < 120 && c.state.step.is_multiple_of(10), "step {}", c.state.step);
+    assert_eq!(c.state.step, 50, "the checkpoint the run held after");
     let got = rows(&mb);
     let reference = rows(&ma);
     assert!(got.len() >= c.state.rows.len(), "the metrics file is behind the checkpoint");
@@ -227,6 +222,20 @@ fn killed_run_leaves_intact_files_and_resumes_exactly() {
     ok(&strs(&with(&files, &["--resume", &ck])));
     assert_eq!(params(&pa), params(&pb), "final parameters differ from the uninterrupted run's");
     assert_eq!(rows(&ma), rows(&mb), "metrics rows differ from the uninterrupted run's");
+}
+
+/// Reads `stderr` line by line until one contains `needle`; fails if it ends first (the process exited).
+fn wait_for_line(stderr: impl std::io::Read, needle: &str) {
+    use std::io::BufRead;
+    let mut seen = Vec::new();
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if line.contains(needle) {
+            return;
+        }
+        seen.push(line);
+    }
+    panic!("stderr ended without `{needle}`: {seen:?}");
 }
 
 /// Asserts a refused resume: non-zero exit, no panic, one `error:` line containing `needle`.
@@ -275,6 +284,15 @@ fn bad_resumes_are_refused_and_change_nothing() {
     c.params[3] = f32::NAN;
     let nan = path(d, "nan.ckpt");
     c.write(Path::new(&nan)).unwrap();
+    // NaN or infinity in Adam's moments would make every later step NaN: refused like parameters.
+    let mut c = Checkpoint::read(Path::new(&ck)).unwrap();
+    c.adam_m[5] = f32::NAN;
+    let nan_m = path(d, "nan_m.ckpt");
+    c.write(Path::new(&nan_m)).unwrap();
+    let mut c = Checkpoint::read(Path::new(&ck)).unwrap();
+    c.adam_v[0] = f32::INFINITY;
+    let inf_v = path(d, "inf_v.ckpt");
+    c.write(Path::new(&inf_v)).unwrap();
     let before = snapshot(d);
 
     let resume =
@@ -288,6 +306,8 @@ fn bad_resumes_are_refused_and_change_nothing() {
     assert_refused(&resume(&garbage, &[]), "is truncated or corrupt");
     assert_refused(&resume(&flipped, &[]), "checksum");
     assert_refused(&resume(&nan, &[]), "non-finite value (NaN) in `params` at index 3");
+    assert_refused(&resume(&nan_m, &[]), "non-finite value (NaN) in `adam.m` at index 5");
+    assert_refused(&resume(&inf_v, &[]), "non-finite value (inf) in `adam.v` at index 0");
     assert_refused(&resume(&path(d, "missing.ckpt"), &[]), "cannot read checkpoint");
     // A fresh run never overwrites a checkpoint it was not told to resume.
     assert_refused(&nino(&strs(&with(&args, &["--checkpoint", &ck]))), "already exists");

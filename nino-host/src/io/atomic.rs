@@ -26,6 +26,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Kill tests' hook: when the environment variable `var` holds `n`, prints `holding after {var}={n}` on
+/// stderr and waits forever, so a test kills the process at a known point (right after a durable write)
+/// instead of after a sleep that a fast machine outruns. Unset or another value: returns at once. Used by
+/// `nino train` after each checkpoint (`NINO_TEST_HOLD_AFTER_CHECKPOINT=STEP`) and `nino collect` after each
+/// manifest write (`NINO_TEST_HOLD_AFTER_TRAJECTORIES=COUNT`).
+pub fn hold_for_kill(var: &str, n: u64) {
+    if std::env::var(var).ok().and_then(|v| v.parse::<u64>().ok()) == Some(n) {
+        eprintln!("holding after {var}={n}: waiting to be killed");
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

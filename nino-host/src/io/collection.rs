@@ -37,6 +37,9 @@ pub enum ShardError {
     /// `every` of 0 would divide by zero.
     #[error("`every` is 0 in its metadata")]
     ZeroEvery,
+    /// `steps / every + 1` does not fit in memory's index type.
+    #[error("`steps` / `every` in its metadata is too large")]
+    TooManyStates,
     /// A tensor is absent.
     #[error("no `{name}` tensor ({error})")]
     NoTensor {
@@ -243,7 +246,8 @@ impl CollectConfig {
 
     /// States per trajectory: the initial one and one every `every` steps.
     pub fn n_states(&self) -> usize {
-        (self.steps / self.every.max(1)) as usize + 1
+        // Saturating: a manifest's counts come from a file (a real one is far below usize::MAX).
+        usize::try_from(self.steps / self.every.max(1)).unwrap_or(usize::MAX).saturating_add(1)
     }
 
     /// Arch spec, lr and seed of trajectory `index` (archs outermost, seeds innermost).
@@ -428,13 +432,18 @@ impl Trajectory {
         let json = header.metadata().as_ref().and_then(|m| m.get("nino")).ok_or(ShardError::NoMetadata)?;
         let meta: ShardMeta = serde_json::from_str(json).map_err(ShardError::BadMetadata)?;
         if meta.format != FORMAT {
-            return Err(ShardError::Format(meta.format));
+            // From the file: escaped, so the message stays one line.
+            return Err(ShardError::Format(meta.format.escape_debug().to_string()));
         }
         if meta.every == 0 {
             return Err(ShardError::ZeroEvery);
         }
         let st = SafeTensors::deserialize(bytes).map_err(ShardError::NotSafetensors)?;
-        let n_states = (meta.steps / meta.every) as usize + 1;
+        // Checked: the counts come from the file; the shapes below must then match the data present.
+        let n_states = usize::try_from(meta.steps / meta.every)
+            .ok()
+            .and_then(|n| n.checked_add(1))
+            .ok_or(ShardError::TooManyStates)?;
         let s = st.tensor("states").map_err(|error| ShardError::NoTensor { name: "states", error })?;
         if s.dtype() != meta.dtype.safetensors() || s.shape() != [n_states, meta.params] {
             return Err(ShardError::Shape {
@@ -491,10 +500,16 @@ impl Manifest {
         let path = dir.join(MANIFEST);
         let text =
             std::fs::read_to_string(&path).map_err(|source| CollectionError::Read { path: path.clone(), source })?;
+        Manifest::parse(&text, &path)
+    }
+
+    /// Parses a manifest's text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Manifest, CollectionError> {
         let m: Manifest =
-            serde_json::from_str(&text).map_err(|error| CollectionError::NotManifest { path: path.clone(), error })?;
+            serde_json::from_str(text).map_err(|error| CollectionError::NotManifest { path: path.into(), error })?;
         if m.format != FORMAT {
-            return Err(CollectionError::ManifestFormat { path, format: m.format });
+            let format = m.format.escape_debug().to_string();
+            return Err(CollectionError::ManifestFormat { path: path.into(), format });
         }
         Ok(m)
     }
@@ -600,6 +615,111 @@ pub fn shard_bytes(meta: &ShardMeta, n_states: usize, states: &[u8], metrics: &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fuzz targets' seeds for this module (tests/fuzz/seeds/collection_shard, collection_manifest) are
+    /// a shard and a manifest this version reads; `NINO_WRITE_FUZZ_SEEDS=1` rewrites them.
+    #[test]
+    fn fuzz_seeds_are_readable() {
+        let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fuzz/seeds");
+        let write = std::env::var_os("NINO_WRITE_FUZZ_SEEDS").is_some_and(|v| v == "1");
+        let meta = |dtype| ShardMeta {
+            format: FORMAT.to_string(),
+            index: 1,
+            arch: "mlp:".to_string(),
+            input: [1, 2, 2],
+            classes: 2,
+            params: 10,
+            seed: 7,
+            lr: 0.01,
+            batch: 4,
+            every: 2,
+            steps: 4,
+            dtype,
+            task: None,
+            data: "d".to_string(),
+            norm_mean: 0.5,
+            norm_std: 0.25,
+        };
+        for (name, dtype) in [("f16.safetensors", StateDtype::F16), ("f32.safetensors", StateDtype::F32)] {
+            let path = seeds.join("collection_shard").join(name);
+            if write {
+                let m = meta(dtype);
+                let mut states = Vec::new();
+                for j in 0..3 {
+                    dtype.append(&mut states, &(0..10).map(|i| (i + j) as f32 / 8.0).collect::<Vec<_>>());
+                }
+                let metrics = [2.3, 0.0, 2.1, 2.0, 1.9, 4.0];
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, shard_bytes(&m, 3, &states, &metrics).unwrap()).unwrap();
+            }
+            let t = Trajectory::load(&path).unwrap_or_else(|e| panic!("{e} (rewrite: NINO_WRITE_FUZZ_SEEDS=1)"));
+            assert_eq!((t.n_states, t.params, t.step(2)), (3, 10, 4));
+        }
+        let dir = seeds.join("collection_manifest");
+        if write {
+            let config = CollectConfig {
+                task: Some("debug".into()),
+                data: "d".into(),
+                train_images: 11,
+                test_images: 5,
+                input: [1, 2, 2],
+                classes: 2,
+                norm_mean: 0.5,
+                norm_std: 0.25,
+                archs: vec!["mlp:".into(), "mlp:3".into()],
+                lrs: vec![0.01],
+                seeds: vec![7, 8],
+                steps: 4,
+                every: 2,
+                batch: 4,
+                dtype: StateDtype::F16,
+                adam_betas: [0.9, 0.999],
+                adam_eps: 1e-8,
+            };
+            let entry = TrajectoryEntry {
+                index: 1,
+                file: "traj-00001.safetensors".into(),
+                arch: "mlp:".into(),
+                params: 10,
+                seed: 8,
+                lr: 0.01,
+                n_states: 3,
+                bytes: 300,
+                crc32: 0xdead_beef,
+                final_train_loss: 1.9,
+                test_acc: 0.6,
+                seconds: 0.5,
+            };
+            std::fs::create_dir_all(&dir).unwrap();
+            Manifest { format: FORMAT.into(), config, trajectories: vec![entry] }.write(&dir).unwrap();
+        }
+        let m = Manifest::load(&dir).unwrap_or_else(|e| panic!("{e} (rewrite: NINO_WRITE_FUZZ_SEEDS=1)"));
+        assert_eq!((m.config.len(), m.config.n_states(), m.trajectories.len()), (4, 3, 1));
+    }
+
+    #[test]
+    fn counts_from_a_file_do_not_overflow() {
+        let m: Manifest = serde_json::from_str(
+            &std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fuzz/seeds/collection_manifest/manifest.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let mut c = m.config;
+        (c.steps, c.every) = (u64::MAX, 1);
+        assert_eq!(c.n_states(), usize::MAX);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fuzz/seeds/collection_shard/f32.safetensors");
+        let bytes = std::fs::read(path).unwrap();
+        let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+        let mut meta: ShardMeta = serde_json::from_str(&header.metadata().as_ref().unwrap()["nino"]).unwrap();
+        (meta.steps, meta.every) = (u64::MAX, 1);
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let (s, m) = (st.tensor("states").unwrap(), st.tensor("metrics").unwrap());
+        let md = HashMap::from([("nino".to_string(), serde_json::to_string(&meta).unwrap())]);
+        let forged = safetensors::serialize([("states", s), ("metrics", m)], Some(md)).unwrap();
+        assert!(matches!(Trajectory::from_bytes(&forged), Err(ShardError::TooManyStates)));
+    }
 
     #[test]
     fn seeds_parse_and_format() {

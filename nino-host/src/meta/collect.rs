@@ -589,6 +589,7 @@ pub fn collect(spec: &CollectSpec, data: &Splits) -> Result<CollectReport, Colle
         manifest.trajectories.push(entry);
         manifest.trajectories.sort_by_key(|e| e.index);
         manifest.write(dir)?;
+        crate::io::atomic::hold_for_kill("NINO_TEST_HOLD_AFTER_TRAJECTORIES", manifest.trajectories.len() as u64);
         new += 1;
         traj_pb.inc(1);
     }

@@ -904,6 +904,43 @@ mod tests {
         assert_eq!(MetaModel::from_weights(&w).unwrap().params, m.params);
     }
 
+    /// The smallest model the `meta_checkpoint` fuzz target's seed holds (a few hundred parameters).
+    fn tiny() -> Config {
+        Config { hid: 4, ctx: 2, lpe: 2, seq_len: 2, wte_pos_enc: false, head: Head::Gru, ..Config::default() }
+    }
+
+    /// The `meta_checkpoint` fuzz target's seed (tests/fuzz/seeds) is a checkpoint this version resumes;
+    /// `NINO_WRITE_FUZZ_SEEDS=1` rewrites it. The target takes the model and settings from the bytes, as
+    /// this test does.
+    #[test]
+    fn fuzz_seed_is_a_resumable_checkpoint() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fuzz/seeds/meta_checkpoint/gru.safetensors");
+        let mc = MetaTrainConfig { steps: 10, batch: 2, windows: 2, spacing: 4, spacing_max: 8, ..Default::default() };
+        if std::env::var_os("NINO_WRITE_FUZZ_SEEDS").is_some_and(|v| v == "1") {
+            let mut t = MetaTrainer::new(MetaModel::init(&tiny(), 3).unwrap(), mc.clone());
+            (t.step, t.t) = (2, 2);
+            t.m.iter_mut().enumerate().for_each(|(i, m)| *m = i as f32 * 1e-3);
+            t.v.iter_mut().enumerate().for_each(|(i, v)| *v = i as f32 * 1e-6);
+            let row = LossRow { step: 1, loss: 0.5, lr: 1e-3, grad_norm: 0.25, seconds: 1.0, val_loss: Some(0.75) };
+            t.rows = vec![row.clone(), LossRow { step: 2, val_loss: None, ..row }];
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, t.checkpoint_bytes("d").unwrap()).unwrap();
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let t = MetaTrainer::from_checkpoint(&bytes, &tiny(), &mc, "d")
+            .unwrap_or_else(|e| panic!("{e} (rewrite: NINO_WRITE_FUZZ_SEEDS=1)"));
+        assert_eq!((t.step, t.rows.len(), t.m.len()), (2, 2, t.model.params.len()));
+        // Garbage, a cut and NaN moments are one-line refusals.
+        for bad in [&b"garbage"[..], &bytes[..bytes.len() / 2]] {
+            let e = MetaTrainer::from_checkpoint(bad, &tiny(), &mc, "d").err().unwrap().to_string();
+            assert!(!e.contains('\n'), "{e}");
+        }
+        let mut nan = t;
+        nan.v[1] = f32::NAN;
+        let e = MetaTrainer::from_checkpoint(&nan.checkpoint_bytes("d").unwrap(), &tiny(), &mc, "d").err().unwrap();
+        assert!(matches!(e, CheckpointProblem::NonFinite("adam.v")), "{e}");
+    }
+
     #[test]
     fn cosine_schedule_ends_at_its_floor() {
         assert_eq!(cosine_lr(3e-3, 0, 100), 3e-3);

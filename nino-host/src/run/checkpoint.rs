@@ -121,9 +121,10 @@ impl RecordedSettings {
             if there != now {
                 return Err(CheckpointError::Mismatch {
                     path: path.to_path_buf(),
-                    key: key.clone(),
-                    there: there.unwrap_or("unset").to_string(),
-                    here: now.unwrap_or("unset").to_string(),
+                    // The checkpoint's side comes from the file: escaped to stay on one line.
+                    key: key.escape_debug().to_string(),
+                    there: there.unwrap_or("unset").escape_debug().to_string(),
+                    here: now.unwrap_or("unset").escape_debug().to_string(),
                 });
             }
         }
@@ -331,7 +332,8 @@ impl Checkpoint {
         match md.get("format") {
             Some(f) if f == FORMAT => {}
             found => {
-                let found = found.map_or("missing".to_string(), |f| format!("`{f}`"));
+                // Bytes from the file: escaped, so the message stays one line whatever they hold.
+                let found = found.map_or("missing".to_string(), |f| format!("`{}`", f.escape_debug()));
                 return Err(CheckpointError::NotCheckpoint { path: path.to_path_buf(), found });
             }
         }
@@ -341,7 +343,7 @@ impl Checkpoint {
         let computed =
             checksum([FORMAT, config, state], list.iter().map(|(n, v)| (n.as_str(), v.dtype(), v.shape(), v.data())));
         if format!("{computed:08x}") != *crc {
-            return Err(corrupt(format!("checksum {computed:08x} does not match the stored {crc}")));
+            return Err(corrupt(format!("checksum {computed:08x} does not match the stored {}", crc.escape_debug())));
         }
         let config = RecordedSettings::from_json(config).ok_or_else(|| corrupt("unreadable `config`".into()))?;
         let c: Counters = serde_json::from_str(state).map_err(|e| corrupt(format!("unreadable `state`: {e}")))?;
@@ -436,6 +438,24 @@ impl Checkpoint {
         };
         ck.check_finite(path)?;
         Ok(ck)
+    }
+
+    /// `bytes` (a safetensors file) with its `crc32` recomputed over its metadata and tensors; `None` if
+    /// they do not parse as safetensors or lack the `config` or `state` metadata. For the fuzz target and
+    /// corruption tests, which change a checkpoint on purpose and want the checks behind the checksum
+    /// (shapes, counters, finite values) to see the change.
+    pub fn reseal(bytes: &[u8]) -> Option<Vec<u8>> {
+        let (_, meta) = SafeTensors::read_metadata(bytes).ok()?;
+        let st = SafeTensors::deserialize(bytes).ok()?;
+        let mut md = meta.metadata().clone()?;
+        let list = st.tensors();
+        let crc = checksum(
+            [FORMAT, md.get("config")?.as_str(), md.get("state")?.as_str()],
+            list.iter().map(|(n, v)| (n.as_str(), v.dtype(), v.shape(), v.data())),
+        );
+        md.insert("crc32".to_string(), format!("{crc:08x}"));
+        let views = list.iter().map(|(n, v)| (n.as_str(), v.clone()));
+        safetensors::serialize(views, Some(md)).ok()
     }
 
     /// Refuses NaN or infinite parameters, moments or NiNo states.
@@ -548,6 +568,38 @@ mod tests {
         assert!(matches!(e, CheckpointError::NotCheckpoint { .. }), "{e}");
     }
 
+    /// The `train_checkpoint` fuzz target's seeds (tests/fuzz/seeds) are checkpoints this version reads;
+    /// `NINO_WRITE_FUZZ_SEEDS=1` rewrites them from [`sample`].
+    #[test]
+    fn fuzz_seeds_are_readable_checkpoints() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fuzz/seeds/train_checkpoint");
+        for (name, nino) in [("adam.safetensors", false), ("nino.safetensors", true)] {
+            let path = dir.join(name);
+            if std::env::var_os("NINO_WRITE_FUZZ_SEEDS").is_some_and(|v| v == "1") {
+                std::fs::create_dir_all(&dir).unwrap();
+                sample(nino).write(&path).unwrap();
+            }
+            let c = Checkpoint::read(&path).unwrap_or_else(|e| panic!("{e} (rewrite: NINO_WRITE_FUZZ_SEEDS=1)"));
+            assert_eq!(c.nino.is_some(), nino);
+        }
+    }
+
+    #[test]
+    fn reseal_makes_a_changed_checkpoint_pass_the_checksum_only() {
+        let bytes = sample(true).to_bytes().unwrap();
+        let p = Path::new("c");
+        assert_eq!(Checkpoint::reseal(&bytes).map(|b| Checkpoint::from_bytes(&b, p).is_ok()), Some(true));
+        // NaN in Adam's first moment, written behind the checksum's back: the checksum fails; resealed, the
+        // finite-value check still refuses it.
+        let pos = bytes.windows(4).position(|w| w == 0.1f32.to_le_bytes()).unwrap();
+        let mut nan = bytes.clone();
+        nan[pos..pos + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert!(Checkpoint::from_bytes(&nan, p).unwrap_err().to_string().contains("checksum"));
+        let e = Checkpoint::from_bytes(&Checkpoint::reseal(&nan).unwrap(), p).unwrap_err();
+        assert!(matches!(e, CheckpointError::NonFinite { tensor: "adam.m", index: 0, .. }), "{e}");
+        assert!(Checkpoint::reseal(b"garbage").is_none());
+    }
+
     #[test]
     fn non_finite_state_is_refused() {
         let mut ck = sample(true);
@@ -560,6 +612,15 @@ mod tests {
         }
         let e = Checkpoint::from_bytes(&ck.to_bytes().unwrap(), Path::new("c")).unwrap_err();
         assert!(matches!(e, CheckpointError::NonFinite { tensor: "nino.history", index: 5, .. }), "{e}");
+        // Adam's moments too: NaN there would turn every later step into NaN.
+        let mut ck = sample(false);
+        ck.adam_m[1] = f32::NAN;
+        let e = Checkpoint::from_bytes(&ck.to_bytes().unwrap(), Path::new("c")).unwrap_err();
+        assert!(matches!(e, CheckpointError::NonFinite { tensor: "adam.m", index: 1, .. }), "{e}");
+        let mut ck = sample(false);
+        ck.adam_v[3] = f32::NEG_INFINITY;
+        let e = Checkpoint::from_bytes(&ck.to_bytes().unwrap(), Path::new("c")).unwrap_err();
+        assert!(matches!(e, CheckpointError::NonFinite { tensor: "adam.v", index: 3, .. }), "{e}");
     }
 
     #[test]

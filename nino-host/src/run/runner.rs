@@ -284,6 +284,7 @@ fn train_with<H: StepHook<Engine>>(
             nino: nino_state(h),
         };
         ck.write(plan.path)?;
+        crate::io::atomic::hold_for_kill("NINO_TEST_HOLD_AFTER_CHECKPOINT", state.step);
         Ok(())
     };
     let ck = Checkpointing { every: plan.every, stop_after: plan.stop_after, save: &mut save };
