@@ -161,7 +161,7 @@ fn a_stopped_run_resumes_to_the_same_parameters() {
     let offsets = header.tensors()["adam.m"].data_offsets;
     nan[start + offsets.0..start + offsets.0 + 4].copy_from_slice(&f32::NAN.to_le_bytes());
     for (bytes, needle) in [
-        (&before[..before.len() / 3], "corrupt checkpoint"),
+        (&before[..before.len() / 3], "not a checkpoint (incomplete metadata"),
         (&b"garbage, not a checkpoint"[..], "not a checkpoint"),
         (&nan[..], "checkpoint `adam.m` holds NaN or infinite values"),
     ] {

@@ -637,8 +637,8 @@ mod tests {
             dtype,
             task: None,
             data: "d".to_string(),
-            norm_mean: 0.5,
-            norm_std: 0.25,
+            norm_mean: vec![0.5],
+            norm_std: vec![0.25],
         };
         for (name, dtype) in [("f16.safetensors", StateDtype::F16), ("f32.safetensors", StateDtype::F32)] {
             let path = seeds.join("collection_shard").join(name);
@@ -664,8 +664,8 @@ mod tests {
                 test_images: 5,
                 input: [1, 2, 2],
                 classes: 2,
-                norm_mean: 0.5,
-                norm_std: 0.25,
+                norm_mean: vec![0.5],
+                norm_std: vec![0.25],
                 archs: vec!["mlp:".into(), "mlp:3".into()],
                 lrs: vec![0.01],
                 seeds: vec![7, 8],
