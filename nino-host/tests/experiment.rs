@@ -51,8 +51,11 @@ fn experiment_on_the_mini_dataset_writes_table_json_and_plots() {
     assert_eq!(String::from_utf8_lossy(&res.stdout).lines().next(), table.lines().next(), "table printed");
     assert!(table.contains("evaluation every 100 steps; at most 600 steps; target 70.00%; seeds 1, 2"), "{table}");
     assert!(table.contains("--runs adam,nino:dynamic"), "the command is in the header: {table}");
-    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| Adam")).collect();
+    // The summary table comes first; the paired comparison (one row: Adam against NiNo) after it.
+    let (summary, paired) = table.split_once("## Paired comparison").unwrap_or_else(|| panic!("{table}"));
+    let rows: Vec<&str> = summary.lines().filter(|l| l.starts_with("| Adam")).collect();
     assert_eq!(rows.len(), 2, "{table}");
+    assert_eq!(paired.lines().filter(|l| l.starts_with("| Adam | Adam+NiNo (dynamic) |")).count(), 1, "{table}");
     assert!(rows[0].starts_with("| Adam |") && rows[1].starts_with("| Adam+NiNo (dynamic) |"), "{table}");
     // The dynamic schedule starts with a 500-step period and grows it, so a 600-step run nowcasts once.
     assert_eq!(rows[1].split('|').nth(6).map(str::trim), Some("1"), "{table}");
@@ -94,7 +97,7 @@ fn missing_weights_and_bad_runs_are_one_line_errors() {
     for (extra, needle) in [
         (&["--nino", "/nonexistent/w.safetensors"][..], "NiNo weights /nonexistent/w.safetensors not found"),
         (&["--runs", "adam,sgd"], "bad run `sgd`"),
-        (&["--seeds", "1,1"], "--seeds lists 1 twice"),
+        (&["--seeds", "1,1"], "seed 1 is listed twice"),
     ] {
         let res = nino(&[&base[..], extra].concat());
         let err = String::from_utf8_lossy(&res.stderr);
