@@ -3,6 +3,9 @@
 //! against hand-computed values, every bad-input path, a training run that learns, a nowcast on each new
 //! graph, an experiment and a collection end to end, and each task's memory plan.
 
+mod common;
+use common::assert_one_line_error_all;
+
 use nino_core::{InputShape, NeuralGraph, Task};
 use nino_host::io::cifar::{CIFAR_URL, Cifar, CifarParseError};
 use nino_host::io::data::{DEFAULT_FASHION_MNIST_DIR, DataError, load_data};
@@ -30,19 +33,6 @@ fn nino(args: &[&str]) -> Output {
 fn ok(out: Output) -> Output {
     assert!(out.status.success(), "nino failed: {}", String::from_utf8_lossy(&out.stderr));
     out
-}
-
-/// Asserts a failed run: non-zero exit, no panic, exactly one stderr line starting `error:` holding every needle.
-fn assert_one_line_error(out: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line expected: {err}");
-    assert!(lines[0].starts_with("error: "), "{err}");
-    for n in needles {
-        assert!(lines[0].contains(n), "`{n}` not in: {err}");
-    }
 }
 
 fn gz(bytes: &[u8]) -> Vec<u8> {
@@ -301,21 +291,21 @@ fn bad_data_is_a_one_line_error_from_every_command() {
     let out = dir.path().join("out");
     let out = out.to_str().unwrap();
     let expect = ["CIFAR-10 not found in", "data_batch_1.bin", CIFAR_URL];
-    assert_one_line_error(&nino(&["train", "--task", "c10-16", "--data", d]), &expect);
-    assert_one_line_error(
+    assert_one_line_error_all(&nino(&["train", "--task", "c10-16", "--data", d]), &expect);
+    assert_one_line_error_all(
         &nino(&["experiment", "--task", "c10-32", "--data", d, "--out", out, "--seeds", "1"]),
         &expect,
     );
     let collect = nino(&["collect", "--task", "c100-32", "--data", d, "--out", out, "--steps", "10", "--every", "5"]);
-    assert_one_line_error(&collect, &["CIFAR-100 not found in", "train.bin", "cifar-100-binary"]);
+    assert_one_line_error_all(&collect, &["CIFAR-100 not found in", "train.bin", "cifar-100-binary"]);
     // No --data: the default directory is Fashion-MNIST's, and the message names the flag.
-    assert_one_line_error(
+    assert_one_line_error_all(
         &nino(&["train", "--task", "c10-16"]),
         &["CIFAR-10 has no default directory: pass --data DIR"],
     );
     // The Fashion-MNIST subset is no CIFAR copy.
     let mini = root().join("fixtures/fashion-mnist-mini");
-    assert_one_line_error(
+    assert_one_line_error_all(
         &nino(&["train", "--task", "c10-16", "--data", mini.to_str().unwrap()]),
         &["CIFAR-10 not found"],
     );

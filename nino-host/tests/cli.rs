@@ -1,6 +1,8 @@
 //! The `nino` binary end to end: help, one-line errors with a non-zero exit, and a short real run on the
 //! `fixtures/fashion-mnist-mini` subset of Fashion-MNIST.
 
+mod common;
+use common::assert_one_line_error;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -11,18 +13,6 @@ fn mini() -> PathBuf {
 
 fn nino(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nino")).args(args).output().expect("run the nino binary")
-}
-
-/// Asserts a failed run: non-zero exit, no panic, exactly one stderr line starting `error:` and
-/// containing `needle`.
-fn assert_one_line_error(out: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line expected: {err}");
-    assert!(lines[0].starts_with("error: "), "{err}");
-    assert!(lines[0].contains(needle), "`{needle}` not in: {err}");
 }
 
 #[test]

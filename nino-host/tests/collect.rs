@@ -2,6 +2,8 @@
 //! produces, a rerun changes nothing, a run killed with SIGKILL resumes to the uninterrupted result with no
 //! trajectory lost or duplicated, and a folder of other settings is refused without a change.
 
+mod common;
+use common::wait_for_line;
 use nino_core::{Arch, InputShape, Task};
 use nino_host::io::collection::{MANIFEST, Manifest, Trajectory, TrajectoryEntry};
 use nino_host::io::data::load_data;
@@ -164,20 +166,6 @@ fn a_killed_collection_resumes_to_the_uninterrupted_result() {
     expected.push(MANIFEST.to_string());
     expected.sort();
     assert_eq!(names, expected, "no temporary file or stray shard is left");
-}
-
-/// Reads `stderr` line by line until one contains `needle`; fails if it ends first (the process exited).
-fn wait_for_line(stderr: impl std::io::Read, needle: &str) {
-    use std::io::BufRead;
-    let mut seen = Vec::new();
-    for line in std::io::BufReader::new(stderr).lines() {
-        let line = line.unwrap();
-        if line.contains(needle) {
-            return;
-        }
-        seen.push(line);
-    }
-    panic!("stderr ended without `{needle}`: {seen:?}");
 }
 
 /// Asserts a failed run with one `error:` line on stderr containing `needle`.

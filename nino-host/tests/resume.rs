@@ -2,6 +2,8 @@
 //! ends with the same parameters (bit for bit), metrics rows and steps to target as an uninterrupted run;
 //! a killed run leaves intact files; a bad resume is one error line and changes no file.
 
+mod common;
+use common::wait_for_line;
 use nino_host::run::checkpoint::Checkpoint;
 use safetensors::SafeTensors;
 use std::collections::BTreeMap;
@@ -222,20 +224,6 @@ fn killed_run_leaves_intact_files_and_resumes_exactly() {
     ok(&strs(&with(&files, &["--resume", &ck])));
     assert_eq!(params(&pa), params(&pb), "final parameters differ from the uninterrupted run's");
     assert_eq!(rows(&ma), rows(&mb), "metrics rows differ from the uninterrupted run's");
-}
-
-/// Reads `stderr` line by line until one contains `needle`; fails if it ends first (the process exited).
-fn wait_for_line(stderr: impl std::io::Read, needle: &str) {
-    use std::io::BufRead;
-    let mut seen = Vec::new();
-    for line in std::io::BufReader::new(stderr).lines() {
-        let line = line.unwrap();
-        if line.contains(needle) {
-            return;
-        }
-        seen.push(line);
-    }
-    panic!("stderr ended without `{needle}`: {seen:?}");
 }
 
 /// Asserts a refused resume: non-zero exit, no panic, one `error:` line containing `needle`.
