@@ -43,7 +43,7 @@ fi
 failed=()
 for target in $targets; do
     case "$target" in
-        safetensors_*) dict=safetensors ;;
+        safetensors_* | train_checkpoint | meta_checkpoint | collection_shard) dict=safetensors ;;
         *) dict="$target" ;;
     esac
     mkdir -p "$work/$target"
