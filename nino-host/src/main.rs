@@ -57,7 +57,8 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // One line whatever a cause quotes from a file (a newline inside a bad name, say).
+            eprintln!("error: {}", nino_host::io::one_line(format!("{e:#}")));
             std::process::ExitCode::FAILURE
         }
     }

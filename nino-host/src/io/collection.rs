@@ -23,13 +23,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
     /// Not safetensors at all, or truncated.
-    #[error("not a safetensors file ({0})")]
+    #[error("not a safetensors file ({})", super::one_line(.0))]
     NotSafetensors(SafeTensorError),
     /// The `nino` metadata entry is absent.
     #[error("no `nino` metadata")]
     NoMetadata,
     /// The `nino` metadata entry is not a [`ShardMeta`].
-    #[error("bad `nino` metadata ({0})")]
+    #[error("bad `nino` metadata ({})", super::one_line(.0))]
     BadMetadata(serde_json::Error),
     /// Another format version.
     #[error("format `{0}`, expected `{FORMAT}`")]
@@ -98,7 +98,7 @@ pub enum CollectionError {
         error: ShardError,
     },
     /// `manifest.json` is not a manifest.
-    #[error("{} is not a nino collection manifest ({error})", path.display())]
+    #[error("{} is not a nino collection manifest ({})", path.display(), super::one_line(error))]
     NotManifest {
         /// File.
         path: PathBuf,
@@ -719,6 +719,16 @@ mod tests {
         let md = HashMap::from([("nino".to_string(), serde_json::to_string(&meta).unwrap())]);
         let forged = safetensors::serialize([("states", s), ("metrics", m)], Some(md)).unwrap();
         assert!(matches!(Trajectory::from_bytes(&forged), Err(ShardError::TooManyStates)));
+    }
+
+    #[test]
+    fn a_manifest_quoting_a_newline_is_refused_in_one_line() {
+        // Found by the `collection_manifest` fuzz target: serde quotes the unknown variant back, newline and all.
+        let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fuzz/seeds/collection_manifest/manifest.json");
+        let text = std::fs::read_to_string(seed).unwrap().replace("\"dtype\": \"f16\"", "\"dtype\": \"ffo\\n_16\"");
+        assert!(text.contains("ffo\\n_16"), "the seed changed: {text}");
+        let msg = Manifest::parse(&text, Path::new("manifest.json")).unwrap_err().to_string();
+        assert!(msg.contains("unknown variant `ffo\\n_16`") && !msg.contains('\n'), "{msg:?}");
     }
 
     #[test]

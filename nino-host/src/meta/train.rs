@@ -3,6 +3,7 @@
 //! rate and gradient clipping (spec 7.3). Models and checkpoints are safetensors files written atomically.
 
 use crate::io::collection::{CollectionError, Manifest, Trajectory};
+use crate::io::one_line;
 use crate::io::model_file::{MetaModel, ModelFileError, model_args_json};
 use crate::io::tensor_file::{f32_tensors_to_bytes, f32s};
 use crate::io::weights::WeightSet;
@@ -112,7 +113,7 @@ pub enum MetaTrainError {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointProblem {
     /// Not safetensors.
-    #[error("not a checkpoint ({0})")]
+    #[error("not a checkpoint ({})", one_line(.0))]
     NotSafetensors(safetensors::SafeTensorError),
     /// No metadata.
     #[error("not a meta-training checkpoint (no metadata)")]
@@ -124,7 +125,7 @@ pub enum CheckpointProblem {
     #[error("checkpoint model_args: {0}")]
     ModelArgs(nino_core::Error),
     /// The checkpoint's model is another.
-    #[error("the checkpoint is of another model ({saved}), not {here}")]
+    #[error("the checkpoint is of another model ({}), not {here}", one_line(saved))]
     OtherModel {
         /// The checkpoint's `model_args`.
         saved: String,
@@ -132,7 +133,7 @@ pub enum CheckpointProblem {
         here: String,
     },
     /// The `state` entry is not JSON.
-    #[error("{0}")]
+    #[error("{}", one_line(.0))]
     State(serde_json::Error),
     /// A setting differs from this run's.
     #[error("{key} is {saved} in the checkpoint but {here} here")]
@@ -148,7 +149,7 @@ pub enum CheckpointProblem {
     #[error("model: {0}")]
     Layout(nino_core::Error),
     /// The tensors are unreadable.
-    #[error("corrupt checkpoint ({0})")]
+    #[error("corrupt checkpoint ({})", one_line(.0))]
     Corrupt(safetensors::SafeTensorError),
     /// A tensor is absent.
     #[error("checkpoint has no `{0}`")]
