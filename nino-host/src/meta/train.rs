@@ -3,8 +3,8 @@
 //! rate and gradient clipping (spec 7.3). Models and checkpoints are safetensors files written atomically.
 
 use crate::io::collection::{CollectionError, Manifest, Trajectory};
-use crate::io::one_line;
 use crate::io::model_file::{MetaModel, ModelFileError, model_args_json};
+use crate::io::one_line;
 use crate::io::tensor_file::{f32_tensors_to_bytes, f32s};
 use crate::io::weights::WeightSet;
 use nino_core::adam::{AdamConfig, adam_step};
