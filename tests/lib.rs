@@ -151,7 +151,9 @@ impl TrainCase {
             }
         }
         let sf = s as f32;
-        eprintln!("{what} adam step {s}: max |diff| {strict:.2e} (|g| >= 1e-6), {loose:.2e} ({n_loose} moved with |g| < 1e-6)");
+        eprintln!(
+            "{what} adam step {s}: max |diff| {strict:.2e} (|g| >= 1e-6), {loose:.2e} ({n_loose} moved with |g| < 1e-6)"
+        );
         assert!(strict <= 2e-6 * sf + 1e-6, "{what} adam step {s}: max |diff| where |g| >= 1e-6 is {strict:e}");
         assert_eq!(moved, 0, "{what} adam step {s}: parameters the reference left unchanged moved");
         assert!(loose <= self.lr * sf, "{what} adam step {s}: max |diff| where |g| < 1e-6 is {loose:e}");

@@ -278,16 +278,16 @@ fn garbage_manifests_and_lock_files_are_one_line_errors_that_change_nothing() {
     std::fs::write(&lock, b"stale \x00\xff garbage").unwrap();
     let out = ok(nino(&args(&dir, &base)));
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 new, 1 already there"), "{out:?}");
-    // A lock another process holds: one line, nothing written.
-    let held = std::fs::OpenOptions::new().write(true).open(&lock).unwrap();
+    // A lock another process holds, on a folder with work left (a fresh one): one line, nothing written.
+    let busy = tmp.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    let held = std::fs::File::create(busy.join(".nino-collect.lock")).unwrap();
     held.try_lock().unwrap();
-    let before = snapshot(&dir);
-    one_line_error(
-        &nino(&args(&dir, &["--arch", "mlp:8", "--seeds", "1-2", "--steps", "10", "--every", "5"])),
-        "another `nino collect` is writing",
-    );
-    assert_eq!(snapshot(&dir), before, "a busy folder changed");
+    let before = snapshot(&busy);
+    one_line_error(&nino(&args(&busy, &base)), "another `nino collect` is writing");
+    assert_eq!(snapshot(&busy), before, "a busy folder changed");
     drop(held);
+    ok(nino(&args(&busy, &base)));
     // A lock path that is not a file: one line.
     std::fs::remove_file(&lock).unwrap();
     std::fs::create_dir(&lock).unwrap();
