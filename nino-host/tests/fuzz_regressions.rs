@@ -4,6 +4,7 @@
 
 use nino_core::nowcast::Config;
 use nino_core::{Arch, ArchError, InputShape};
+use nino_host::io::collection::Manifest;
 use nino_host::io::data::{IdxParseError, maybe_gunzip, parse_idx_images, parse_idx_labels};
 use nino_host::io::tensor_file::f32_tensor_from_bytes;
 use nino_host::io::weights::{WeightSet, WeightsError};
@@ -313,4 +314,15 @@ fn idx_config_and_arch_seeds_parse() {
         let spec = std::str::from_utf8(&b[16..]).unwrap();
         assert_eq!(Arch::parse(spec, InputShape::FASHION_MNIST, 10).unwrap().param_count(), params, "{name}");
     }
+}
+
+/// `collection_manifest` (its first 20 s): serde quotes an unknown `dtype` back, newline and all, which made
+/// the refusal two lines. The crash input was the seed manifest with `"dtype": "ffo\n_16"`.
+#[test]
+fn a_manifest_quoting_a_newline_is_refused_in_one_line() {
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fuzz/seeds/collection_manifest/manifest.json");
+    let text = std::fs::read_to_string(seed).unwrap().replace(r#""dtype": "f16""#, r#""dtype": "ffo\n_16""#);
+    assert!(text.contains(r"ffo\n_16"), "the seed changed: {text}");
+    let msg = Manifest::parse(&text, Path::new("manifest.json")).unwrap_err().to_string();
+    assert!(msg.contains(r"unknown variant `ffo\n_16`") && !msg.contains('\n'), "{msg:?}");
 }
