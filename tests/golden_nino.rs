@@ -504,3 +504,44 @@ fn trainable_model_matches_the_reference() {
         }
     }
 }
+
+/// Cosine and size ratio of `w`'s predicted update against the published model's (the reference's own
+/// output) on the reference's FM-16 history, at horizon `k`.
+fn update_against_published(w: WeightSet<f32>, k: usize) -> (f64, f64) {
+    let fx = Fixture::load("golden", "fm16");
+    let arch = nino_core::Task::Fm16.arch();
+    let p = arch.param_count();
+    let history = fx.f32("history");
+    let last = &history[4 * p..];
+    let mut nc = nino_host::nowcast::nowcaster::Nowcaster::new(w, &arch, None, false).unwrap();
+    let mut ours = vec![0.0; p];
+    nc.nowcast(&history, k, &mut ours).unwrap();
+    let want = fx.f32(&format!("nino_no_posw.pred_params_k{k}"));
+    let (_, cos) = update_error(&ours, &want, last);
+    let size = |v: &[f32]| v.iter().zip(last).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt();
+    (cos, size(&ours) / size(&want))
+}
+
+/// The shipped NiNo++ checkpoint on the reference's own FM-16 history: its predicted update points the way
+/// the published model's does (the reference's output, `nino_no_posw.pred_params_k{k}`) and is of the same
+/// size. Measured: cosine 0.81, 0.81, 0.67 and size ratio 0.87, 0.98, 0.64 at k = 1, 5, 40; the bounds
+/// (cosine above 0.5, ratio within 3x) leave room for a retrained checkpoint. A checkpoint read with tensors
+/// in the wrong places, a head wired wrongly or a lost residual gives an update unrelated to the published
+/// one, as the untrained model of the same shape does here (the negative control); finite and different
+/// from the input, the old check, would pass all of them.
+#[test]
+fn the_shipped_nino_pp_checkpoint_predicts_along_the_published_model() {
+    let w = weights("nino_pp_lstm_ec_lpe5");
+    assert!(w.is_meta() && w.config.head == nino_core::nowcast::Head::Lstm && w.config.centrality && w.config.lpe == 5);
+    let untrained = nino_host::io::model_file::MetaModel::init(&w.config, 1).unwrap().to_bytes(&[]).unwrap();
+    let untrained = WeightSet::from_bytes(&untrained, std::path::Path::new("untrained.safetensors")).unwrap();
+    for k in [1, 5, 40] {
+        let (cos, ratio) = update_against_published(w.clone(), k);
+        let (ucos, uratio) = update_against_published(untrained.clone(), k);
+        eprintln!(
+            "k={k}: shipped cosine {cos:.3} size ratio {ratio:.3}; untrained cosine {ucos:.3} size ratio {uratio:.3}"
+        );
+        assert!(cos > 0.5 && (1.0 / 3.0..3.0).contains(&ratio), "k={k}: cosine {cos}, size ratio {ratio}");
+        assert!(!(ucos > 0.5 && (1.0 / 3.0..3.0).contains(&uratio)), "the untrained model passes at k={k}");
+    }
+}
