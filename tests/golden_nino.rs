@@ -506,20 +506,23 @@ fn trainable_model_matches_the_reference() {
 }
 
 /// Cosine and size ratio of `w`'s predicted update against the published model's (the reference's own
-/// output) on the reference's FM-16 history, at horizon `k`.
-fn update_against_published(w: WeightSet<f32>, k: usize) -> (f64, f64) {
-    let fx = Fixture::load("golden", "fm16");
+/// output) on the reference's FM-16 history, at each horizon of `ks`.
+fn updates_against_published(fx: &Fixture, w: WeightSet<f32>, ks: &[usize]) -> Vec<(f64, f64)> {
     let arch = nino_core::Task::Fm16.arch();
     let p = arch.param_count();
     let history = fx.f32("history");
     let last = &history[4 * p..];
+    let size = |v: &[f32]| v.iter().zip(last).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt();
     let mut nc = nino_host::nowcast::nowcaster::Nowcaster::new(w, &arch, None, false).unwrap();
     let mut ours = vec![0.0; p];
-    nc.nowcast(&history, k, &mut ours).unwrap();
-    let want = fx.f32(&format!("nino_no_posw.pred_params_k{k}"));
-    let (_, cos) = update_error(&ours, &want, last);
-    let size = |v: &[f32]| v.iter().zip(last).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt();
-    (cos, size(&ours) / size(&want))
+    ks.iter()
+        .map(|&k| {
+            nc.nowcast(&history, k, &mut ours).unwrap();
+            let want = fx.f32(&format!("nino_no_posw.pred_params_k{k}"));
+            let (_, cos) = update_error(&ours, &want, last);
+            (cos, size(&ours) / size(&want))
+        })
+        .collect()
 }
 
 /// The shipped NiNo++ checkpoint on the reference's own FM-16 history: its predicted update points the way
@@ -535,9 +538,10 @@ fn the_shipped_nino_pp_checkpoint_predicts_along_the_published_model() {
     assert!(w.is_meta() && w.config.head == nino_core::nowcast::Head::Lstm && w.config.centrality && w.config.lpe == 5);
     let untrained = nino_host::io::model_file::MetaModel::init(&w.config, 1).unwrap().to_bytes(&[]).unwrap();
     let untrained = WeightSet::from_bytes(&untrained, std::path::Path::new("untrained.safetensors")).unwrap();
-    for k in [1, 5, 40] {
-        let (cos, ratio) = update_against_published(w.clone(), k);
-        let (ucos, uratio) = update_against_published(untrained.clone(), k);
+    let fx = Fixture::load("golden", "fm16");
+    let ks = [1, 5, 40];
+    let (shipped, control) = (updates_against_published(&fx, w, &ks), updates_against_published(&fx, untrained, &ks));
+    for ((k, (cos, ratio)), (ucos, uratio)) in ks.into_iter().zip(shipped).zip(control) {
         eprintln!(
             "k={k}: shipped cosine {cos:.3} size ratio {ratio:.3}; untrained cosine {ucos:.3} size ratio {uratio:.3}"
         );
