@@ -27,7 +27,8 @@ Variants (NiNo++): --head gru|lstm reads each edge's history as a sequence (PyTo
 GNN's edge features); --centrality adds eigenvector centrality (times sqrt(N)) through cent_proj;
 --lpe K sets the LPE count (`nino spectrum` prints the elbow's choice). --init copies every tensor of a
 published checkpoint with the same key and shape (node_proj's first K columns when K < 8, and the MLP
-head's output layer for a recurrent head's) and initialises the rest as the reference does.
+head's output layer for a recurrent head's) and initialises the rest as the reference does, except
+cent_proj, which starts at zero so that the model starts as the checkpoint's function.
 
 Output: --out (safetensors with model_args in its metadata: what `nino train --nino` and `nino nowcast`
 load), a checkpoint every --checkpoint-every updates (resume with --resume), the loss curve as CSV and PNG.

@@ -207,7 +207,8 @@ impl MetaModel {
 
     /// [`MetaModel::init`], then every tensor `init` has with the same key and shape copied over. Two
     /// adaptations: a smaller LPE count takes the first columns of `node_proj`, and a recurrent head's
-    /// output layer `edge_out.fc` starts from the MLP head's `edge_out.fc.2`. Returns the keys copied.
+    /// output layer `edge_out.fc` starts from the MLP head's `edge_out.fc.2`. A `cent_proj` the checkpoint lacks
+    /// starts at zero. Returns the keys copied.
     pub fn init_from(
         cfg: &Config,
         seed: u64,
@@ -235,6 +236,13 @@ impl MetaModel {
                 continue;
             }
             copied.push(t.key.to_string());
+        }
+        // A centrality the checkpoint never saw starts switched off, so the model starts as the checkpoint's
+        // function and training decides how much centrality to use.
+        if !copied.iter().any(|k| k.starts_with("cent_proj")) {
+            for t in slots.iter().filter(|t| t.key.starts_with("cent_proj")) {
+                m.params[t.offset..t.offset + t.len()].fill(0.0);
+            }
         }
         Ok((m, copied))
     }
@@ -891,6 +899,55 @@ mod tests {
         let sd = (cw.iter().map(|v| v * v).sum::<f32>() / cw.len() as f32).sqrt();
         assert!((sd - 0.02).abs() < 0.002, "{sd}");
         assert!(slice(&m, "cent_proj.fc.0.bias").iter().all(|&b| b == 0.0));
+    }
+
+    /// A synthetic trajectory of `spec` (a random walk from its initial weights, a state every 20 steps).
+    fn walk(spec: &str, n_states: usize) -> Trajectory {
+        let input = InputShape { channels: 1, height: 28, width: 28 };
+        let arch = Arch::parse(spec, input, 10).unwrap();
+        let p = arch.param_count();
+        let mut x = crate::training::engine::init_params(&arch, 5);
+        let mut rng = SplitMix64::new(5);
+        let mut states = Vec::with_capacity(n_states * p);
+        for _ in 0..n_states {
+            states.extend_from_slice(&x);
+            x.iter_mut().for_each(|v| *v += 1e-3 * (rng.unit() - 0.5));
+        }
+        let meta = crate::io::collection::ShardMeta {
+            format: crate::io::collection::FORMAT.into(),
+            index: 0,
+            arch: spec.into(),
+            input: [1, 28, 28],
+            classes: 10,
+            params: p,
+            seed: 5,
+            lr: 0.006,
+            batch: 128,
+            every: 20,
+            steps: 20 * (n_states as u64 - 1),
+            dtype: crate::io::collection::StateDtype::F32,
+            task: None,
+            data: "synthetic".into(),
+            norm_mean: vec![0.0],
+            norm_std: vec![1.0],
+        };
+        Trajectory { meta, n_states, params: p, states, metrics: vec![0.0; 2 * n_states] }
+    }
+
+    /// Centrality added to a published model leaves its predictions as they were until training moves it.
+    #[test]
+    fn centrality_added_to_a_checkpoint_starts_switched_off() {
+        let w = published();
+        let mc = MetaTrainConfig { batch: 1, windows: 2, spacing: 40, spacing_max: 40, ..Default::default() };
+        let loss = |centrality| {
+            let cfg = Config { wte_pos_enc: false, centrality, ..Config::default() };
+            let (m, _) = MetaModel::init_from(&cfg, 1, &w).unwrap();
+            let data = MetaData::from_trajectories(vec![walk("conv:4,8", 80)], 20, &cfg).unwrap();
+            fixed_sample_loss(&m, &data, &mc, 7, 1).unwrap()
+        };
+        let (without, with) = (loss(false), loss(true));
+        assert!(without.is_finite() && without > 0.0, "{without}");
+        assert_eq!(with, without);
     }
 
     #[test]
