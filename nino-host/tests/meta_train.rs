@@ -192,6 +192,18 @@ fn bad_setups_are_one_line_errors() {
         let err = String::from_utf8_lossy(&r.stderr);
         assert!(!r.status.success() && err.lines().count() == 1, "{args:?}: {err}");
     }
+    // A fresh rate needs --init (which says what is fresh) and must be a positive number.
+    let data = collection().to_str().unwrap();
+    for (rate, init, says) in
+        [("1e-3", None, "--init"), ("-1e-3", Some(o), "--fresh-lr"), ("NaN", Some(o), "--fresh-lr")]
+    {
+        let rate = format!("--fresh-lr={rate}");
+        let mut args = vec!["meta-train", "--data", data, "--out", o, &rate];
+        args.extend(init.map(|i| ["--init", i]).into_iter().flatten());
+        let r = nino(&args);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success() && err.lines().count() == 1 && err.contains(says), "{args:?}: {err}");
+    }
 }
 
 /// The same two trajectories in a second folder (a copy), for multi-folder and validation runs.

@@ -28,7 +28,8 @@ GNN's edge features); --centrality adds eigenvector centrality (times sqrt(N)) t
 --lpe K sets the LPE count (`nino spectrum` prints the elbow's choice). --init copies every tensor of a
 published checkpoint with the same key and shape (node_proj's first K columns when K < 8, and the MLP
 head's output layer for a recurrent head's) and initialises the rest as the reference does, except
-cent_proj, which starts at zero so that the model starts as the checkpoint's function.
+cent_proj, which starts at zero so that the model starts as the checkpoint's function. --fresh-lr gives the
+tensors --init did not supply their own peak rate, so a fresh cell learns while the copied GNN is fine-tuned.
 
 Output: --out (safetensors with model_args in its metadata: what `nino train --nino` and `nino nowcast`
 load), a checkpoint every --checkpoint-every updates (resume with --resume), the loss curve as CSV and PNG.
@@ -95,6 +96,10 @@ pub struct MetaTrainArgs {
     /// Peak learning rate (cosine down to 1e-6).
     #[arg(long, default_value_t = 3e-3)]
     pub lr: f32,
+    /// Peak learning rate of the tensors --init did not supply (a fresh recurrent cell, cent_proj), so they
+    /// learn while the copied ones are fine-tuned at --lr [default: --lr]
+    #[arg(long, value_name = "LR", requires = "init")]
+    pub fresh_lr: Option<f32>,
     /// AdamW weight decay.
     #[arg(long, default_value_t = 1e-2)]
     pub weight_decay: f32,
@@ -187,7 +192,23 @@ pub fn run(a: &MetaTrainArgs) -> anyhow::Result<()> {
         ..Config::default()
     };
     cfg.validate().map_err(|e| anyhow::anyhow!("model: {e}"))?;
+    if a.fresh_lr.is_some_and(|f| !(f.is_finite() && f > 0.0)) || !(a.lr.is_finite() && a.lr > 0.0) {
+        bail!("--lr and --fresh-lr must be positive numbers");
+    }
+    // The model --init gives, and which of its tensors start fresh (needed on --resume too, to check them).
+    let init = match &a.init {
+        Some(p) => {
+            let w = WeightSet::load(p)?;
+            let (m, copied) = MetaModel::init_from(&cfg, a.seed, &w)?;
+            eprintln!("init: {} of {} tensors from {}", copied.len(), m.slots()?.len(), p.display());
+            let fresh = if a.fresh_lr.is_some() { m.fresh_ranges(&copied)? } else { Vec::new() };
+            Some((m, fresh))
+        }
+        None => None,
+    };
     let mc = MetaTrainConfig {
+        fresh_lr: a.fresh_lr,
+        fresh: init.as_ref().map(|i| i.1.clone()).unwrap_or_default(),
         steps: a.steps,
         batch: a.batch,
         windows: a.windows,
@@ -218,13 +239,8 @@ pub fn run(a: &MetaTrainArgs) -> anyhow::Result<()> {
         if ckpt.exists() {
             bail!("{} exists: continue it with --resume, or remove it", ckpt.display());
         }
-        let model = match &a.init {
-            Some(p) => {
-                let w = WeightSet::load(p)?;
-                let (m, copied) = MetaModel::init_from(&cfg, a.seed, &w)?;
-                eprintln!("init: {} of {} tensors from {}", copied.len(), m.slots()?.len(), p.display());
-                m
-            }
+        let model = match init {
+            Some((m, _)) => m,
             None => MetaModel::init(&cfg, a.seed)?,
         };
         MetaTrainer::new(model, mc)

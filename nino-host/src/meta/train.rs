@@ -246,6 +246,21 @@ impl MetaModel {
         }
         Ok((m, copied))
     }
+
+    /// The parameter ranges of the tensors whose keys are not in `copied` (what [`MetaModel::init_from`]
+    /// left as freshly initialised), in order and merged where adjacent.
+    pub fn fresh_ranges(&self, copied: &[String]) -> Result<Vec<(usize, usize)>, ModelFileError> {
+        let mut out: Vec<(usize, usize)> = Vec::new();
+        for t in self.slots()?.iter().filter(|t| !copied.iter().any(|k| k.as_str() == t.key.as_str())) {
+            let (a, b) = (t.offset, t.offset + t.len());
+            match out.last_mut() {
+                Some(last) if last.1 == a => last.1 = b,
+                _ => out.push((a, b)),
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
 }
 
 /// Optimisation settings (spec 7.3 unless changed on the command line).
@@ -271,6 +286,11 @@ pub struct MetaTrainConfig {
     pub spacing_max: u64,
     /// Seed of the sampler.
     pub seed: u64,
+    /// Peak learning rate of the `fresh` parameters (same cosine schedule); `None`: `lr` for all.
+    pub fresh_lr: Option<f32>,
+    /// Parameter ranges `start..end` a checkpoint did not supply (see [`MetaModel::fresh_ranges`]): new
+    /// cells and projections that must learn from scratch while the copied ones are only fine-tuned.
+    pub fresh: Vec<(usize, usize)>,
 }
 
 impl Default for MetaTrainConfig {
@@ -285,6 +305,8 @@ impl Default for MetaTrainConfig {
             spacing: 200,
             spacing_max: 200,
             seed: 0,
+            fresh_lr: None,
+            fresh: Vec::new(),
         }
     }
 }
@@ -747,8 +769,33 @@ impl MetaTrainer {
             grad.iter_mut().for_each(|g| *g *= k);
         }
         let lr = cosine_lr(self.cfg.lr, self.step, self.cfg.steps);
-        let adam = AdamConfig { lr, weight_decay: self.cfg.weight_decay, ..AdamConfig::new(lr) };
-        adam_step(&adam, &mut self.model.params, grad, &mut self.m, &mut self.v, &mut self.t)?;
+        let fresh_lr = self.cfg.fresh_lr.map_or(lr, |f| cosine_lr(f, self.step, self.cfg.steps));
+        // One AdamW step, run range by range so the fresh tensors take their own rate; every range sees the
+        // same step counter.
+        let n = self.model.params.len();
+        let mut cuts = vec![(0, n, lr)];
+        if fresh_lr != lr {
+            cuts.clear();
+            let mut at = 0;
+            for &(a, b) in &self.cfg.fresh {
+                let (a, b) = (a.min(n).max(at), b.min(n));
+                if a > at {
+                    cuts.push((at, a, lr));
+                }
+                if b > a {
+                    cuts.push((a, b, fresh_lr));
+                    at = b;
+                }
+            }
+            cuts.push((at, n, lr));
+        }
+        let t0 = self.t;
+        for (a, b, rate) in cuts.into_iter().filter(|c| c.1 > c.0) {
+            let adam = AdamConfig { lr: rate, weight_decay: self.cfg.weight_decay, ..AdamConfig::new(rate) };
+            let mut t = t0;
+            adam_step(&adam, &mut self.model.params[a..b], &grad[a..b], &mut self.m[a..b], &mut self.v[a..b], &mut t)?;
+            self.t = t;
+        }
         self.step += 1;
         let seconds = seconds_before + started.elapsed().as_secs_f64();
         self.rows.push(LossRow {
@@ -771,7 +818,7 @@ impl MetaTrainer {
             "step": self.step, "t": self.t, "rng": self.rng.state(), "rows": self.rows,
             "steps": self.cfg.steps, "batch": self.cfg.batch, "windows": self.cfg.windows, "lr": self.cfg.lr,
             "weight_decay": self.cfg.weight_decay, "clip": self.cfg.clip, "spacing": self.cfg.spacing,
-            "spacing_max": self.cfg.spacing_max,
+            "spacing_max": self.cfg.spacing_max, "fresh_lr": self.cfg.fresh_lr, "fresh": self.cfg.fresh,
             "seed": self.cfg.seed, "data": data_dir,
         });
         let meta: HashMap<String, String> = [
@@ -809,7 +856,16 @@ impl MetaTrainer {
                 o.insert("spacing_max".into(), spacing);
             }
         }
-        let same = |k: &str, v: serde_json::Value| state.get(k) == Some(&v);
+        // Checkpoints from before fresh learning rates trained every tensor at one rate.
+        if let Some(o) = state.as_object_mut() {
+            o.entry("fresh_lr").or_insert(serde_json::Value::Null);
+            o.entry("fresh").or_insert(serde_json::json!([]));
+        }
+        // Rates are f32: compared as f32, since serde_json's parser may miss an f64's last digit.
+        let same = |k: &str, v: serde_json::Value| match (state.get(k), v.as_f64()) {
+            (Some(saved), Some(x)) if v.is_f64() => saved.as_f64().map(|y| y as f32) == Some(x as f32),
+            (saved, _) => saved == Some(&v),
+        };
         let checks = [
             ("steps", serde_json::json!(mc.steps)),
             ("batch", serde_json::json!(mc.batch)),
@@ -819,6 +875,8 @@ impl MetaTrainer {
             ("clip", serde_json::json!(mc.clip)),
             ("spacing", serde_json::json!(mc.spacing)),
             ("spacing_max", serde_json::json!(mc.spacing_max)),
+            ("fresh_lr", serde_json::json!(mc.fresh_lr)),
+            ("fresh", serde_json::json!(mc.fresh)),
             ("seed", serde_json::json!(mc.seed)),
             ("data", serde_json::json!(data_dir)),
         ];
@@ -997,6 +1055,64 @@ mod tests {
         nan.v[1] = f32::NAN;
         let e = MetaTrainer::from_checkpoint(&nan.checkpoint_bytes("d").unwrap(), &tiny(), &mc, "d").err().unwrap();
         assert!(matches!(e, CheckpointProblem::NonFinite("adam.v")), "{e}");
+    }
+
+    /// The fresh ranges are exactly the tensors `init_from` did not copy.
+    #[test]
+    fn fresh_ranges_are_the_tensors_not_copied() {
+        let cfg = Config { wte_pos_enc: false, head: Head::Lstm, centrality: true, ..Config::default() };
+        let (m, copied) = MetaModel::init_from(&cfg, 1, &published()).unwrap();
+        let fresh = m.fresh_ranges(&copied).unwrap();
+        for t in m.slots().unwrap() {
+            let inside = fresh.iter().any(|&(a, b)| a <= t.offset && t.offset + t.len() <= b);
+            let new = t.key.starts_with("cent_proj") || t.key.starts_with("edge_out.rnn");
+            assert_eq!(inside, new, "{}", t.key.as_str());
+        }
+    }
+
+    /// With a fresh learning rate, the other parameters take exactly the update they take without one, the
+    /// fresh ones their own; the setting is part of the checkpoint.
+    #[test]
+    fn fresh_tensors_learn_at_their_own_rate() {
+        let cfg = tiny();
+        let data = MetaData::from_trajectories(vec![walk("conv:4,8", 40)], 20, &cfg).unwrap();
+        let base = MetaTrainConfig {
+            steps: 4,
+            batch: 1,
+            windows: 2,
+            lr: 1e-3,
+            spacing: 20,
+            spacing_max: 20,
+            ..Default::default()
+        };
+        let model = MetaModel::init(&cfg, 3).unwrap();
+        let n = model.params.len();
+        let fresh = vec![(n / 4, n / 2)];
+        let run = |mc: MetaTrainConfig| {
+            let mut t = MetaTrainer::new(MetaModel::init(&cfg, 3).unwrap(), mc);
+            t.update(&data, 0.0, std::time::Instant::now()).unwrap();
+            t
+        };
+        let one_rate = run(base.clone());
+        let mc = MetaTrainConfig { fresh_lr: Some(1e-9), fresh: fresh.clone(), ..base };
+        let split = run(mc.clone());
+        let (a, b) = fresh[0];
+        assert_eq!(split.model.params[..a], one_rate.model.params[..a]);
+        assert_eq!(split.model.params[b..], one_rate.model.params[b..]);
+        assert_eq!(split.t, one_rate.t);
+        let moved = |t: &MetaTrainer, r: std::ops::Range<usize>| {
+            r.map(|i| (t.model.params[i] - model.params[i]).abs()).fold(0.0f32, f32::max)
+        };
+        assert!(moved(&one_rate, a..b) > 1e-4, "{}", moved(&one_rate, a..b));
+        assert!(moved(&split, a..b) < 1e-7, "{}", moved(&split, a..b));
+        assert!(moved(&split, 0..a).max(moved(&split, b..n)) > 1e-4);
+        let bytes = split.checkpoint_bytes("d").unwrap();
+        if let Err(e) = MetaTrainer::from_checkpoint(&bytes, &cfg, &mc, "d") {
+            panic!("{e}");
+        }
+        let other = MetaTrainConfig { fresh: vec![(0, 1)], ..mc };
+        let e = MetaTrainer::from_checkpoint(&bytes, &cfg, &other, "d").err().unwrap();
+        assert!(matches!(e, CheckpointProblem::Setting { key: "fresh", .. }), "{e}");
     }
 
     #[test]

@@ -38,6 +38,8 @@ fuzz_target!(|data: &[u8]| {
         spacing: u("spacing", d.spacing),
         spacing_max: u("spacing_max", d.spacing_max),
         seed: u("seed", d.seed),
+        fresh_lr: state.get("fresh_lr").and_then(Value::as_f64).map(|v| v as f32),
+        fresh: state.get("fresh").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default(),
     };
     let dir = state.get("data").and_then(Value::as_str).unwrap_or("d");
     match MetaTrainer::from_checkpoint(data, &cfg, &mc, dir) {
