@@ -10,7 +10,8 @@
 #   Learning rates by where a variant starts: LR_INIT (3e-5) for models that start as nino_no_posw's
 #   function (MLP head; the fine-tuning sweep in docs/results/nino-pp-meta-training.md: 3e-4 raised the
 #   validation L1, 1e-5 to 1e-4 lowered it), LR_HEAD (3e-4) for recurrent heads, whose cells start fresh
-#   on the published GNN, and LR_SCRATCH (3e-3, the reference's) from scratch.
+#   on the published GNN, and LR_SCRATCH (3e-3, the reference's) from scratch. The `-fresh` variants
+#   fine-tune the published GNN at LR_INIT and train the fresh cell at LR_HEAD (--fresh-lr).
 #   Resumable: finished models are kept and a killed run continues from its checkpoint. Logs go to
 #   OUT_DIR/log.txt; runs at nice ${NICE:-19}.
 set -euo pipefail
@@ -44,6 +45,8 @@ variants=(
   "mlp-v0-lpe4|--head mlp --lr $lr_init --lpe 4 --init $published"
   "gru-v0-lpe8|--head gru --lr $lr_head --init $published"
   "lstm-v0-lpe8|--head lstm --lr $lr_head --init $published"
+  "gru-v0-lpe8-fresh|--head gru --lr $lr_init --fresh-lr $lr_head --init $published"
+  "lstm-v0-lpe8-fresh|--head lstm --lr $lr_init --fresh-lr $lr_head --init $published"
   "lstm-v0-lpe8-ctx10|--head lstm --lr $lr_head --ctx 10 --spacing $spacing_ctx10 --init $published"
 )
 for want in ${VARIANTS:-}; do
