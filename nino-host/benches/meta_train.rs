@@ -7,45 +7,12 @@
 //! after one warm-up update). The trajectories are synthetic (a random walk from the initial weights): the
 //! cost does not depend on the values.
 
+use nino_core::Task;
 use nino_core::nowcast::{Config, Head};
-use nino_core::rng::SplitMix64;
-use nino_core::{Arch, Task};
-use nino_host::io::collection::{FORMAT, ShardMeta, StateDtype, Trajectory};
 use nino_host::io::model_file::MetaModel;
 use nino_host::kernels::meta as meta_kernels;
-use nino_host::meta::train::{MetaData, MetaTrainConfig, MetaTrainer};
+use nino_host::meta::train::{MetaData, MetaTrainConfig, MetaTrainer, random_walk};
 use std::time::Instant;
-
-/// States every 20 steps over 6,000 steps: enough for the reference's windows (200-step spacing).
-fn synthetic(arch: &Arch, spec: &str, seed: u64) -> Trajectory {
-    let (n_states, p) = (301, arch.param_count());
-    let mut x = nino_host::training::engine::init_params(arch, seed);
-    let mut rng = SplitMix64::new(seed);
-    let mut states = Vec::with_capacity(n_states * p);
-    for _ in 0..n_states {
-        states.extend_from_slice(&x);
-        x.iter_mut().for_each(|v| *v += 1e-3 * (rng.unit() - 0.5));
-    }
-    let meta = ShardMeta {
-        format: FORMAT.into(),
-        index: 0,
-        arch: spec.into(),
-        input: [1, 28, 28],
-        classes: 10,
-        params: p,
-        seed,
-        lr: 0.006,
-        batch: 128,
-        every: 20,
-        steps: 6000,
-        dtype: StateDtype::F32,
-        task: None,
-        data: "synthetic".into(),
-        norm_mean: vec![0.0],
-        norm_std: vec![1.0],
-    };
-    Trajectory { meta, n_states, params: p, states, metrics: vec![0.0; 2 * n_states] }
-}
 
 /// The cores' f32 peak in GFLOP/s, assuming two FMA units per core at the clock /proc/cpuinfo reports.
 fn peak_gflops() -> (f64, String) {
@@ -82,7 +49,8 @@ fn main() {
         let spec = task.spec();
         for head in [Head::Mlp, Head::Gru, Head::Lstm] {
             let cfg = Config { wte_pos_enc: false, head, ..Config::default() };
-            let trajs = (0..4).map(|s| synthetic(&arch, spec, s)).collect();
+            // 301 states 20 steps apart (6,000 steps): enough for the reference's 200-step windows.
+            let trajs = (0..4).map(|s| random_walk(&arch, spec, 301, s)).collect();
             let data = MetaData::from_trajectories(trajs, 20, &cfg).expect("synthetic data");
             let model = MetaModel::init(&cfg, 0).expect("model");
             let flops = data.graph_flops(&model.layout, 0).expect("flop count") as f64;

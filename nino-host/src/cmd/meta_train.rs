@@ -195,16 +195,17 @@ pub fn run(a: &MetaTrainArgs) -> anyhow::Result<()> {
     if a.fresh_lr.is_some_and(|f| !(f.is_finite() && f > 0.0)) || !(a.lr.is_finite() && a.lr > 0.0) {
         bail!("--lr and --fresh-lr must be positive numbers");
     }
-    // The model --init gives, and which of its tensors start fresh (needed on --resume too, to check them).
+    // The model --init gives, and which of its tensors start fresh; a resumed run needs them only to check
+    // its fresh ranges.
     let init = match &a.init {
-        Some(p) => {
+        Some(p) if !a.resume || a.fresh_lr.is_some() => {
             let w = WeightSet::load(p)?;
             let (m, copied) = MetaModel::init_from(&cfg, a.seed, &w)?;
             eprintln!("init: {} of {} tensors from {}", copied.len(), m.slots()?.len(), p.display());
             let fresh = if a.fresh_lr.is_some() { m.fresh_ranges(&copied)? } else { Vec::new() };
             Some((m, fresh))
         }
-        None => None,
+        _ => None,
     };
     let mc = MetaTrainConfig {
         fresh_lr: a.fresh_lr,

@@ -248,7 +248,7 @@ impl MetaModel {
     }
 
     /// The parameter ranges of the tensors whose keys are not in `copied` (what [`MetaModel::init_from`]
-    /// left as freshly initialised), in order and merged where adjacent.
+    /// left as freshly initialised), in order (slots come in offset order) and merged where adjacent.
     pub fn fresh_ranges(&self, copied: &[String]) -> Result<Vec<(usize, usize)>, ModelFileError> {
         let mut out: Vec<(usize, usize)> = Vec::new();
         for t in self.slots()?.iter().filter(|t| !copied.iter().any(|k| k.as_str() == t.key.as_str())) {
@@ -258,7 +258,6 @@ impl MetaModel {
                 _ => out.push((a, b)),
             }
         }
-        out.sort_unstable();
         Ok(out)
     }
 }
@@ -309,6 +308,39 @@ impl Default for MetaTrainConfig {
             fresh: Vec::new(),
         }
     }
+}
+
+/// A synthetic trajectory for tests and benchmarks, whose cost does not depend on the values: `n_states`
+/// states 20 steps apart, a random walk (steps of at most 5e-4) from `arch`'s initial weights for `seed`.
+pub fn random_walk(arch: &Arch, spec: &str, n_states: usize, seed: u64) -> Trajectory {
+    let p = arch.param_count();
+    let mut x = crate::training::engine::init_params(arch, seed);
+    let mut rng = SplitMix64::new(seed);
+    let mut states = Vec::with_capacity(n_states * p);
+    for _ in 0..n_states {
+        states.extend_from_slice(&x);
+        x.iter_mut().for_each(|v| *v += 1e-3 * (rng.unit() - 0.5));
+    }
+    let input = arch.input;
+    let meta = crate::io::collection::ShardMeta {
+        format: crate::io::collection::FORMAT.into(),
+        index: 0,
+        arch: spec.into(),
+        input: [input.channels, input.height, input.width],
+        classes: arch.classes,
+        params: p,
+        seed,
+        lr: 0.006,
+        batch: 128,
+        every: 20,
+        steps: 20 * n_states.saturating_sub(1) as u64,
+        dtype: crate::io::collection::StateDtype::F32,
+        task: None,
+        data: "synthetic".into(),
+        norm_mean: vec![0.0],
+        norm_std: vec![1.0],
+    };
+    Trajectory { meta, n_states, params: p, states, metrics: vec![0.0; 2 * n_states] }
 }
 
 /// The learning rate at update `t` of `total`: cosine from `lr` to 1e-6 (spec 7.3).
@@ -771,30 +803,30 @@ impl MetaTrainer {
         let lr = cosine_lr(self.cfg.lr, self.step, self.cfg.steps);
         let fresh_lr = self.cfg.fresh_lr.map_or(lr, |f| cosine_lr(f, self.step, self.cfg.steps));
         // One AdamW step, run range by range so the fresh tensors take their own rate; every range sees the
-        // same step counter.
+        // same step counter. Ranges are clamped, so a configuration out of order or bounds cannot panic.
         let n = self.model.params.len();
-        let mut cuts = vec![(0, n, lr)];
-        if fresh_lr != lr {
-            cuts.clear();
-            let mut at = 0;
-            for &(a, b) in &self.cfg.fresh {
-                let (a, b) = (a.min(n).max(at), b.min(n));
-                if a > at {
-                    cuts.push((at, a, lr));
-                }
-                if b > a {
-                    cuts.push((a, b, fresh_lr));
-                    at = b;
-                }
+        let mut cuts = Vec::with_capacity(2 * self.cfg.fresh.len() + 1);
+        let mut at = 0;
+        for &(a, b) in &self.cfg.fresh {
+            let (a, b) = (a.clamp(at, n), b.min(n));
+            if b > a {
+                cuts.extend([(at, a, lr), (a, b, fresh_lr)]);
+                at = b;
             }
-            cuts.push((at, n, lr));
         }
+        cuts.push((at, n, lr));
         let t0 = self.t;
         for (a, b, rate) in cuts.into_iter().filter(|c| c.1 > c.0) {
             let adam = AdamConfig { lr: rate, weight_decay: self.cfg.weight_decay, ..AdamConfig::new(rate) };
-            let mut t = t0;
-            adam_step(&adam, &mut self.model.params[a..b], &grad[a..b], &mut self.m[a..b], &mut self.v[a..b], &mut t)?;
-            self.t = t;
+            self.t = t0;
+            adam_step(
+                &adam,
+                &mut self.model.params[a..b],
+                &grad[a..b],
+                &mut self.m[a..b],
+                &mut self.v[a..b],
+                &mut self.t,
+            )?;
         }
         self.step += 1;
         let seconds = seconds_before + started.elapsed().as_secs_f64();
@@ -849,15 +881,11 @@ impl MetaTrainer {
         }
         let mut state: serde_json::Value =
             serde_json::from_str(meta.get("state").map_or("", String::as_str)).map_err(P::State)?;
-        // Checkpoints from before spacing ranges had one spacing.
-        if state.get("spacing_max").is_none() {
-            let spacing = state.get("spacing").cloned().unwrap_or_default();
-            if let Some(o) = state.as_object_mut() {
-                o.insert("spacing_max".into(), spacing);
-            }
-        }
-        // Checkpoints from before fresh learning rates trained every tensor at one rate.
+        // Older checkpoints: before spacing ranges there was one spacing, and before fresh learning rates
+        // every tensor trained at one rate.
         if let Some(o) = state.as_object_mut() {
+            let spacing = o.get("spacing").cloned().unwrap_or_default();
+            o.entry("spacing_max").or_insert(spacing);
             o.entry("fresh_lr").or_insert(serde_json::Value::Null);
             o.entry("fresh").or_insert(serde_json::json!([]));
         }
@@ -959,37 +987,10 @@ mod tests {
         assert!(slice(&m, "cent_proj.fc.0.bias").iter().all(|&b| b == 0.0));
     }
 
-    /// A synthetic trajectory of `spec` (a random walk from its initial weights, a state every 20 steps).
+    /// A random walk of `spec` on Fashion-MNIST-shaped inputs.
     fn walk(spec: &str, n_states: usize) -> Trajectory {
-        let input = InputShape { channels: 1, height: 28, width: 28 };
-        let arch = Arch::parse(spec, input, 10).unwrap();
-        let p = arch.param_count();
-        let mut x = crate::training::engine::init_params(&arch, 5);
-        let mut rng = SplitMix64::new(5);
-        let mut states = Vec::with_capacity(n_states * p);
-        for _ in 0..n_states {
-            states.extend_from_slice(&x);
-            x.iter_mut().for_each(|v| *v += 1e-3 * (rng.unit() - 0.5));
-        }
-        let meta = crate::io::collection::ShardMeta {
-            format: crate::io::collection::FORMAT.into(),
-            index: 0,
-            arch: spec.into(),
-            input: [1, 28, 28],
-            classes: 10,
-            params: p,
-            seed: 5,
-            lr: 0.006,
-            batch: 128,
-            every: 20,
-            steps: 20 * (n_states as u64 - 1),
-            dtype: crate::io::collection::StateDtype::F32,
-            task: None,
-            data: "synthetic".into(),
-            norm_mean: vec![0.0],
-            norm_std: vec![1.0],
-        };
-        Trajectory { meta, n_states, params: p, states, metrics: vec![0.0; 2 * n_states] }
+        let arch = Arch::parse(spec, InputShape { channels: 1, height: 28, width: 28 }, 10).unwrap();
+        random_walk(&arch, spec, n_states, 5)
     }
 
     /// Centrality added to a published model leaves its predictions as they were until training moves it.
@@ -1107,9 +1108,7 @@ mod tests {
         assert!(moved(&split, a..b) < 1e-7, "{}", moved(&split, a..b));
         assert!(moved(&split, 0..a).max(moved(&split, b..n)) > 1e-4);
         let bytes = split.checkpoint_bytes("d").unwrap();
-        if let Err(e) = MetaTrainer::from_checkpoint(&bytes, &cfg, &mc, "d") {
-            panic!("{e}");
-        }
+        MetaTrainer::from_checkpoint(&bytes, &cfg, &mc, "d").unwrap_or_else(|e| panic!("{e}"));
         let other = MetaTrainConfig { fresh: vec![(0, 1)], ..mc };
         let e = MetaTrainer::from_checkpoint(&bytes, &cfg, &other, "d").err().unwrap();
         assert!(matches!(e, CheckpointProblem::Setting { key: "fresh", .. }), "{e}");
