@@ -11,7 +11,8 @@
 #   function (MLP head; the fine-tuning sweep in docs/results/nino-pp-meta-training.md: 3e-4 raised the
 #   validation L1, 1e-5 to 1e-4 lowered it), LR_HEAD (3e-4) for recurrent heads, whose cells start fresh
 #   on the published GNN, and LR_SCRATCH (3e-3, the reference's) from scratch. The `-fresh` variants
-#   fine-tune the published GNN at LR_INIT and train the fresh cell at LR_HEAD (--fresh-lr).
+#   fine-tune the published GNN at LR_INIT and train the fresh cell at LR_HEAD (--fresh-lr); the centrality
+#   one trains its fresh `cent_proj` at LR_SCRATCH.
 #   Resumable: finished models are kept and a killed run continues from its checkpoint. Logs go to
 #   OUT_DIR/log.txt; runs at nice ${NICE:-19}.
 set -euo pipefail
@@ -42,6 +43,7 @@ variants=(
   "mlp-v0-lpe8|--head mlp --lr $lr_init --init $published"
   "mlp-v0-lpe8-scratch|--head mlp --lr $lr_scratch"
   "mlp-v0s-lpe8|--head mlp --lr $lr_init --centrality --init $published"
+  "mlp-v0s-lpe8-fresh|--head mlp --lr $lr_init --centrality --fresh-lr $lr_scratch --init $published"
   "mlp-v0-lpe4|--head mlp --lr $lr_init --lpe 4 --init $published"
   "gru-v0-lpe8|--head gru --lr $lr_head --init $published"
   "lstm-v0-lpe8|--head lstm --lr $lr_head --init $published"
