@@ -1,0 +1,51 @@
+//! The repository's helper scripts against the loaders that read what they write.
+
+use nino_host::io::weights::WeightSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `scripts/set-upd-scale.py` with `args` (CI installs python3; a missing one fails the test).
+fn set_upd_scale(args: &[&Path]) -> Output {
+    Command::new("python3")
+        .arg(root().join("scripts/set-upd-scale.py"))
+        .args(args)
+        .output()
+        .expect("python3 runs scripts/set-upd-scale.py")
+}
+
+/// The tensor bytes of a safetensors file: everything after its header.
+fn tensor_bytes(path: &Path) -> Vec<u8> {
+    let b = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+    b[8 + n..].to_vec()
+}
+
+#[test]
+fn set_upd_scale_changes_the_scale_and_nothing_else() {
+    let src = root().join("fixtures/weights/nino_no_posw.safetensors");
+    let dir = tempfile::tempdir().unwrap();
+    let dst = dir.path().join("scaled.safetensors");
+    let out = set_upd_scale(&[&src, &dst, Path::new("1.5")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let (a, b) = (WeightSet::load(&src).unwrap(), WeightSet::load(&dst).unwrap());
+    assert_eq!(a.config.upd_scale, 1.0);
+    assert_eq!(b.config.upd_scale, 1.5);
+    let mut same = b.config;
+    same.upd_scale = a.config.upd_scale;
+    assert_eq!(same, a.config, "options other than upd_scale changed");
+    assert!(tensor_bytes(&src) == tensor_bytes(&dst), "the tensors changed");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a temporary file was left behind");
+}
+
+#[test]
+fn set_upd_scale_without_its_three_arguments_prints_usage() {
+    let src = root().join("fixtures/weights/nino_no_posw.safetensors");
+    let out = set_upd_scale(&[&src]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Usage: scripts/set-upd-scale.py SRC DST SCALE"));
+}
