@@ -180,11 +180,16 @@ pub(crate) fn aggregate_messages(graph: &NeuralGraph, ss: &[f32], u: &[f32], v: 
             *a += sc * (ut + vs) + sh;
         }
     });
+    scale_by_in_degree(graph, agg, h);
+}
+
+/// Divides each node's row of `rows` (`[N, h]`) by its in-degree: a sum over incoming edges becomes a mean.
+pub(crate) fn scale_by_in_degree(graph: &NeuralGraph, rows: &mut [f32], h: usize) {
     for node in 0..graph.num_nodes() {
         let d = graph.in_degree(node);
         if d > 0 {
             let inv = 1.0 / d as f32;
-            agg[node * h..node * h + h].iter_mut().for_each(|a| *a *= inv);
+            rows[node * h..node * h + h].iter_mut().for_each(|a| *a *= inv);
         }
     }
 }

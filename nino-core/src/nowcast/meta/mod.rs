@@ -20,7 +20,7 @@ pub use layout::{Layout, LinSlot, TensorSlot};
 use crate::error::{Error, check_len};
 use crate::graph::NeuralGraph;
 use crate::nowcast::features::for_each_edge;
-use crate::nowcast::model::add_node_terms;
+use crate::nowcast::model::{add_node_terms, scale_by_in_degree};
 use crate::nowcast::weights::{Config, Head};
 use crate::ops::MatRef;
 pub use ops::{Compute, Kernels};
@@ -304,17 +304,6 @@ fn mean_incoming(graph: &NeuralGraph, e_in: &[f32], out: &mut [f32], h: usize) {
         out[t * h..t * h + h].iter_mut().zip(&e_in[ei * h..ei * h + h]).for_each(|(o, x)| *o += x);
     });
     scale_by_in_degree(graph, out, h);
-}
-
-/// Divides each node's row by its in-degree (rows of nodes without incoming edges are left as they are).
-fn scale_by_in_degree(graph: &NeuralGraph, rows: &mut [f32], h: usize) {
-    for node in 0..graph.num_nodes() {
-        let d = graph.in_degree(node);
-        if d > 0 {
-            let inv = 1.0 / d as f32;
-            rows[node * h..node * h + h].iter_mut().for_each(|a| *a *= inv);
-        }
-    }
 }
 
 /// The recurrent head's input at step `t`: the `F` slot values of every edge, `[E, F]`.
