@@ -9,7 +9,8 @@
 //! layer's node output is unused at inference and in training alike (quirk Q1), so it is skipped and its
 //! weights get a zero gradient. The shift half of each edge encoder is linear in the edge features and
 //! only reaches the nodes through a mean, so it is applied once per node to the mean of the incoming edge
-//! features (`mean(E W^T + b) = mean(E) W^T + b`): the same function, a sixth fewer FLOPs per graph.
+//! features (`mean(E W^T + b) = mean(E) W^T + b`), the fold the inference path (`folded`) already makes:
+//! the same function, 15% fewer FLOPs per graph with the MLP head and 6% with a recurrent one.
 
 pub mod layout;
 pub mod ops;
