@@ -11,7 +11,8 @@
 #   Safe in the background: it runs at nice 19, two single-threaded collectors side by side (one per
 #   core, measured 5% faster than one two-threaded collector), and logs to OUT_DIR/log-*.txt.
 #   LANES=1 runs one collector with both threads instead.
-# Size: 154 training and 12 validation trajectories, about 2.6 GB (the MLPs are large graphs); about 3.5 h
+# Size: 158 training (128 conv, which meta-training reads, and 30 MLPs) and 12 validation trajectories,
+# about 2.6 GB (the MLPs are large graphs); about 3.5 h
 # on two idle cores.
 set -euo pipefail
 out=${1:?output folder, e.g. ../runs/meta}
