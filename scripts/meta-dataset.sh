@@ -11,9 +11,8 @@
 #   Safe in the background: it runs at nice 19, two single-threaded collectors side by side (one per
 #   core, measured 5% faster than one two-threaded collector), and logs to OUT_DIR/log-*.txt.
 #   LANES=1 runs one collector with both threads instead.
-# Size: 158 training (128 conv, which meta-training reads, and 30 MLPs) and 12 validation trajectories,
-# about 2.6 GB (the MLPs are large graphs); about 3.5 h
-# on two idle cores.
+# Size: 180 training (150 conv, which meta-training reads, 84 of them the FM-16 net; and 30 MLPs) and 12
+# validation trajectories, about 2.9 GB (the MLPs are large graphs); about 4 h on two idle cores.
 set -euo pipefail
 out=${1:?output folder, e.g. ../runs/meta}
 nino=${NINO:-target/release/nino}
@@ -29,6 +28,7 @@ lane_a=(
   "fm16-a|--seeds 101-125"
   "mix-small|--arch conv:8,16,16;conv:16,32 --lr 0.003,0.006,0.01 --seeds 101-106"
   "fm16-lr|--lr 0.003,0.01 --seeds 101-106"
+  "fm16-c|--seeds 151-161"
 )
 # The FM-16 net first: it is the most valuable data and the others can be cut if time runs short.
 lane_b=(
@@ -36,6 +36,7 @@ lane_b=(
   "mix-large|--arch conv:16,32,32,32;conv:32,32,32 --lr 0.006 --seeds 101-105"
   "mix-small-2|--arch conv:8,16,16;conv:16,32 --lr 0.006 --seeds 107-116"
   "mlp|--arch mlp:128,64;mlp:64;mlp:32,32 --lr 0.003,0.006 --seeds 101-105"
+  "fm16-d|--seeds 162-172"
 )
 
 run_lane() {

@@ -34,7 +34,7 @@ log="$out/log.txt"
 # The conv folders; `mlp` is left out (graphs 13-53x an FM-16 graph) and `val` is never trained on.
 # Folders not collected yet (no manifest) are skipped, so the script runs on a partial meta-dataset.
 data=
-for d in "$meta"/{mix-small,mix-small-2,mix-large,fm16-a,fm16-b,fm16-lr}; do
+for d in "$meta"/{mix-small,mix-small-2,mix-large,fm16-a,fm16-b,fm16-lr,fm16-c,fm16-d}; do
   [ -f "$d/manifest.json" ] && data+="$d,"
 done
 data=${data%,}
