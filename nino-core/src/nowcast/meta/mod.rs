@@ -409,28 +409,72 @@ pub fn loss_and_grad(
 }
 
 /// The masked L1 loss of predictions against targets: `(sum of |pred - target| where mask != 0, count)`;
-/// with `dpred`, also its derivative (the sign of the residual, 0 off the mask). Slices of equal length.
-pub fn masked_l1(pred: &[f32], target: &[f32], mask: &[u8], mut dpred: Option<&mut [f32]>) -> (f32, usize) {
-    let (mut loss, mut count) = (0.0f32, 0usize);
-    for (i, ((&pr, &y), &m)) in pred.iter().zip(target).zip(mask).enumerate() {
-        let mut d = 0.0;
-        if m != 0 {
-            let r = pr - y;
-            loss += libm::fabsf(r);
-            count += 1;
-            d = if r > 0.0 {
-                1.0
-            } else if r < 0.0 {
-                -1.0
-            } else {
-                0.0
-            };
+/// with `dpred`, also its derivative (the sign of the residual, 0 off the mask). Slices of equal length
+/// (a longer one is read up to the shortest). The sum runs in [`L1_LANES`] interleaved partial sums, so the
+/// loop vectorises: half a million terms per FM-16 graph were a scalar, branchy loop.
+pub fn masked_l1(pred: &[f32], target: &[f32], mask: &[u8], dpred: Option<&mut [f32]>) -> (f32, usize) {
+    let mut n = pred.len().min(target.len()).min(mask.len());
+    if let Some(dp) = &dpred {
+        n = n.min(dp.len());
+    }
+    let (p, p_tail) = pred[..n].as_chunks::<L1_LANES>();
+    let (y, y_tail) = target[..n].as_chunks::<L1_LANES>();
+    let (m, m_tail) = mask[..n].as_chunks::<L1_LANES>();
+    let mut acc = [0.0f32; L1_LANES];
+    match dpred {
+        Some(dp) => {
+            let (d, d_tail) = dp[..n].as_chunks_mut::<L1_LANES>();
+            for (((p, y), m), d) in p.iter().zip(y).zip(m).zip(d) {
+                l1_lanes(p, y, m, &mut acc, d);
+            }
+            l1_tail(p_tail, y_tail, m_tail, &mut acc, d_tail);
         }
-        if let Some(dp) = dpred.as_deref_mut() {
-            dp[i] = d;
+        None => {
+            let mut d = [0.0f32; L1_LANES];
+            for ((p, y), m) in p.iter().zip(y).zip(m) {
+                l1_lanes(p, y, m, &mut acc, &mut d);
+            }
+            l1_tail(p_tail, y_tail, m_tail, &mut acc, &mut d);
         }
     }
-    (loss, count)
+    let count = mask[..n].iter().filter(|&&m| m != 0).count();
+    (acc.iter().sum(), count)
+}
+
+/// Partial sums of [`masked_l1`]: eight f32 lanes, one AVX2 register.
+const L1_LANES: usize = 8;
+
+/// One lane-wide step of [`masked_l1`], branch-free so that it compiles to vector selects.
+#[inline(always)]
+fn l1_lanes(
+    p: &[f32; L1_LANES],
+    y: &[f32; L1_LANES],
+    m: &[u8; L1_LANES],
+    acc: &mut [f32; L1_LANES],
+    d: &mut [f32; L1_LANES],
+) {
+    for j in 0..L1_LANES {
+        let r = p[j] - y[j];
+        let on = m[j] != 0;
+        acc[j] += if on { libm::fabsf(r) } else { 0.0 };
+        let sign = f32::from(u8::from(r > 0.0)) - f32::from(u8::from(r < 0.0));
+        d[j] = if on { sign } else { 0.0 };
+    }
+}
+
+/// The last `n % L1_LANES` terms of [`masked_l1`], into the same lanes.
+fn l1_tail(p: &[f32], y: &[f32], m: &[u8], acc: &mut [f32; L1_LANES], d: &mut [f32]) {
+    let mut pp = [0.0f32; L1_LANES];
+    let mut yy = [0.0f32; L1_LANES];
+    let mut mm = [0u8; L1_LANES];
+    let mut dd = [0.0f32; L1_LANES];
+    let k = p.len().min(L1_LANES);
+    pp[..k].copy_from_slice(&p[..k]);
+    yy[..k].copy_from_slice(&y[..k]);
+    mm[..k].copy_from_slice(&m[..k]);
+    l1_lanes(&pp, &yy, &mm, acc, &mut dd);
+    let kd = d.len().min(k);
+    d[..kd].copy_from_slice(&dd[..kd]);
 }
 
 /// Forward, then `dloss(pred, dpred)` writes dL/dpred, then the gradient of L is added to `grad`.
@@ -566,16 +610,16 @@ fn backprop(
         dv.fill(0.0);
         let (sc, u, v) = (&*lt.sc, &*lt.u, &*lt.v);
         for_each_edge(graph, |ei, src, dst, _| {
-            let sc = &sc[ei * h..ei * h + h];
-            let dsc = &mut dsc[ei * h..ei * h + h];
-            let de2 = &mut de2[ei * h..ei * h + h];
+            // Rows cut to `h` up front so the loop runs without bounds checks (and vectorises).
+            let (sc, dsc, de2) = (&sc[ei * h..][..h], &mut dsc[ei * h..][..h], &mut de2[ei * h..][..h]);
+            let (dm, ut, dbar) = (&dagg[dst * h..][..h], &u[dst * h..][..h], &debar[dst * h..][..h]);
+            let (vs, dut, dvs) = (&v[src * h..][..h], &mut du[dst * h..][..h], &mut dv[src * h..][..h]);
             for j in 0..h {
-                let dm = dagg[dst * h + j];
-                dsc[j] = dm * (u[dst * h + j] + v[src * h + j]);
-                de2[j] += debar[dst * h + j];
-                let dp = dm * sc[j];
-                du[dst * h + j] += dp;
-                dv[src * h + j] += dp;
+                dsc[j] = dm[j] * (ut[j] + vs[j]);
+                de2[j] += dbar[j];
+                let dp = dm[j] * sc[j];
+                dut[j] += dp;
+                dvs[j] += dp;
             }
         });
         lin_bwd(g, params, grad, &enc_sc, MatRef::row_major(e_in, e, h), 0, dsc, true, Some((de2, true)))?;

@@ -270,3 +270,37 @@ fn masked_l1_counts_only_the_mask() {
     assert_eq!(d, [1.0, -1.0, 0.0, 0.0]);
     assert_eq!(masked_l1(&pred, &target, &mask, None), (4.0, 3));
 }
+
+#[test]
+fn masked_l1_lanes_and_tail_match_the_plain_sum() {
+    // 8 lanes x 2 + a tail of 5: every term is a small integer, so any order of summation is exact.
+    let n = 21;
+    let pred: Vec<f32> = (0..n).map(|i| (i % 7) as f32 - 3.0).collect();
+    let target: Vec<f32> = (0..n).map(|i| (i % 4) as f32).collect();
+    let mut mask: Vec<u8> = (0..n).map(|i| u8::from(i % 3 != 0)).collect();
+    let mut pred_off = pred.clone();
+    pred_off[3] = f32::NAN; // off the mask (i % 3 == 0): must not reach the loss
+    pred_off[18] = f32::INFINITY;
+    let (mut want, mut want_n, mut want_d) = (0.0f64, 0usize, vec![0.0f32; n]);
+    for i in 0..n {
+        if mask[i] != 0 {
+            let r = f64::from(pred[i] - target[i]);
+            want += r.abs();
+            want_n += 1;
+            want_d[i] = if r > 0.0 {
+                1.0
+            } else if r < 0.0 {
+                -1.0
+            } else {
+                0.0
+            };
+        }
+    }
+    let mut d = vec![9.0f32; n];
+    assert_eq!(masked_l1(&pred_off, &target, &mask, Some(&mut d)), (want as f32, want_n));
+    assert_eq!(d, want_d);
+    assert_eq!(masked_l1(&pred_off, &target, &mask, None), (want as f32, want_n));
+    // A non-finite prediction on the mask does reach it (the caller rejects the non-finite loss).
+    mask[3] = 1;
+    assert!(masked_l1(&pred_off, &target, &mask, None).0.is_nan());
+}
