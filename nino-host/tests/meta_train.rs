@@ -97,6 +97,7 @@ fn a_tiny_run_lowers_the_loss_and_its_model_nowcasts() {
     let csv = std::fs::read_to_string(dir.path().join("m.loss.csv")).unwrap();
     assert_eq!(csv.lines().count(), 41, "a header and one row per update");
     assert!(dir.path().join("m.loss.png").exists());
+    assert!(!dir.path().join("m.loss.val.png").exists(), "no validation, no validation plot");
 
     // The model is a NiNo++ file the trainer loads and nowcasts with.
     let w = WeightSet::load(&out).unwrap();
@@ -246,6 +247,7 @@ fn validation_spacing_ranges_folders_and_meta_eval_agree() {
     let val_col: Vec<&str> = csv.lines().skip(1).map(|l| l.rsplit(',').next().unwrap()).collect();
     assert_eq!(val_col.iter().filter(|v| !v.is_empty()).count(), 2, "{csv}");
     assert!(val_col[2].parse::<f64>().unwrap().is_finite() && val_col[5].parse::<f64>().unwrap() > 0.0);
+    assert!(dir.path().join("v.loss.png").exists() && dir.path().join("v.loss.val.png").exists());
     // `nino meta-eval` scores on the validation windows: the final figure equals the curve's last one.
     let e =
         ok(&["meta-eval", "--data", val, "--weights", out.to_str().unwrap(), "--batches", "2", "--spacing", "8-16"]);

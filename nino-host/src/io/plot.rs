@@ -113,10 +113,12 @@ fn bounds(plot: &LinePlot) -> Option<((f64, f64), (f64, f64))> {
     Some(((x0, x1 * 1.02), (y0 - pad, y1 + pad)))
 }
 
-/// A tick label without needless decimals (`300`, `2.5`, `0.25`).
-fn fmt_tick(v: f64) -> String {
-    let s = format!("{v:.2}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
+/// A tick label without needless decimals (`300`, `2.5`, `0.25`), with enough of them to tell apart the
+/// ticks of an axis spanning `span` (a validation loss moving in the third decimal gets five).
+fn fmt_tick(v: f64, span: f64) -> String {
+    let dec = if span.is_finite() && span > 0.0 { (2.0 - span.log10().floor()).clamp(2.0, 8.0) } else { 2.0 };
+    let s = format!("{v:.*}", dec as usize);
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
 fn draw(path: &Path, plot: &LinePlot) -> Result<(), Box<dyn std::error::Error>> {
@@ -138,8 +140,8 @@ fn draw(path: &Path, plot: &LinePlot) -> Result<(), Box<dyn std::error::Error>> 
         .light_line_style(RGBColor(240, 240, 240))
         .x_max_light_lines(2)
         .y_max_light_lines(2)
-        .x_label_formatter(&|x| fmt_tick(*x))
-        .y_label_formatter(&|y| fmt_tick(*y))
+        .x_label_formatter(&|x| fmt_tick(*x, x1 - x0))
+        .y_label_formatter(&|y| fmt_tick(*y, y1 - y0))
         .draw()?;
     for (i, s) in plot.series.iter().enumerate() {
         let c = PALETTE[i % PALETTE.len()];
@@ -254,7 +256,11 @@ mod tests {
 
     #[test]
     fn ticks_drop_needless_decimals() {
-        assert_eq!([fmt_tick(300.0), fmt_tick(2.5), fmt_tick(0.25), fmt_tick(0.0)], ["300", "2.5", "0.25", "0"]);
+        let t = |v| fmt_tick(v, 10.0);
+        assert_eq!([t(300.0), t(2.5), t(0.25), t(0.0)], ["300", "2.5", "0.25", "0"]);
+        // A narrow axis keeps the decimals that tell its ticks apart: 0.2 to 0.2016 spans 1.6e-3.
+        assert_eq!([fmt_tick(0.2004, 1.6e-3), fmt_tick(0.2012, 1.6e-3)], ["0.2004", "0.2012"]);
+        assert_eq!(fmt_tick(0.2, 1.6e-3), "0.2");
     }
 
     #[test]
