@@ -23,7 +23,7 @@ use crate::graph::NeuralGraph;
 use crate::nowcast::features::for_each_edge;
 use crate::nowcast::model::{add_node_terms, scale_by_in_degree};
 use crate::nowcast::weights::{Config, Head};
-use crate::ops::MatRef;
+use crate::ops::{Gemm, MatRef};
 pub use ops::{Compute, Kernels};
 use ops::{lin_bwd, lin_fwd};
 
@@ -59,6 +59,7 @@ struct Sizes {
     head: usize,
     out: usize,
     work: usize,
+    sel: usize,
 }
 
 fn sizes(cfg: &Config, e: usize, n: usize, f: usize) -> Sizes {
@@ -77,13 +78,15 @@ fn sizes(cfg: &Config, e: usize, n: usize, f: usize) -> Sizes {
     // dE, dE2, dA, dSC (eh each), dX, dX2, dU, dV, dAGG, dY1, dEBAR (nh each), dD [E, F*S], and for the
     // recurrent heads dh, dc (eh) plus dGI, dGH (e*g each) and one input step [E, F].
     let work = 4 * eh + 7 * nh + out + 2 * eh + 2 * e * g + e * f;
-    Sizes { nh, eh, layers, per_layer, head, out, work }
+    // The head's output rows of the horizons a window reaches, and their gradient (`gather_head_rows`).
+    let sel = 2 * f * cfg.seq_len * (h + 1);
+    Sizes { nh, eh, layers, per_layer, head, out, work, sel }
 }
 
 /// Scratch floats [`loss_and_grad`] and [`predict`] need for `graph` with a model of `cfg`.
 pub fn scratch_len(cfg: &Config, graph: &NeuralGraph) -> usize {
     let z = sizes(cfg, graph.num_edges(), graph.num_nodes(), graph.feat_slots());
-    (z.layers + 1) * (z.nh + z.eh) + z.layers * z.per_layer + z.head + z.out + z.work
+    (z.layers + 1) * (z.nh + z.eh) + z.layers * z.per_layer + z.head + z.out + z.work + z.sel
 }
 
 /// Splits `n` values off the front of `buf`.
@@ -107,6 +110,8 @@ struct Tape<'a> {
     out: &'a mut [f32],
     /// Backward work space.
     work: &'a mut [f32],
+    /// The head's output rows of the reached horizons and their gradient.
+    sel: &'a mut [f32],
 }
 
 fn tape<'a>(cfg: &Config, graph: &NeuralGraph, scratch: &'a mut [f32]) -> Result<Tape<'a>, Error> {
@@ -120,6 +125,7 @@ fn tape<'a>(cfg: &Config, graph: &NeuralGraph, scratch: &'a mut [f32]) -> Result
         head: take(&mut buf, z.head),
         out: take(&mut buf, z.out),
         work: take(&mut buf, z.work),
+        sel: take(&mut buf, z.sel),
     })
 }
 
@@ -168,8 +174,16 @@ fn check_sample(lay: &Layout, p: &[f32], s: &Sample<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Training-mode forward into the tape; `tape.out` ends up holding the predictions of every horizon.
-fn forward(cx: Compute<'_>, lay: &Layout, p: &[f32], s: &Sample<'_>, tp: &mut Tape<'_>) -> Result<(), Error> {
+/// Training-mode forward into the tape; `tape.out` ends up holding the predictions of horizons `1..=hz`
+/// (the later ones are left at the newest state: no change predicted, nothing computed).
+fn forward(
+    cx: Compute<'_>,
+    lay: &Layout,
+    p: &[f32],
+    s: &Sample<'_>,
+    hz: usize,
+    tp: &mut Tape<'_>,
+) -> Result<(), Error> {
     let (g, k) = (cx.gemm, &cx.kernels);
     let cfg = &lay.cfg;
     let graph = s.graph;
@@ -235,7 +249,7 @@ fn forward(cx: Compute<'_>, lay: &Layout, p: &[f32], s: &Sample<'_>, tp: &mut Ta
             let (hp, hs) = tp.head.split_at_mut(eh);
             lin_fwd(g, p, hidden, MatRef::row_major(e_fin, e, h), 0, hp, true, false)?;
             (k.silu_fwd)(hp, hs);
-            lin_fwd(g, p, &out_rows, MatRef::row_major(hs, e, h), 0, tp.out, true, false)?;
+            head_out_fwd(g, p, &out_rows, MatRef::row_major(hs, e, h), f, hz, tp.sel, tp.out)?;
         }
         (Head::Gru | Head::Lstm, _, Some(cell)) => {
             let gw = cfg.head.gates() * h;
@@ -265,7 +279,7 @@ fn forward(cx: Compute<'_>, lay: &Layout, p: &[f32], s: &Sample<'_>, tp: &mut Ta
                     }
                 }
             }
-            lin_fwd(g, p, &out_rows, MatRef::row_major(&hs[c * eh..], e, h), 0, tp.out, true, false)?;
+            head_out_fwd(g, p, &out_rows, MatRef::row_major(&hs[c * eh..], e, h), f, hz, tp.sel, tp.out)?;
         }
         _ => return Err(Error::InvalidArgument("layout and head disagree")),
     }
@@ -283,6 +297,94 @@ fn forward(cx: Compute<'_>, lay: &Layout, p: &[f32], s: &Sample<'_>, tp: &mut Ta
 fn encoder_halves(enc: &LinSlot, h: usize) -> (LinSlot, LinSlot) {
     let sc = LinSlot { rows: h, ..*enc };
     (sc, LinSlot { w: enc.w + h * enc.cols, b: enc.b + h, ..sc })
+}
+
+/// Rows `f*S + j` (`j < hz`, `f < F`) of the head's output linear `s` (`[F*S, H]`) and their biases, gathered
+/// into `buf` as one linear of `F*hz` rows (weight at 0, bias after it): a window whose trajectory ends
+/// before horizon `S` needs only these, and computing the rest was half the head's work on 8,000-step
+/// trajectories.
+fn gather_head_rows(p: &[f32], s: &LinSlot, f: usize, hz: usize, buf: &mut [f32]) -> LinSlot {
+    let (h, sl, rows) = (s.cols, s.rows / f.max(1), f * hz);
+    for fi in 0..f {
+        for j in 0..hz {
+            let (src, dst) = ((fi * sl + j) * h, (fi * hz + j) * h);
+            buf[dst..dst + h].copy_from_slice(&p[s.w + src..s.w + src + h]);
+            buf[rows * h + fi * hz + j] = p[s.b + fi * sl + j];
+        }
+    }
+    LinSlot { w: 0, b: rows * h, rows, cols: h }
+}
+
+/// The head's output linear `s` (`[F*S, H]`) over horizons `1..=hz` only: `y [E, F*S]`, zero past `hz`.
+#[allow(clippy::too_many_arguments)]
+fn head_out_fwd(
+    g: &dyn Gemm,
+    p: &[f32],
+    s: &LinSlot,
+    x: MatRef<'_>,
+    f: usize,
+    hz: usize,
+    sel: &mut [f32],
+    y: &mut [f32],
+) -> Result<(), Error> {
+    let sl = s.rows / f.max(1);
+    if hz >= sl {
+        return lin_fwd(g, p, s, x, 0, y, true, false);
+    }
+    let w = &mut sel[..f * hz * (s.cols + 1)];
+    let slot = gather_head_rows(p, s, f, hz, w);
+    lin_fwd(g, w, &slot, x, 0, y, true, false)?;
+    // Row r's hz values move from r*hz to r*sl, last row first: no source is overwritten before it moves.
+    for r in (0..x.rows * f).rev() {
+        y.copy_within(r * hz..r * hz + hz, r * sl);
+        y[r * sl + hz..r * sl + sl].fill(0.0);
+    }
+    Ok(())
+}
+
+/// Backward of [`head_out_fwd`]: `dy [E, F*S]` (overwritten: its first `E*F*hz` values become the reached
+/// horizons' rows) into the gradient of `s` and `dx`, as [`lin_bwd`] does for the whole linear.
+#[allow(clippy::too_many_arguments)]
+fn head_out_bwd(
+    g: &dyn Gemm,
+    p: &[f32],
+    gr: &mut [f32],
+    s: &LinSlot,
+    x: MatRef<'_>,
+    f: usize,
+    hz: usize,
+    sel: &mut [f32],
+    dy: &mut [f32],
+    dx: Option<(&mut [f32], bool)>,
+) -> Result<(), Error> {
+    let (h, sl) = (s.cols, s.rows / f.max(1));
+    if hz >= sl {
+        return lin_bwd(g, p, gr, s, x, 0, dy, true, dx);
+    }
+    // Row r's first hz values move from r*sl to r*hz, first row first (the inverse of the forward move).
+    for r in 0..x.rows * f {
+        dy.copy_within(r * sl..r * sl + hz, r * hz);
+    }
+    let n = f * hz * (h + 1);
+    let (w, rest) = sel.split_at_mut(n);
+    let gw = &mut rest[..n];
+    let slot = gather_head_rows(p, s, f, hz, w);
+    gw.fill(0.0);
+    lin_bwd(g, w, gw, &slot, x, 0, dy, true, dx)?;
+    for fi in 0..f {
+        for j in 0..hz {
+            let (dst, src) = ((fi * sl + j) * h, (fi * hz + j) * h);
+            gr[s.w + dst..s.w + dst + h].iter_mut().zip(&gw[src..src + h]).for_each(|(a, b)| *a += b);
+            gr[s.b + fi * sl + j] += gw[slot.b + fi * hz + j];
+        }
+    }
+    Ok(())
+}
+
+/// The horizons a mask `[rows, S]` reaches: one past the last horizon any row counts (at least 1).
+fn reached_horizons(mask: &[u8], sl: usize) -> usize {
+    let last = |r: &[u8]| r.iter().rposition(|&m| m != 0).map_or(0, |i| i + 1);
+    mask.chunks_exact(sl.max(1)).map(last).max().unwrap_or(0).max(1)
 }
 
 /// `agg[t] = mean over the edges into t of sc ⊙ (U[t] + V[s])`: the scaled half of the messages.
@@ -375,7 +477,7 @@ pub fn predict(
     let graph = sample.graph;
     check_len("predictions", out.len(), graph.num_edges() * graph.feat_slots() * lay.cfg.seq_len)?;
     let mut tp = tape(&lay.cfg, graph, scratch)?;
-    forward(cx, lay, params, sample, &mut tp)?;
+    forward(cx, lay, params, sample, lay.cfg.seq_len, &mut tp)?;
     out.copy_from_slice(tp.out);
     Ok(())
 }
@@ -399,7 +501,8 @@ pub fn loss_and_grad(
     check_len("targets", target.len(), len)?;
     check_len("mask", mask.len(), len)?;
     let mut out = (0.0f32, 0usize);
-    backprop(cx, lay, params, sample, scratch, grad, &mut |pred, dpred| {
+    let hz = reached_horizons(mask, lay.cfg.seq_len);
+    backprop(cx, lay, params, sample, hz, scratch, grad, &mut |pred, dpred| {
         out = masked_l1(pred, target, mask, Some(dpred));
     })?;
     if !out.0.is_finite() {
@@ -477,13 +580,15 @@ fn l1_tail(p: &[f32], y: &[f32], m: &[u8], acc: &mut [f32; L1_LANES], d: &mut [f
     d[..kd].copy_from_slice(&dd[..kd]);
 }
 
-/// Forward, then `dloss(pred, dpred)` writes dL/dpred, then the gradient of L is added to `grad`.
-#[allow(clippy::type_complexity)]
+/// Forward, then `dloss(pred, dpred)` writes dL/dpred, then the gradient of L is added to `grad`. Only
+/// horizons `1..=hz` are computed: `dloss` must leave `dpred` zero past them.
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn backprop(
     cx: Compute<'_>,
     lay: &Layout,
     params: &[f32],
     sample: &Sample<'_>,
+    hz: usize,
     scratch: &mut [f32],
     grad: &mut [f32],
     dloss: &mut dyn FnMut(&[f32], &mut [f32]),
@@ -494,7 +599,7 @@ fn backprop(
     let (e, n, f, c, h, sl) = (graph.num_edges(), graph.num_nodes(), graph.feat_slots(), cfg.ctx, cfg.hid, cfg.seq_len);
     check_len("meta grad", grad.len(), lay.len)?;
     let mut tp = tape(cfg, graph, scratch)?;
-    forward(cx, lay, params, sample, &mut tp)?;
+    forward(cx, lay, params, sample, hz, &mut tp)?;
     let (g, k) = (cx.gemm, &cx.kernels);
     let (nh, eh) = (n * h, e * h);
     let nl = cfg.layers - 1;
@@ -525,7 +630,8 @@ fn backprop(
     match (cfg.head, &lay.head_hidden, &lay.cell) {
         (Head::Mlp, Some(hidden), _) => {
             let (hp, hs) = tp.head.split_at(eh);
-            lin_bwd(g, params, grad, &out_rows, MatRef::row_major(hs, e, h), 0, dd, true, Some((da, false)))?;
+            let x = MatRef::row_major(hs, e, h);
+            head_out_bwd(g, params, grad, &out_rows, x, f, hz, tp.sel, dd, Some((da, false)))?;
             (k.silu_bwd)(hp, da);
             lin_bwd(g, params, grad, hidden, MatRef::row_major(e_fin, e, h), 0, da, true, Some((de, false)))?;
         }
@@ -540,17 +646,8 @@ fn backprop(
             let dgi = take(&mut r, e * gw);
             let dgh = take(&mut r, e * gw);
             let xin = take(&mut r, e * f);
-            lin_bwd(
-                g,
-                params,
-                grad,
-                &out_rows,
-                MatRef::row_major(&hs[c * eh..], e, h),
-                0,
-                dd,
-                true,
-                Some((dh, false)),
-            )?;
+            let x = MatRef::row_major(&hs[c * eh..], e, h);
+            head_out_bwd(g, params, grad, &out_rows, x, f, hz, tp.sel, dd, Some((dh, false)))?;
             dc.fill(0.0);
             for t in (0..c).rev() {
                 step_input(sample.attr, e, f, c, t, xin);

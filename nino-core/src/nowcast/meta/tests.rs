@@ -56,7 +56,8 @@ fn linear_loss(lay: &Layout, p: &[f32], d: &Data, w: &[f32]) -> (f64, Vec<f32>) 
     let mut scratch = vec![0.0; scratch_len(&lay.cfg, &d.graph)];
     let mut grad = vec![0.0; lay.len];
     let mut value = 0.0f64;
-    backprop(Compute::portable(&Portable), lay, p, &sample(d), &mut scratch, &mut grad, &mut |pred, dpred| {
+    let hz = lay.cfg.seq_len;
+    backprop(Compute::portable(&Portable), lay, p, &sample(d), hz, &mut scratch, &mut grad, &mut |pred, dpred| {
         value = pred.iter().zip(w).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
         dpred.copy_from_slice(w);
     })
@@ -187,6 +188,58 @@ fn l1_loss_counts_the_mask_and_its_gradient_is_the_sign() {
         pred.iter().zip(&target).zip(&mask).map(|((a, b), m)| if *m == 0 { 0.0 } else { (a - b).signum() }).collect();
     let (_, want_grad) = linear_loss(&lay, &p, &d, &w);
     assert_eq!(grad, want_grad);
+}
+
+#[test]
+fn windows_short_of_the_last_horizon_compute_only_the_reached_ones() {
+    // Even edges count horizons 1-3, odd ones horizon 1, of S = 4: the head computes 3 horizons, and loss
+    // and gradient must be those of the full model (every horizon computed, then masked).
+    for (head, centrality) in [(Head::Mlp, false), (Head::Mlp, true), (Head::Gru, false), (Head::Lstm, true)] {
+        let c = cfg(head, centrality);
+        let lay = Layout::new(&c).unwrap();
+        let d = data(&tiny_conv(), &c, 3);
+        let mut r = SplitMix64::new(5);
+        let p = uniform(&mut r, lay.len, 0.6);
+        let (e, f, s) = (d.graph.num_edges(), d.graph.feat_slots(), c.seq_len);
+        let target = uniform(&mut r, e * f * s, 1.0);
+        let mut mask = vec![0u8; e * f * s];
+        crate::nowcast::features::for_each_edge(&d.graph, |ei, _, _, kind| {
+            if kind != EdgeType::SelfLoop {
+                let reach = if ei % 2 == 0 { 3 } else { 1 };
+                mask[ei * f * s..(ei + 1) * f * s].chunks_exact_mut(s).for_each(|row| row[..reach].fill(1));
+            }
+        });
+        assert_eq!(reached_horizons(&mask, s), 3);
+        let mut scratch = vec![0.0; scratch_len(&c, &d.graph)];
+        let mut pred = vec![0.0; e * f * s];
+        predict(Compute::portable(&Portable), &lay, &p, &sample(&d), &mut scratch, &mut pred).unwrap();
+        let (want, want_n) = masked_l1(&pred, &target, &mask, None);
+        let w: Vec<f32> = pred
+            .iter()
+            .zip(&target)
+            .zip(&mask)
+            .map(|((a, b), m)| if *m == 0 { 0.0 } else { (a - b).signum() })
+            .collect();
+        let (_, want_grad) = linear_loss(&lay, &p, &d, &w);
+        let mut grad = vec![0.0; lay.len];
+        let (loss, n) =
+            loss_and_grad(Compute::portable(&Portable), &lay, &p, &sample(&d), &target, &mask, &mut scratch, &mut grad)
+                .unwrap();
+        assert_eq!(n, want_n);
+        assert!((loss - want).abs() <= 1e-5 * want, "{head:?}: loss {loss} vs {want}");
+        for (i, (a, b)) in grad.iter().zip(&want_grad).enumerate() {
+            // Same products in another GEMM shape: equal up to float reassociation.
+            assert!((a - b).abs() <= 1e-5 + 1e-5 * b.abs(), "{head:?} centrality={centrality}: grad {i}: {a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn reached_horizons_is_one_past_the_last_counted() {
+    assert_eq!(reached_horizons(&[1, 0, 0, 0, 1, 1, 0, 0], 4), 2);
+    assert_eq!(reached_horizons(&[0, 0, 0, 1], 4), 4);
+    assert_eq!(reached_horizons(&[0; 8], 4), 1, "an empty mask still computes one horizon");
+    assert_eq!(reached_horizons(&[], 4), 1);
 }
 
 #[test]
