@@ -301,8 +301,7 @@ fn encoder_halves(enc: &LinSlot, h: usize) -> (LinSlot, LinSlot) {
 
 /// Rows `f*S + j` (`j < hz`, `f < F`) of the head's output linear `s` (`[F*S, H]`) and their biases, gathered
 /// into `buf` as one linear of `F*hz` rows (weight at 0, bias after it): a window whose trajectory ends
-/// before horizon `S` needs only these, and computing the rest was half the head's work on 8,000-step
-/// trajectories.
+/// before horizon `S` needs only these (on 8,000-step trajectories, 29 of the 40 on average).
 fn gather_head_rows(p: &[f32], s: &LinSlot, f: usize, hz: usize, buf: &mut [f32]) -> LinSlot {
     let (h, sl, rows) = (s.cols, s.rows / f.max(1), f * hz);
     for fi in 0..f {
