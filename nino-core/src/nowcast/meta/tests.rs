@@ -155,15 +155,21 @@ fn lstm_head_gradients_match_finite_differences() {
     check_variant(&tiny_mlp(), Head::Lstm, false);
 }
 
-#[test]
-fn l1_loss_counts_the_mask_and_its_gradient_is_the_sign() {
-    let c = cfg(Head::Mlp, false);
+/// A model of `head` on the tiny conv net with random parameters and random targets for every slot.
+fn l1_case(head: Head, centrality: bool) -> (Config, Layout, Data, Vec<f32>, Vec<f32>) {
+    let c = cfg(head, centrality);
     let lay = Layout::new(&c).unwrap();
     let d = data(&tiny_conv(), &c, 3);
     let mut r = SplitMix64::new(5);
     let p = uniform(&mut r, lay.len, 0.6);
+    let target = uniform(&mut r, d.graph.num_edges() * d.graph.feat_slots() * c.seq_len, 1.0);
+    (c, lay, d, p, target)
+}
+
+#[test]
+fn l1_loss_counts_the_mask_and_its_gradient_is_the_sign() {
+    let (c, lay, d, p, target) = l1_case(Head::Mlp, false);
     let (e, f, s) = (d.graph.num_edges(), d.graph.feat_slots(), c.seq_len);
-    let target = uniform(&mut r, e * f * s, 1.0);
     let mut mask = vec![0u8; e * f * s];
     let mut n_mask = 0;
     crate::nowcast::features::for_each_edge(&d.graph, |ei, _, _, kind| {
@@ -195,13 +201,8 @@ fn windows_short_of_the_last_horizon_compute_only_the_reached_ones() {
     // Even edges count horizons 1-3, odd ones horizon 1, of S = 4: the head computes 3 horizons, and loss
     // and gradient must be those of the full model (every horizon computed, then masked).
     for (head, centrality) in [(Head::Mlp, false), (Head::Mlp, true), (Head::Gru, false), (Head::Lstm, true)] {
-        let c = cfg(head, centrality);
-        let lay = Layout::new(&c).unwrap();
-        let d = data(&tiny_conv(), &c, 3);
-        let mut r = SplitMix64::new(5);
-        let p = uniform(&mut r, lay.len, 0.6);
+        let (c, lay, d, p, target) = l1_case(head, centrality);
         let (e, f, s) = (d.graph.num_edges(), d.graph.feat_slots(), c.seq_len);
-        let target = uniform(&mut r, e * f * s, 1.0);
         let mut mask = vec![0u8; e * f * s];
         crate::nowcast::features::for_each_edge(&d.graph, |ei, _, _, kind| {
             if kind != EdgeType::SelfLoop {
