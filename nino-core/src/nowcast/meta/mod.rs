@@ -341,8 +341,9 @@ fn head_out_fwd(
     Ok(())
 }
 
-/// Backward of [`head_out_fwd`]: `dy [E, F*S]` (overwritten: its first `E*F*hz` values become the reached
-/// horizons' rows) into the gradient of `s` and `dx`, as [`lin_bwd`] does for the whole linear.
+/// Backward of [`head_out_fwd`], which must have run with the same `hz` and `sel` (its gathered rows are
+/// read back): `dy [E, F*S]` (overwritten: its first `E*F*hz` values become the reached horizons' rows)
+/// into the gradient of `s` and `dx`, as [`lin_bwd`] does for the whole linear.
 #[allow(clippy::too_many_arguments)]
 fn head_out_bwd(
     g: &dyn Gemm,
@@ -367,7 +368,8 @@ fn head_out_bwd(
     let n = f * hz * (h + 1);
     let (w, rest) = sel.split_at_mut(n);
     let gw = &mut rest[..n];
-    let slot = gather_head_rows(p, s, f, hz, w);
+    // `w` still holds the rows [`head_out_fwd`] gathered for this `hz`.
+    let slot = LinSlot { w: 0, b: f * hz * h, rows: f * hz, cols: h };
     gw.fill(0.0);
     lin_bwd(g, w, gw, &slot, x, 0, dy, true, dx)?;
     for fi in 0..f {
