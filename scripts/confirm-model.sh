@@ -9,6 +9,8 @@
 # Usage: scripts/confirm-model.sh CANDIDATE OUT_DIR [SEEDS]
 #   SEEDS: 306-310 by default, the model-confirmation seeds still unused (docs/results/seeds.md).
 #   TASKS ("fm16 fm32 heldout") picks and orders the tasks; STEPS (10000) is each run's budget.
+#   BY_SEED=1 runs one seed's four arms before the next seed's, so a stopped confirmation leaves paired
+#   seeds rather than one model's arms alone; the task's table is rebuilt over all SEEDS at the end.
 #   Resumable: finished runs are kept (`nino experiment --resume`). Runs at nice ${NICE:-19}.
 set -euo pipefail
 candidate=${1:?candidate model (safetensors)}
@@ -18,6 +20,13 @@ nino=${NINO:-target/release/nino}
 [ -x "$nino" ] || { echo "build first: cargo build --release -p nino-host" >&2; exit 2; }
 [ -f "$candidate" ] || { echo "no such model: $candidate" >&2; exit 2; }
 mkdir -p "$out"
+# "306-310" or "306,308" -> one seed per word.
+expand_seeds() {
+  local part
+  for part in ${1//,/ }; do
+    if [[ $part == *-* ]]; then seq "${part%-*}" "${part#*-}"; else echo "$part"; fi
+  done
+}
 base="nino:1000,nino:dynamic+rollback"
 both="$base,nino:1000@pp,nino:dynamic+rollback@pp"
 for task in ${TASKS:-fm16 fm32 heldout}; do
@@ -26,11 +35,16 @@ for task in ${TASKS:-fm16 fm32 heldout}; do
     heldout) where=(--arch conv:24,48,48 --target 90.0) ;;
     *) echo "unknown task: $task (fm16, fm32 or heldout)" >&2; exit 2 ;;
   esac
-  for runs in "$base" "$both"; do
-    echo "$(date -u +%FT%TZ) $task: $runs" >>"$out/log.txt"
-    nice -n "${NICE:-19}" "$nino" experiment "${where[@]}" --runs "$runs" --model "pp=$candidate" \
-      --seeds "$seeds" --eval-fine 10 --steps "${STEPS:-10000}" --out "$out/$task" --resume --no-progress \
-      >>"$out/log.txt" 2>&1
+  batches=()
+  [ "${BY_SEED:-0}" = 1 ] && mapfile -t batches < <(expand_seeds "$seeds")
+  batches+=("$seeds")
+  for batch in "${batches[@]}"; do
+    for runs in "$base" "$both"; do
+      echo "$(date -u +%FT%TZ) $task (seeds $batch): $runs" >>"$out/log.txt"
+      nice -n "${NICE:-19}" "$nino" experiment "${where[@]}" --runs "$runs" --model "pp=$candidate" \
+        --seeds "$batch" --eval-fine 10 --steps "${STEPS:-10000}" --out "$out/$task" --resume --no-progress \
+        >>"$out/log.txt" 2>&1
+    done
   done
 done
 echo "tables: $out/*/table.md"

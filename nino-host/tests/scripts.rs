@@ -49,3 +49,42 @@ fn set_upd_scale_without_its_three_arguments_prints_usage() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Usage: scripts/set-upd-scale.py SRC DST SCALE"));
 }
+
+/// Runs `scripts/confirm-model.sh` with a stand-in `nino` that records each call's `--seeds` and `--runs`,
+/// and returns those calls in order.
+fn confirm_model_calls(by_seed: bool, seeds: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, calls, model) = (dir.path().join("nino"), dir.path().join("calls"), dir.path().join("m.safetensors"));
+    let record = "#!/bin/sh\nwhile [ $# -gt 0 ]; do case $1 in --seeds) s=$2;; --runs) r=$2;; esac; shift; done\n";
+    std::fs::write(&fake, format!("{record}echo \"$s $r\" >> {}\n", calls.display())).unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(&model, b"").unwrap();
+    let out = Command::new("bash")
+        .arg(root().join("scripts/confirm-model.sh"))
+        .args([model.as_path(), &dir.path().join("out"), Path::new(seeds)])
+        .env("NINO", &fake)
+        .env("TASKS", "fm32")
+        .env("BY_SEED", if by_seed { "1" } else { "0" })
+        .output()
+        .expect("bash runs scripts/confirm-model.sh");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read_to_string(&calls).unwrap().lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn confirm_model_runs_the_baseline_before_the_candidate_over_all_seeds() {
+    let base = "nino:1000,nino:dynamic+rollback";
+    let both = format!("{base},nino:1000@pp,nino:dynamic+rollback@pp");
+    assert_eq!(confirm_model_calls(false, "306-307"), [format!("306-307 {base}"), format!("306-307 {both}")]);
+}
+
+#[test]
+fn confirm_model_by_seed_pairs_each_seed_then_rebuilds_the_table_over_all() {
+    let base = "nino:1000,nino:dynamic+rollback";
+    let both = format!("{base},nino:1000@pp,nino:dynamic+rollback@pp");
+    let want: Vec<String> = ["306", "307", "309", "306-307,309"]
+        .iter()
+        .flat_map(|s| [format!("{s} {base}"), format!("{s} {both}")])
+        .collect();
+    assert_eq!(confirm_model_calls(true, "306-307,309"), want);
+}
