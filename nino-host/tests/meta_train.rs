@@ -255,6 +255,28 @@ fn validation_spacing_ranges_folders_and_meta_eval_agree() {
     let last: f64 = val_col[5].parse().unwrap();
     // meta-eval prints five decimals: equal up to that rounding.
     assert!((l - last).abs() <= 5.1e-6, "meta-eval {l} vs curve {last}");
+    // --per-horizon: the JSON's horizons pool back to the same figure; later windows (--window-starts drawn)
+    // are other windows.
+    let json = dir.path().join("e.json");
+    let (w, j) = (out.to_str().unwrap(), json.to_str().unwrap());
+    let common = ["meta-eval", "--data", val, "--weights", w, "--batches", "2", "--spacing", "8-16", "--json", j];
+    let e = ok(&[&common[..], &["--per-horizon"]].concat());
+    assert!(e.contains("masked L1 by horizon k\n| k | 1 (v) | terms |\n| 1 | "), "{e}");
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let m = &doc["models"][0];
+    let (l1, count) = (m["by_horizon"]["l1"].as_array().unwrap(), m["by_horizon"]["count"].as_array().unwrap());
+    let (mut sum, mut n) = (0.0, 0);
+    for (v, c) in l1.iter().zip(count) {
+        let c = c.as_u64().unwrap();
+        sum += v.as_f64().unwrap_or(0.0) * c as f64;
+        n += c;
+    }
+    let pooled = m["masked_l1"].as_f64().unwrap();
+    assert!(n > 0 && (sum / n as f64 - pooled).abs() <= 1e-6 * pooled, "{} vs {pooled}", sum / n as f64);
+    ok(&[&common[..], &["--window-starts", "drawn"]].concat());
+    let drawn: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(drawn["window_starts"], "drawn");
+    assert_ne!(drawn["models"][0]["masked_l1"], m["masked_l1"], "the same windows");
     // A bad spacing is one line.
     for bad in ["0", "16-8", "a-b"] {
         let r = nino(&["meta-eval", "--data", val, "--weights", out.to_str().unwrap(), "--spacing", bad]);

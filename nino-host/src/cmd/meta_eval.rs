@@ -4,18 +4,23 @@
 use crate::cmd::meta_train::{VAL_SEED, data_key, parse_spacing};
 use crate::io::model_file::MetaModel;
 use crate::io::weights::WeightSet;
-use crate::meta::train::{MetaData, MetaTrainConfig, fixed_sample_loss};
+use crate::meta::train::{
+    HorizonL1, MetaData, MetaTrainConfig, WindowStarts, fixed_sample_by_horizon, fixed_sample_loss,
+};
 use anyhow::{Context, bail};
 use std::path::PathBuf;
 
 const AFTER_HELP: &str = "\
 The windows are drawn exactly as `nino meta-train --val` draws its validation windows (same seed, batch,
 windows per example and spacing), so the figures printed here are the ones in a run's loss curve.
-Models with the same context length and horizon count see identical windows.
+Models with the same context length and horizon count see identical windows. `--per-horizon` adds the
+L1 at each horizon k (a nowcast reads one: at static 1000 over 10,000 steps k runs 40, 33, 26, 21, 16, ...),
+since a lower pooled L1 may come from horizons no nowcast uses.
 
 Examples:
   nino meta-eval --data runs/meta/val --weights fixtures/weights/nino_no_posw.safetensors --weights pp.safetensors
-  nino meta-eval --data runs/meta/val --weights pp.safetensors --batches 16 --json val.json";
+  nino meta-eval --data runs/meta/val --weights pp.safetensors --batches 16 --json val.json
+  nino meta-eval --data runs/meta/val --weights a.safetensors --weights b.safetensors --per-horizon";
 
 /// Arguments of `nino meta-eval`.
 #[derive(Debug, clap::Args)]
@@ -39,6 +44,12 @@ pub struct MetaEvalArgs {
     /// Steps between context states: `200` or a range `LO-HI` (as `nino meta-train --spacing`).
     #[arg(long, default_value = "200", value_parser = parse_spacing)]
     pub spacing: (u64, u64),
+    /// How late a window may start (as `nino meta-train --window-starts`).
+    #[arg(long, value_enum, default_value = "widest")]
+    pub window_starts: WindowStarts,
+    /// Also print (and write to --json) the masked L1 at each horizon k, with how many terms reached it.
+    #[arg(long)]
+    pub per_horizon: bool,
     /// Also write the results as JSON (atomically).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -55,9 +66,11 @@ pub fn run(a: &MetaEvalArgs) -> anyhow::Result<()> {
         windows: a.windows,
         spacing: a.spacing.0,
         spacing_max: a.spacing.1,
+        starts: a.window_starts,
         ..MetaTrainConfig::default()
     };
     let mut results = Vec::new();
+    let mut horizons = Vec::new();
     for path in &a.weights {
         let w = WeightSet::load(path).with_context(|| format!("--weights {}", path.display()))?;
         let model = MetaModel::from_weights(&w).with_context(|| format!("{}", path.display()))?;
@@ -71,16 +84,87 @@ pub fn run(a: &MetaEvalArgs) -> anyhow::Result<()> {
             data.len(),
             a.batches * a.batch * a.windows
         );
-        results.push(serde_json::json!({"weights": path.display().to_string(), "masked_l1": loss}));
+        let mut row = serde_json::json!({"weights": path.display().to_string(), "masked_l1": loss});
+        if a.per_horizon {
+            let h = fixed_sample_by_horizon(&model, &data, &mc, VAL_SEED, a.batches)?;
+            row["by_horizon"] = serde_json::json!({"l1": h.means(), "count": h.counts});
+            horizons.push((path.display().to_string(), h));
+        }
+        results.push(row);
+    }
+    if a.per_horizon {
+        print!("{}", horizon_table(&horizons));
     }
     if let Some(out) = &a.json {
         let doc = serde_json::json!({
             "data": key, "batches": a.batches, "batch": a.batch, "windows": a.windows,
-            "spacing": [a.spacing.0, a.spacing.1], "seed": VAL_SEED, "models": results,
+            "spacing": [a.spacing.0, a.spacing.1], "window_starts": a.window_starts.name(), "seed": VAL_SEED, "models": results,
         });
         let mut text = serde_json::to_string_pretty(&doc)?;
         text.push('\n');
         crate::io::atomic::write_atomic(out, text.as_bytes()).with_context(|| format!("writing {}", out.display()))?;
     }
     Ok(())
+}
+
+/// The per-horizon table of `nino meta-eval --per-horizon`: one row per horizon some window reached, one L1
+/// column per model, and the term count (one column when every model saw the same windows).
+fn horizon_table(models: &[(String, HorizonL1)]) -> String {
+    use std::fmt::Write;
+    let same = models.windows(2).all(|m| m[0].1.counts == m[1].1.counts);
+    let mut t = String::from("\nmasked L1 by horizon k\n| k |");
+    for (i, (name, _)) in models.iter().enumerate() {
+        let short = std::path::Path::new(name).file_stem().map_or(name.clone(), |s| s.to_string_lossy().into());
+        let _ = write!(t, " {} ({short}) |{}", i + 1, if same { "" } else { " terms |" });
+    }
+    if same {
+        t.push_str(" terms |");
+    }
+    t.push('\n');
+    let rows = models.iter().map(|m| m.1.counts.len()).max().unwrap_or(0);
+    let means: Vec<Vec<Option<f64>>> = models.iter().map(|m| m.1.means()).collect();
+    for k in 0..rows {
+        if models.iter().all(|m| m.1.counts.get(k).copied().unwrap_or(0) == 0) {
+            continue;
+        }
+        let _ = write!(t, "| {} |", k + 1);
+        for ((_, HorizonL1 { counts, .. }), l1) in models.iter().zip(&means) {
+            match l1.get(k).copied().flatten() {
+                Some(v) => {
+                    let _ = write!(t, " {v:.5} |");
+                }
+                None => t.push_str(" - |"),
+            }
+            if !same {
+                let _ = write!(t, " {} |", counts.get(k).copied().unwrap_or(0));
+            }
+        }
+        if same {
+            let _ = write!(t, " {} |", models[0].1.counts[k]);
+        }
+        t.push('\n');
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{HorizonL1, horizon_table};
+
+    #[test]
+    fn horizon_table_skips_unreached_horizons_and_shares_equal_counts() {
+        let h = |sums: [f64; 3], counts: [u64; 3]| HorizonL1 { sums: sums.into(), counts: counts.into() };
+        let a = ("runs/a.safetensors".to_string(), h([1.0, 1.0, 0.0], [4, 2, 0]));
+        let b = ("b.safetensors".to_string(), h([0.5, 0.0, 0.0], [4, 0, 0]));
+        let same = horizon_table(&[a.clone(), (b.0.clone(), h([0.5, 2.0, 0.0], [4, 2, 0]))]);
+        assert_eq!(
+            same,
+            "\nmasked L1 by horizon k\n| k | 1 (a) | 2 (b) | terms |\n| 1 | 0.25000 | 0.12500 | 4 |\n| 2 | 0.50000 | 1.00000 | 2 |\n"
+        );
+        let apart = horizon_table(&[a, b]);
+        assert_eq!(
+            apart,
+            "\nmasked L1 by horizon k\n| k | 1 (a) | terms | 2 (b) | terms |\n| 1 | 0.25000 | 4 | 0.12500 | 4 |\n| 2 | 0.50000 | 2 | - | 0 |\n"
+        );
+    }
 }

@@ -6,7 +6,8 @@ use crate::io::model_file::MetaModel;
 use crate::io::plot::{LinePlot, Series, write_png};
 use crate::io::weights::WeightSet;
 use crate::meta::train::{
-    CheckpointProblem, MetaData, MetaTrainConfig, MetaTrainError, MetaTrainer, fixed_sample_loss, parse_head,
+    CheckpointProblem, MetaData, MetaTrainConfig, MetaTrainError, MetaTrainer, WindowStarts, fixed_sample_loss,
+    parse_head,
 };
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -110,6 +111,11 @@ pub struct MetaTrainArgs {
     /// from which each example draws its spacing (multiples of the collection's state interval).
     #[arg(long, default_value = "200", value_parser = parse_spacing)]
     pub spacing: (u64, u64),
+    /// How late a window may start: `widest` bounds every example's start by a window's span at the widest
+    /// spacing (the reference's rule), `drawn` by its span at the spacing the example drew, so that short
+    /// spacings also sample the later part of each trajectory.
+    #[arg(long, value_enum, default_value = "widest")]
+    pub window_starts: WindowStarts,
     /// Seed of the initialisation and the sampler.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -219,6 +225,7 @@ pub fn run(a: &MetaTrainArgs) -> anyhow::Result<()> {
         spacing: a.spacing.0,
         spacing_max: a.spacing.1,
         seed: a.seed,
+        starts: a.window_starts,
     };
     let ckpt = a.checkpoint.clone().unwrap_or_else(|| with_suffix(&a.out, ".ckpt.safetensors"));
     let csv = a.loss_csv.clone().unwrap_or_else(|| with_suffix(&a.out, ".loss.csv"));

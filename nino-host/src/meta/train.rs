@@ -285,6 +285,8 @@ pub struct MetaTrainConfig {
     pub spacing_max: u64,
     /// Seed of the sampler.
     pub seed: u64,
+    /// How far into a trajectory a window may start.
+    pub starts: WindowStarts,
     /// Peak learning rate of the `fresh` parameters (same cosine schedule); `None`: `lr` for all.
     pub fresh_lr: Option<f32>,
     /// Parameter ranges `start..end` a checkpoint did not supply (see [`MetaModel::fresh_ranges`]): new
@@ -304,8 +306,31 @@ impl Default for MetaTrainConfig {
             spacing: 200,
             spacing_max: 200,
             seed: 0,
+            starts: WindowStarts::Widest,
             fresh_lr: None,
             fresh: Vec::new(),
+        }
+    }
+}
+
+/// Where a window may start, as a bound on its first state: the trajectory's length less a window's span
+/// (context, `min(S, 2 ctx)` horizons and the overlapping windows, in strides).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WindowStarts {
+    /// The span at the widest spacing, for every example (the reference's rule, which has one spacing):
+    /// with `--spacing 100-300` on 8,000-step trajectories windows start in the first 29%.
+    Widest,
+    /// The span at the spacing the example drew, so short spacings also start later in a trajectory (up
+    /// to 76% of it at 100 steps there) and later training is seen.
+    Drawn,
+}
+
+impl WindowStarts {
+    /// The name used on the command line and in checkpoints.
+    pub fn name(self) -> &'static str {
+        match self {
+            WindowStarts::Widest => "widest",
+            WindowStarts::Drawn => "drawn",
         }
     }
 }
@@ -491,7 +516,12 @@ struct Window {
 /// Stored states an example spans before its start can be drawn: `(c + min(S, 2c) + windows) * stride`,
 /// at the largest stride.
 fn window_span(cfg: &Config, mc: &MetaTrainConfig, every: u64) -> usize {
-    (cfg.ctx + cfg.seq_len.min(2 * cfg.ctx) + mc.windows) * strides(mc, every).1
+    span_at(cfg, mc, strides(mc, every).1)
+}
+
+/// States a window spans at `stride`: the context, `min(S, 2 ctx)` horizons and the overlapping windows.
+fn span_at(cfg: &Config, mc: &MetaTrainConfig, stride: usize) -> usize {
+    (cfg.ctx + cfg.seq_len.min(2 * cfg.ctx) + mc.windows) * stride
 }
 
 /// The smallest and largest stride, in stored states, of the spacings `mc` asks for.
@@ -515,7 +545,10 @@ fn sample_batch(
         // A fixed spacing draws nothing here, so such runs sample exactly as before spacing ranges existed.
         let stride = if hi > lo { lo + rng.below((hi - lo + 1) as u64) as usize } else { lo };
         let n_states = data.sources[source].traj.n_states;
-        let need = window_span(cfg, mc, data.every);
+        let need = match mc.starts {
+            WindowStarts::Widest => window_span(cfg, mc, data.every),
+            WindowStarts::Drawn => span_at(cfg, mc, stride),
+        };
         if n_states <= need {
             return Err(MetaTrainError::WindowTooShort { index: source, states: n_states, need });
         }
@@ -620,7 +653,28 @@ fn window_loss_with(
     grad: &mut [f32],
     with_grad: bool,
 ) -> Result<(f64, usize), MetaTrainError> {
-    let cfg = &lay.cfg;
+    let src = &data.sources[w.source];
+    build_window(&lay.cfg, data, w, b)?;
+    let sample = Sample { graph: &src.graph, attr: &b.attr, lpe: &b.lpe, centrality: &src.centrality };
+    let scratch = sized(&mut b.scratch, meta::scratch_len(&lay.cfg, &src.graph));
+    let (target, mask) = (&b.target[..], &b.mask[..]);
+    if with_grad {
+        let (loss, count) = meta::loss_and_grad(cx, lay, params, &sample, target, mask, scratch, grad)?;
+        Ok((f64::from(loss), count))
+    } else {
+        let out = sized(&mut b.out, target.len());
+        meta::predict(cx, lay, params, &sample, scratch, out)?;
+        let (loss, count) = meta::masked_l1(out, target, mask, None);
+        if !loss.is_finite() {
+            return Err(MetaTrainError::NonFiniteLoss);
+        }
+        Ok((f64::from(loss), count))
+    }
+}
+
+/// Builds window `w`'s context, target and mask in `b` (its `attr`, `target`, `mask` and signed `lpe`: the
+/// model's [`Sample`] reads `attr` and `lpe`).
+fn build_window(cfg: &Config, data: &MetaData, w: &Window, b: &mut WindowBuffers) -> Result<(), MetaTrainError> {
     let src = &data.sources[w.source];
     let g = &src.graph;
     let (e, f, s) = (g.num_edges(), g.feat_slots(), cfg.seq_len);
@@ -633,20 +687,7 @@ fn window_loss_with(
     window::build(cfg, g, &b.states, w.len, sized(&mut b.window, window::scratch_len(cfg, g)), attr, target, mask)?;
     b.lpe.clear();
     b.lpe.extend(src.lpe.iter().enumerate().map(|(i, v)| v * w.signs[i % cfg.lpe]));
-    let sample = Sample { graph: g, attr, lpe: &b.lpe, centrality: &src.centrality };
-    let scratch = sized(&mut b.scratch, meta::scratch_len(cfg, g));
-    if with_grad {
-        let (loss, count) = meta::loss_and_grad(cx, lay, params, &sample, target, mask, scratch, grad)?;
-        Ok((f64::from(loss), count))
-    } else {
-        let out = sized(&mut b.out, e * f * s);
-        meta::predict(cx, lay, params, &sample, scratch, out)?;
-        let (loss, count) = meta::masked_l1(out, target, mask, None);
-        if !loss.is_finite() {
-            return Err(MetaTrainError::NonFiniteLoss);
-        }
-        Ok((f64::from(loss), count))
-    }
+    Ok(())
 }
 
 /// Pooled loss and count of the batch `windows` and, when `with_grad`, its summed gradient (left in `work`),
@@ -717,6 +758,69 @@ pub fn fixed_sample_loss(
         (loss, count) = (loss + l, count + n);
     }
     Ok(loss / count.max(1) as f64)
+}
+
+/// Masked L1 terms pooled per horizon: slot `k - 1` holds horizon `k`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HorizonL1 {
+    /// Sum of `|pred - target|` over the terms that reached each horizon.
+    pub sums: Vec<f64>,
+    /// Terms that reached each horizon.
+    pub counts: Vec<u64>,
+}
+
+impl HorizonL1 {
+    /// The mean L1 at each horizon; `None` where no term reached it.
+    pub fn means(&self) -> Vec<Option<f64>> {
+        self.sums.iter().zip(&self.counts).map(|(s, &n)| (n > 0).then(|| s / n as f64)).collect()
+    }
+
+    /// Adds `other`'s terms horizon by horizon.
+    fn add(&mut self, other: &HorizonL1) {
+        self.sums.iter_mut().zip(&other.sums).for_each(|(a, v)| *a += v);
+        self.counts.iter_mut().zip(&other.counts).for_each(|(a, v)| *a += v);
+    }
+}
+
+/// [`fixed_sample_loss`]'s windows scored horizon by horizon: the masked L1 sum and count at each of the
+/// model's `S` horizons, pooled over the windows. A nowcast reads one horizon (the schedule's `k`), so this
+/// says which horizons a lower pooled loss came from. Forward only, windows in parallel, summed in order.
+pub fn fixed_sample_by_horizon(
+    model: &MetaModel,
+    data: &MetaData,
+    mc: &MetaTrainConfig,
+    seed: u64,
+    batches: usize,
+) -> Result<HorizonL1, MetaTrainError> {
+    let (lay, s) = (&model.layout, model.layout.cfg.seq_len);
+    let mut rng = SplitMix64::new(seed);
+    let mut windows = Vec::new();
+    for _ in 0..batches {
+        windows.extend(sample_batch(data, &lay.cfg, mc, &mut rng)?);
+    }
+    let cx = crate::kernels::meta::host_compute();
+    let per_window: Vec<Result<HorizonL1, MetaTrainError>> = windows
+        .par_iter()
+        .map_init(WindowBuffers::default, |b, w| {
+            let src = &data.sources[w.source];
+            build_window(&lay.cfg, data, w, b)?;
+            let sample = Sample { graph: &src.graph, attr: &b.attr, lpe: &b.lpe, centrality: &src.centrality };
+            let scratch = sized(&mut b.scratch, meta::scratch_len(&lay.cfg, &src.graph));
+            let out = sized(&mut b.out, b.target.len());
+            meta::predict(cx, lay, &model.params, &sample, scratch, out)?;
+            let mut h = HorizonL1 { sums: vec![0.0; s], counts: vec![0; s] };
+            meta::masked_l1_by_horizon(out, &b.target, &b.mask, &mut h.sums, &mut h.counts)?;
+            if h.sums.iter().any(|v| !v.is_finite()) {
+                return Err(MetaTrainError::NonFiniteLoss);
+            }
+            Ok(h)
+        })
+        .collect();
+    let mut total = HorizonL1 { sums: vec![0.0; s], counts: vec![0; s] };
+    for h in per_window {
+        total.add(&h?);
+    }
+    Ok(total)
 }
 
 /// One row of the loss curve.
@@ -851,7 +955,7 @@ impl MetaTrainer {
             "steps": self.cfg.steps, "batch": self.cfg.batch, "windows": self.cfg.windows, "lr": self.cfg.lr,
             "weight_decay": self.cfg.weight_decay, "clip": self.cfg.clip, "spacing": self.cfg.spacing,
             "spacing_max": self.cfg.spacing_max, "fresh_lr": self.cfg.fresh_lr, "fresh": self.cfg.fresh,
-            "seed": self.cfg.seed, "data": data_dir,
+            "seed": self.cfg.seed, "starts": self.cfg.starts.name(), "data": data_dir,
         });
         let meta: HashMap<String, String> = [
             ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
@@ -888,6 +992,7 @@ impl MetaTrainer {
             o.entry("spacing_max").or_insert(spacing);
             o.entry("fresh_lr").or_insert(serde_json::Value::Null);
             o.entry("fresh").or_insert(serde_json::json!([]));
+            o.entry("starts").or_insert(serde_json::json!(WindowStarts::Widest.name()));
         }
         // Rates are f32: compared as f32, since serde_json's parser may miss an f64's last digit.
         let same = |k: &str, v: serde_json::Value| match (state.get(k), v.as_f64()) {
@@ -906,6 +1011,7 @@ impl MetaTrainer {
             ("fresh_lr", serde_json::json!(mc.fresh_lr)),
             ("fresh", serde_json::json!(mc.fresh)),
             ("seed", serde_json::json!(mc.seed)),
+            ("starts", serde_json::json!(mc.starts.name())),
             ("data", serde_json::json!(data_dir)),
         ];
         for (k, v) in checks {
@@ -1007,6 +1113,64 @@ mod tests {
         let (without, with) = (loss(false), loss(true));
         assert!(without.is_finite() && without > 0.0, "{without}");
         assert_eq!(with, without);
+    }
+
+    /// Horizon by horizon, the windows add up to the pooled loss; windows short of the last horizons
+    /// leave them with fewer terms.
+    #[test]
+    fn by_horizon_adds_up_to_the_pooled_loss() {
+        let cfg = Config { wte_pos_enc: false, hid: 8, ..Config::default() };
+        let m = MetaModel::init(&cfg, 3).unwrap();
+        // 80 states 20 steps apart at spacing 60 (every third state): a window holds at most 27 of them, 5
+        // for the context, so it reaches at most 22 of the 40 horizons.
+        let mc = MetaTrainConfig { batch: 2, windows: 2, spacing: 60, spacing_max: 60, ..Default::default() };
+        let data = MetaData::from_trajectories(vec![walk("conv:4,8", 80)], 20, &cfg).unwrap();
+        let pooled = fixed_sample_loss(&m, &data, &mc, 7, 2).unwrap();
+        let HorizonL1 { sums, counts } = fixed_sample_by_horizon(&m, &data, &mc, 7, 2).unwrap();
+        assert_eq!(sums.len(), cfg.seq_len);
+        let n: u64 = counts.iter().sum();
+        let by_horizon = sums.iter().sum::<f64>() / n as f64;
+        assert!(pooled.is_finite() && (by_horizon - pooled).abs() <= 1e-6 * pooled, "{by_horizon} vs {pooled}");
+        assert!(counts[0] > 0 && counts[22..].iter().all(|&c| c == 0), "{counts:?}");
+        assert!(counts.windows(2).all(|c| c[0] >= c[1]), "a window reaches horizons 1..=k: {counts:?}");
+    }
+
+    /// `drawn` lets short spacings start where `widest` never does, and every window still fits.
+    #[test]
+    fn drawn_window_starts_reach_later_states() {
+        let cfg = Config { wte_pos_enc: false, hid: 8, ..Config::default() };
+        let data = MetaData::from_trajectories(vec![walk("conv:4,8", 200)], 20, &cfg).unwrap();
+        // Strides 1..=3 states; a window spans (5 + 10 + 2) strides: 17 states at stride 1, 51 at stride 3.
+        let mc = MetaTrainConfig { batch: 4, windows: 2, spacing: 20, spacing_max: 60, ..Default::default() };
+        let starts = |starts| {
+            let mc = MetaTrainConfig { starts, ..mc.clone() };
+            let mut rng = SplitMix64::new(5);
+            let mut v = Vec::new();
+            for _ in 0..50 {
+                // An example's first window: the others start a stride later each.
+                for w in sample_batch(&data, &cfg, &mc, &mut rng).unwrap().iter().step_by(mc.windows) {
+                    let stride = w.states[1] - w.states[0];
+                    v.push((w.states[0], stride, *w.states.last().unwrap()));
+                }
+            }
+            v
+        };
+        let widest = starts(WindowStarts::Widest);
+        assert!(widest.iter().all(|&(s, _, _)| s < 200 - 51), "{widest:?}");
+        let drawn = starts(WindowStarts::Drawn);
+        assert!(drawn.iter().all(|&(s, stride, last)| s < 200 - 17 * stride && last < 200), "{drawn:?}");
+        assert!(drawn.iter().any(|&(s, stride, _)| stride == 1 && s >= 200 - 51), "none started late: {drawn:?}");
+    }
+
+    #[test]
+    fn window_starts_are_part_of_the_checkpoint() {
+        let cfg = tiny();
+        let mc = MetaTrainConfig { steps: 4, batch: 1, windows: 2, spacing: 20, spacing_max: 20, ..Default::default() };
+        let drawn = MetaTrainConfig { starts: WindowStarts::Drawn, ..mc.clone() };
+        let bytes = MetaTrainer::new(MetaModel::init(&cfg, 3).unwrap(), drawn.clone()).checkpoint_bytes("d").unwrap();
+        MetaTrainer::from_checkpoint(&bytes, &cfg, &drawn, "d").unwrap_or_else(|e| panic!("{e}"));
+        let e = MetaTrainer::from_checkpoint(&bytes, &cfg, &mc, "d").err().unwrap();
+        assert!(matches!(e, CheckpointProblem::Setting { key: "starts", .. }), "{e}");
     }
 
     #[test]

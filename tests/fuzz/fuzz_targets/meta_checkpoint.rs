@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use nino_core::nowcast::Config;
 use nino_core::nowcast::meta::Layout;
-use nino_host::meta::train::{MetaTrainConfig, MetaTrainer};
+use nino_host::meta::train::{MetaTrainConfig, MetaTrainer, WindowStarts};
 use safetensors::SafeTensors;
 use serde_json::Value;
 
@@ -38,6 +38,10 @@ fuzz_target!(|data: &[u8]| {
         spacing: u("spacing", d.spacing),
         spacing_max: u("spacing_max", d.spacing_max),
         seed: u("seed", d.seed),
+        starts: match state.get("starts").and_then(Value::as_str) {
+            Some("drawn") => WindowStarts::Drawn,
+            _ => WindowStarts::Widest,
+        },
         fresh_lr: state.get("fresh_lr").and_then(Value::as_f64).map(|v| v as f32),
         fresh: state.get("fresh").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default(),
     };

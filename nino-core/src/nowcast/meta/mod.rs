@@ -545,6 +545,37 @@ pub fn masked_l1(pred: &[f32], target: &[f32], mask: &[u8], dpred: Option<&mut [
     (acc.iter().sum(), count)
 }
 
+/// [`masked_l1`] split by horizon, added into caller-owned `sums` and `counts` (one slot per horizon, `S` of
+/// them; horizon-inner rows as [`predict`] writes them), because a nowcast uses one horizon and the pooled loss
+/// hides which ones a model improved. Sums in f64 (a few thousand terms per slot and window).
+pub fn masked_l1_by_horizon(
+    pred: &[f32],
+    target: &[f32],
+    mask: &[u8],
+    sums: &mut [f64],
+    counts: &mut [u64],
+) -> Result<(), Error> {
+    let s = sums.len();
+    check_len("counts", counts.len(), s)?;
+    if s == 0 {
+        return Err(Error::InvalidArgument("masked_l1_by_horizon needs at least one horizon"));
+    }
+    check_len("target", target.len(), pred.len())?;
+    check_len("mask", mask.len(), pred.len())?;
+    if !pred.len().is_multiple_of(s) {
+        return Err(Error::InvalidArgument("masked_l1_by_horizon: rows of S horizons"));
+    }
+    for ((p, y), m) in pred.chunks_exact(s).zip(target.chunks_exact(s)).zip(mask.chunks_exact(s)) {
+        for k in 0..s {
+            if m[k] != 0 {
+                sums[k] += f64::from(libm::fabsf(p[k] - y[k]));
+                counts[k] += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Partial sums of [`masked_l1`]: eight f32 lanes, one AVX2 register.
 const L1_LANES: usize = 8;
 

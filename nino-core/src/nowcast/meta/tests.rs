@@ -358,3 +358,31 @@ fn masked_l1_lanes_and_tail_match_the_plain_sum() {
     mask[3] = 1;
     assert!(masked_l1(&pred_off, &target, &mask, None).0.is_nan());
 }
+
+#[test]
+fn masked_l1_by_horizon_splits_the_pooled_loss() {
+    // Two rows of S = 3 horizons; the second row reaches only its first horizon.
+    let pred = [1.0, 2.0, 3.0, -1.0, 5.0, f32::NAN];
+    let target = [0.0, 0.0, 0.0, 1.0, 0.0, 0.0];
+    let mask = [1u8, 1, 1, 1, 0, 0];
+    let (mut sums, mut counts) = ([0.0f64; 3], [0u64; 3]);
+    masked_l1_by_horizon(&pred, &target, &mask, &mut sums, &mut counts).unwrap();
+    assert_eq!((sums, counts), ([1.0 + 2.0, 2.0, 3.0], [2, 1, 1]));
+    // Slot by slot it adds up to the pooled loss, and a second call accumulates.
+    let (pooled, n) = masked_l1(&pred, &target, &mask, None);
+    assert_eq!((sums.iter().sum::<f64>() as f32, counts.iter().sum::<u64>() as usize), (pooled, n));
+    masked_l1_by_horizon(&pred, &target, &mask, &mut sums, &mut counts).unwrap();
+    assert_eq!(counts, [4, 2, 2]);
+}
+
+#[test]
+fn masked_l1_by_horizon_rejects_ragged_buffers() {
+    let (p, m) = ([0.0f32; 6], [1u8; 6]);
+    let (mut sums, mut counts) = ([0.0f64; 4], [0u64; 4]);
+    assert!(masked_l1_by_horizon(&p, &p, &m, &mut sums, &mut counts).is_err(), "6 is not rows of 4");
+    assert!(masked_l1_by_horizon(&p, &p[..5], &m, &mut sums[..3], &mut counts[..3]).is_err());
+    assert!(masked_l1_by_horizon(&p, &p, &m[..3], &mut sums[..3], &mut counts[..3]).is_err());
+    assert!(masked_l1_by_horizon(&p, &p, &m, &mut sums[..3], &mut counts[..2]).is_err());
+    assert!(masked_l1_by_horizon(&p, &p, &m, &mut [], &mut []).is_err());
+    assert_eq!(counts, [0; 4], "nothing is added on an error");
+}
