@@ -273,6 +273,12 @@ fn validation_spacing_ranges_folders_and_meta_eval_agree() {
     }
     let pooled = m["masked_l1"].as_f64().unwrap();
     assert!(n > 0 && (sum / n as f64 - pooled).abs() <= 1e-6 * pooled, "{} vs {pooled}", sum / n as f64);
+    let e = ok(&[&common[..], &["--horizons", "2,1"]].concat());
+    let at: f64 = e.split("at horizons [2, 1]: ").nth(1).unwrap().trim().parse().unwrap();
+    let want = (l1[0].as_f64().unwrap() + l1[1].as_f64().unwrap()) / 2.0;
+    assert!((at - want).abs() <= 5.1e-6, "{at} vs {want}");
+    let r = nino(&[&common[..], &["--horizons", "41"]].concat());
+    assert!(!r.status.success() && String::from_utf8_lossy(&r.stderr).lines().count() == 1);
     ok(&[&common[..], &["--window-starts", "drawn"]].concat());
     let drawn: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(drawn["window_starts"], "drawn");

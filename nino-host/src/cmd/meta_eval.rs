@@ -50,6 +50,10 @@ pub struct MetaEvalArgs {
     /// Also print (and write to --json) the masked L1 at each horizon k, with how many terms reached it.
     #[arg(long)]
     pub per_horizon: bool,
+    /// Also print the mean of the per-horizon L1 at these horizons (`40,33,26,21,16`: static 1000's first five
+    /// nowcasts), each horizon weighted equally, as a single figure to compare models on.
+    #[arg(long, value_name = "K,...", value_delimiter = ',')]
+    pub horizons: Vec<usize>,
     /// Also write the results as JSON (atomically).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -85,10 +89,23 @@ pub fn run(a: &MetaEvalArgs) -> anyhow::Result<()> {
             a.batches * a.batch * a.windows
         );
         let mut row = serde_json::json!({"weights": path.display().to_string(), "masked_l1": loss});
-        if a.per_horizon {
+        if a.per_horizon || !a.horizons.is_empty() {
             let h = fixed_sample_by_horizon(&model, &data, &mc, VAL_SEED, a.batches)?;
-            row["by_horizon"] = serde_json::json!({"l1": h.means(), "count": h.counts});
-            horizons.push((path.display().to_string(), h));
+            if !a.horizons.is_empty() {
+                let Some(at) = h.mean_at(&a.horizons) else {
+                    bail!(
+                        "--horizons {:?}: each must be in 1..={} and reached by some window (see --per-horizon)",
+                        a.horizons,
+                        h.counts.len()
+                    );
+                };
+                println!("{}: masked L1 at horizons {:?}: {at:.5}", path.display(), a.horizons);
+                row["horizons"] = serde_json::json!({"k": a.horizons, "l1": at});
+            }
+            if a.per_horizon {
+                row["by_horizon"] = serde_json::json!({"l1": h.means(), "count": h.counts});
+                horizons.push((path.display().to_string(), h));
+            }
         }
         results.push(row);
     }

@@ -775,6 +775,17 @@ impl HorizonL1 {
         self.sums.iter().zip(&self.counts).map(|(s, &n)| (n > 0).then(|| s / n as f64)).collect()
     }
 
+    /// The mean of the per-horizon means at horizons `ks` (1-based), each weighted equally; `None` if one
+    /// is out of range or reached by no term.
+    pub fn mean_at(&self, ks: &[usize]) -> Option<f64> {
+        let means = self.means();
+        let mut sum = 0.0;
+        for &k in ks {
+            sum += means.get(k.checked_sub(1)?).copied().flatten()?;
+        }
+        (!ks.is_empty()).then(|| sum / ks.len() as f64)
+    }
+
     /// Adds `other`'s terms horizon by horizon.
     fn add(&mut self, other: &HorizonL1) {
         self.sums.iter_mut().zip(&other.sums).for_each(|(a, v)| *a += v);
@@ -1133,6 +1144,12 @@ mod tests {
         assert!(pooled.is_finite() && (by_horizon - pooled).abs() <= 1e-6 * pooled, "{by_horizon} vs {pooled}");
         assert!(counts[0] > 0 && counts[22..].iter().all(|&c| c == 0), "{counts:?}");
         assert!(counts.windows(2).all(|c| c[0] >= c[1]), "a window reaches horizons 1..=k: {counts:?}");
+        let h = HorizonL1 { sums, counts };
+        let m = h.means();
+        assert_eq!(h.mean_at(&[1, 3]), Some((m[0].unwrap() + m[2].unwrap()) / 2.0));
+        for bad in [&[0][..], &[23], &[41], &[]] {
+            assert_eq!(h.mean_at(bad), None, "{bad:?}");
+        }
     }
 
     /// `drawn` lets short spacings start where `widest` never does, and every window still fits.
