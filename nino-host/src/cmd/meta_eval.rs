@@ -115,7 +115,8 @@ pub fn run(a: &MetaEvalArgs) -> anyhow::Result<()> {
     if let Some(out) = &a.json {
         let doc = serde_json::json!({
             "data": key, "batches": a.batches, "batch": a.batch, "windows": a.windows,
-            "spacing": [a.spacing.0, a.spacing.1], "window_starts": a.window_starts.name(), "seed": VAL_SEED, "models": results,
+            "spacing": [a.spacing.0, a.spacing.1], "window_starts": a.window_starts.name(), "seed": VAL_SEED,
+            "models": results,
         });
         let mut text = serde_json::to_string_pretty(&doc)?;
         text.push('\n');
