@@ -45,7 +45,7 @@ pub struct MetaEvalArgs {
     #[arg(long, default_value = "200", value_parser = parse_spacing)]
     pub spacing: (u64, u64),
     /// How late a window may start (as `nino meta-train --window-starts`).
-    #[arg(long, value_enum, default_value = "widest")]
+    #[arg(long, value_name = "widest|drawn", default_value = "widest")]
     pub window_starts: WindowStarts,
     /// Also print (and write to --json) the masked L1 at each horizon k, with how many terms reached it.
     #[arg(long)]

@@ -114,7 +114,7 @@ pub struct MetaTrainArgs {
     /// How late a window may start: `widest` bounds every example's start by a window's span at the widest
     /// spacing (the reference's rule), `drawn` by its span at the spacing the example drew, so that short
     /// spacings also sample the later part of each trajectory.
-    #[arg(long, value_enum, default_value = "widest")]
+    #[arg(long, value_name = "widest|drawn", default_value = "widest")]
     pub window_starts: WindowStarts,
     /// Seed of the initialisation and the sampler.
     #[arg(long, default_value_t = 0)]

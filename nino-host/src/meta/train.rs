@@ -315,7 +315,7 @@ impl Default for MetaTrainConfig {
 
 /// Where a window may start, as a bound on its first state: the trajectory's length less a window's span
 /// (context, `min(S, 2 ctx)` horizons and the overlapping windows, in strides).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WindowStarts {
     /// The span at the widest spacing, for every example (the reference's rule, which has one spacing):
     /// with `--spacing 100-300` on 8,000-step trajectories windows start in the first 29%.
@@ -331,6 +331,19 @@ impl WindowStarts {
         match self {
             WindowStarts::Widest => "widest",
             WindowStarts::Drawn => "drawn",
+        }
+    }
+}
+
+impl std::str::FromStr for WindowStarts {
+    type Err = String;
+
+    /// Reads [`WindowStarts::name`].
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "widest" => Ok(WindowStarts::Widest),
+            "drawn" => Ok(WindowStarts::Drawn),
+            _ => Err(format!("`{s}`: expected `widest` or `drawn`")),
         }
     }
 }
@@ -1188,6 +1201,10 @@ mod tests {
         MetaTrainer::from_checkpoint(&bytes, &cfg, &drawn, "d").unwrap_or_else(|e| panic!("{e}"));
         let e = MetaTrainer::from_checkpoint(&bytes, &cfg, &mc, "d").err().unwrap();
         assert!(matches!(e, CheckpointProblem::Setting { key: "starts", .. }), "{e}");
+        for w in [WindowStarts::Widest, WindowStarts::Drawn] {
+            assert_eq!(w.name().parse::<WindowStarts>(), Ok(w));
+        }
+        assert!("late".parse::<WindowStarts>().is_err());
     }
 
     #[test]
