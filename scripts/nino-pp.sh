@@ -3,7 +3,8 @@
 # configuration (V0, LPE 8, MLP head) from the published nino_no_posw and from scratch, and the NiNo++
 # variants (centrality V0*, the elbow's LPE count 4, GRU and LSTM heads, LSTM with 10 context states).
 # Every run validates on the held-out `val` folder; at the end `nino meta-eval` scores every model and
-# nino_no_posw on the same validation windows (OUT_DIR/val.json).
+# nino_no_posw on the same validation windows (OUT_DIR/val.json) and at the nowcasts' horizons on windows
+# that may start late (OUT_DIR/val-horizons.json, the fourth candidate's figure).
 #
 # Usage: scripts/nino-pp.sh META_DIR OUT_DIR     (META_DIR: the meta-dataset folder)
 #   STEPS (1000 updates), SPACING (100-300), VAL_EVERY (50), VARIANTS (names, default all) override.
@@ -50,6 +51,10 @@ variants=(
   "gru-v0-lpe8-fresh|--head gru --lr $lr_init --fresh-lr $lr_head --init $published"
   "lstm-v0-lpe8-fresh|--head lstm --lr $lr_init --fresh-lr $lr_head --init $published"
   "lstm-v0-lpe8-ctx10|--head lstm --lr $lr_head --ctx 10 --spacing $spacing_ctx10 --init $published"
+  # The fourth candidate's two runs (docs/results/nino-pp-meta-training.md), only when named in VARIANTS:
+  # STEPS=3000 VARIANTS="pp4a pp4b" scripts/nino-pp.sh META OUT.
+  "pp4a|--head mlp --lr 1e-4 --centrality --fresh-lr 3e-3 --window-starts drawn --init $published"
+  "pp4b|--head mlp --lr 3e-4 --centrality --fresh-lr 3e-3 --window-starts drawn --init $published"
 )
 for want in ${VARIANTS:-}; do
   printf '%s\n' "${variants[@]}" | grep -q "^$want|" || { echo "unknown variant: $want" >&2; exit 2; }
@@ -60,6 +65,8 @@ for v in "${variants[@]}"; do
   name=${v%%|*}
   flags=${v#*|}
   [ -z "${VARIANTS:-}" ] || [[ " $VARIANTS " == *" $name "* ]] || continue
+  # The candidates' runs are not part of the equal-budget ablation: they run only when named.
+  [ -n "${VARIANTS:-}" ] || [[ $name != pp4* ]] || continue
   if [[ $flags == *--spacing* ]]; then
     models_ctx10+=(--weights "$out/$name.safetensors")
   else
@@ -78,6 +85,10 @@ weights=()
 for m in "${models[@]}"; do weights+=(--weights "$m"); done
 nice -n "${NICE:-19}" "$nino" meta-eval --data "$meta/val" "${weights[@]}" --batches 8 --spacing "$spacing" \
   --json "$out/val.json" | tee -a "$log"
+# The fourth candidate's selection figure: the L1 at static 1000's first five horizons, on windows that
+# may start late in a trajectory.
+nice -n "${NICE:-19}" "$nino" meta-eval --data "$meta/val" "${weights[@]}" --batches 8 --spacing "$spacing" \
+  --window-starts drawn --horizons 40,33,26,21,16 --json "$out/val-horizons.json" | tee -a "$log"
 # The ten-state model reads other windows; nino_no_posw is scored on them beside it.
 if [ ${#models_ctx10[@]} -gt 0 ]; then
   nice -n "${NICE:-19}" "$nino" meta-eval --data "$meta/val" --weights "$published" "${models_ctx10[@]}" --batches 8 \

@@ -88,3 +88,42 @@ fn confirm_model_by_seed_pairs_each_seed_then_rebuilds_the_table_over_all() {
         .collect();
     assert_eq!(confirm_model_calls(true, "306-307,309"), want);
 }
+
+/// Runs `scripts/nino-pp.sh` on a meta-dataset of empty manifests with a stand-in `nino` that records
+/// each call's arguments, and returns the calls.
+fn nino_pp_calls(variants: Option<&str>) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, calls, meta) = (dir.path().join("nino"), dir.path().join("calls"), dir.path().join("meta"));
+    std::fs::create_dir_all(meta.join("fm16-a")).unwrap();
+    std::fs::write(meta.join("fm16-a/manifest.json"), b"{}").unwrap();
+    std::fs::write(&fake, format!("#!/bin/sh\necho \"$*\" >> {}\n", calls.display())).unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new("bash");
+    cmd.current_dir(root()).arg("scripts/nino-pp.sh").args([&meta, &dir.path().join("out")]).env("NINO", &fake);
+    if let Some(v) = variants {
+        cmd.env("VARIANTS", v);
+    }
+    let out = cmd.output().expect("bash runs scripts/nino-pp.sh");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read_to_string(&calls).unwrap().lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn nino_pp_runs_the_fourth_candidate_only_when_named_and_scores_its_figure() {
+    let all = nino_pp_calls(None);
+    let trained: Vec<&String> = all.iter().filter(|c| c.starts_with("meta-train")).collect();
+    assert_eq!(trained.len(), 10, "{all:#?}");
+    assert!(!trained.iter().any(|c| c.contains("pp4")), "a candidate ran in the ablation: {all:#?}");
+
+    let pp4 = nino_pp_calls(Some("pp4a pp4b"));
+    let trained: Vec<&String> = pp4.iter().filter(|c| c.starts_with("meta-train")).collect();
+    assert_eq!(trained.len(), 2, "{pp4:#?}");
+    for (c, lr) in trained.iter().zip(["--lr 1e-4", "--lr 3e-4"]) {
+        for flag in [lr, "--centrality", "--fresh-lr 3e-3", "--window-starts drawn", "--init", "--spacing 100-300"] {
+            assert!(c.contains(flag), "{flag} missing from {c}");
+        }
+    }
+    let figure = pp4.iter().find(|c| c.contains("--horizons")).expect("the selection figure");
+    assert!(figure.contains("--window-starts drawn --horizons 40,33,26,21,16"), "{figure}");
+    assert!(figure.contains("nino_no_posw") && figure.contains("pp4a") && figure.contains("pp4b"), "{figure}");
+}
