@@ -666,23 +666,39 @@ fn window_loss_with(
     grad: &mut [f32],
     with_grad: bool,
 ) -> Result<(f64, usize), MetaTrainError> {
+    if !with_grad {
+        predict_window(cx, lay, params, data, w, b)?;
+        let (loss, count) = meta::masked_l1(&b.out, &b.target, &b.mask, None);
+        if !loss.is_finite() {
+            return Err(MetaTrainError::NonFiniteLoss);
+        }
+        return Ok((f64::from(loss), count));
+    }
     let src = &data.sources[w.source];
     build_window(&lay.cfg, data, w, b)?;
     let sample = Sample { graph: &src.graph, attr: &b.attr, lpe: &b.lpe, centrality: &src.centrality };
     let scratch = sized(&mut b.scratch, meta::scratch_len(&lay.cfg, &src.graph));
-    let (target, mask) = (&b.target[..], &b.mask[..]);
-    if with_grad {
-        let (loss, count) = meta::loss_and_grad(cx, lay, params, &sample, target, mask, scratch, grad)?;
-        Ok((f64::from(loss), count))
-    } else {
-        let out = sized(&mut b.out, target.len());
-        meta::predict(cx, lay, params, &sample, scratch, out)?;
-        let (loss, count) = meta::masked_l1(out, target, mask, None);
-        if !loss.is_finite() {
-            return Err(MetaTrainError::NonFiniteLoss);
-        }
-        Ok((f64::from(loss), count))
-    }
+    let (loss, count) = meta::loss_and_grad(cx, lay, params, &sample, &b.target, &b.mask, scratch, grad)?;
+    Ok((f64::from(loss), count))
+}
+
+/// Builds window `w` in `b` and writes the model's predictions for it into `b.out` (forward only), beside
+/// the window's `b.target` and `b.mask`.
+fn predict_window(
+    cx: meta::Compute<'_>,
+    lay: &Layout,
+    params: &[f32],
+    data: &MetaData,
+    w: &Window,
+    b: &mut WindowBuffers,
+) -> Result<(), MetaTrainError> {
+    let src = &data.sources[w.source];
+    build_window(&lay.cfg, data, w, b)?;
+    let sample = Sample { graph: &src.graph, attr: &b.attr, lpe: &b.lpe, centrality: &src.centrality };
+    let scratch = sized(&mut b.scratch, meta::scratch_len(&lay.cfg, &src.graph));
+    let out = sized(&mut b.out, b.target.len());
+    meta::predict(cx, lay, params, &sample, scratch, out)?;
+    Ok(())
 }
 
 /// Builds window `w`'s context, target and mask in `b` (its `attr`, `target`, `mask` and signed `lpe`: the
@@ -826,14 +842,9 @@ pub fn fixed_sample_by_horizon(
     let per_window: Vec<Result<HorizonL1, MetaTrainError>> = windows
         .par_iter()
         .map_init(WindowBuffers::default, |b, w| {
-            let src = &data.sources[w.source];
-            build_window(&lay.cfg, data, w, b)?;
-            let sample = Sample { graph: &src.graph, attr: &b.attr, lpe: &b.lpe, centrality: &src.centrality };
-            let scratch = sized(&mut b.scratch, meta::scratch_len(&lay.cfg, &src.graph));
-            let out = sized(&mut b.out, b.target.len());
-            meta::predict(cx, lay, &model.params, &sample, scratch, out)?;
+            predict_window(cx, lay, &model.params, data, w, b)?;
             let mut h = HorizonL1 { sums: vec![0.0; s], counts: vec![0; s] };
-            meta::masked_l1_by_horizon(out, &b.target, &b.mask, &mut h.sums, &mut h.counts)?;
+            meta::masked_l1_by_horizon(&b.out, &b.target, &b.mask, &mut h.sums, &mut h.counts)?;
             if h.sums.iter().any(|v| !v.is_finite()) {
                 return Err(MetaTrainError::NonFiniteLoss);
             }
