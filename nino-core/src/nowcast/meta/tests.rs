@@ -66,7 +66,12 @@ fn linear_loss(lay: &Layout, p: &[f32], d: &Data, w: &[f32]) -> (f64, Vec<f32>) 
 }
 
 fn check_variant(arch: &Arch, head: Head, centrality: bool) {
-    let c = cfg(head, centrality);
+    check_depth(arch, head, centrality, 3);
+}
+
+/// [`check_variant`] at `layers` message-passing layers (the head reads `E_0` itself at one).
+fn check_depth(arch: &Arch, head: Head, centrality: bool, layers: usize) {
+    let c = Config { layers, ..cfg(head, centrality) };
     let lay = Layout::new(&c).unwrap();
     let d = data(arch, &c, 7);
     let mut r = SplitMix64::new(11);
@@ -110,11 +115,16 @@ fn check_variant(arch: &Arch, head: Head, centrality: bool) {
         worst.0
     );
 
-    // Every tensor gets a gradient, except the last message-passing layer, which nothing reads (quirk Q1).
+    // Every tensor gets a gradient, except the last message-passing layer, which nothing reads (quirk Q1),
+    // and with one layer the node projections that only it would read.
     Layout::visit(&c, &mut |t| {
         let norm: f32 = grad[t.offset..t.offset + t.len()].iter().map(|g| g * g).sum();
         assert!(norm.is_finite(), "{}: gradient norm {norm}", t.key);
-        let unused = t.key.starts_with("gnn.convs.2.");
+        let mut last = Key::new();
+        let _ = write!(last, "gnn.convs.{}.", layers - 1);
+        // With one layer nothing reads the node features either.
+        let nodes = t.key.starts_with("node_proj.") || t.key.starts_with("cent_proj.");
+        let unused = t.key.starts_with(last.as_str()) || (layers == 1 && nodes);
         // layer_embed rows of edge types the graph lacks stay zero; the tensor as a whole must not.
         assert_eq!(norm == 0.0, unused, "{}: gradient norm {norm}", t.key);
         Ok(())
@@ -122,6 +132,7 @@ fn check_variant(arch: &Arch, head: Head, centrality: bool) {
     .unwrap();
 }
 
+use core::fmt::Write;
 use layout::Key;
 
 fn tiny_conv() -> Arch {
@@ -136,6 +147,16 @@ fn tiny_mlp() -> Arch {
 fn mlp_head_gradients_match_finite_differences() {
     check_variant(&tiny_conv(), Head::Mlp, false);
     check_variant(&tiny_mlp(), Head::Mlp, false);
+}
+
+/// One and two layers: the head then reads the input projection's `E_0`, or the first edge update's output,
+/// through the composed linears of `fold`.
+#[test]
+fn shallow_models_gradients_match_finite_differences() {
+    for layers in [1, 2] {
+        check_depth(&tiny_conv(), Head::Mlp, true, layers);
+        check_depth(&tiny_conv(), Head::Lstm, false, layers);
+    }
 }
 
 #[test]
