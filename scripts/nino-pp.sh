@@ -8,6 +8,8 @@
 #
 # Usage: scripts/nino-pp.sh META_DIR OUT_DIR     (META_DIR: the meta-dataset folder)
 #   STEPS (1000 updates), SPACING (100-300), VAL_EVERY (50), VARIANTS (names, default all) override.
+#   SEEDS (meta-training seeds, default "0"): a row of the ablation per variant and seed; seed 0 writes
+#   NAME.safetensors as before, seed S writes NAME-sS.safetensors.
 #   Learning rates by where a variant starts: LR_INIT (3e-5) for models that start as nino_no_posw's
 #   function (MLP head; the fine-tuning sweep in docs/results/nino-pp-meta-training.md: 3e-4 raised the
 #   validation L1, 1e-5 to 1e-4 lowered it), LR_HEAD (3e-4) for recurrent heads, whose cells start fresh
@@ -62,24 +64,30 @@ done
 models=("$published")
 models_ctx10=()
 for v in "${variants[@]}"; do
-  name=${v%%|*}
+  base=${v%%|*}
   flags=${v#*|}
-  [ -z "${VARIANTS:-}" ] || [[ " $VARIANTS " == *" $name "* ]] || continue
+  [ -z "${VARIANTS:-}" ] || [[ " $VARIANTS " == *" $base "* ]] || continue
   # The candidates' runs are not part of the equal-budget ablation: they run only when named.
-  [ -n "${VARIANTS:-}" ] || [[ $name != pp4* ]] || continue
-  if [[ $flags == *--spacing* ]]; then
-    models_ctx10+=(--weights "$out/$name.safetensors")
-  else
-    models+=("$out/$name.safetensors")
-    flags+=" --spacing $spacing"
-  fi
-  [ -f "$out/$name.safetensors" ] && continue
-  resume=()
-  [ -f "$out/$name.ckpt.safetensors" ] && resume=(--resume)
-  echo "$(date -u +%FT%TZ) $name: nino meta-train $flags" >>"$log"
-  # shellcheck disable=SC2086 # flags are word lists by design
-  nice -n "${NICE:-19}" "$nino" meta-train --data "$data" --val "$meta/val" --out "$out/$name.safetensors" \
-    --steps "$steps" --seed 0 --val-every "${VAL_EVERY:-50}" --no-progress "${resume[@]}" $flags >>"$log" 2>&1
+  [ -n "${VARIANTS:-}" ] || [[ $base != pp4* ]] || continue
+  own_spacing=0
+  [[ $flags == *--spacing* ]] && own_spacing=1
+  [ $own_spacing = 1 ] || flags+=" --spacing $spacing"
+  for seed in ${SEEDS:-0}; do
+    name=$base
+    [ "$seed" = 0 ] || name+="-s$seed"
+    if [ $own_spacing = 1 ]; then
+      models_ctx10+=(--weights "$out/$name.safetensors")
+    else
+      models+=("$out/$name.safetensors")
+    fi
+    [ -f "$out/$name.safetensors" ] && continue
+    resume=()
+    [ -f "$out/$name.ckpt.safetensors" ] && resume=(--resume)
+    echo "$(date -u +%FT%TZ) $name: nino meta-train --seed $seed $flags" >>"$log"
+    # shellcheck disable=SC2086 # flags are word lists by design
+    nice -n "${NICE:-19}" "$nino" meta-train --data "$data" --val "$meta/val" --out "$out/$name.safetensors" \
+      --steps "$steps" --seed "$seed" --val-every "${VAL_EVERY:-50}" --no-progress "${resume[@]}" $flags >>"$log" 2>&1
+  done
 done
 weights=()
 for m in "${models[@]}"; do weights+=(--weights "$m"); done

@@ -92,6 +92,11 @@ fn confirm_model_by_seed_pairs_each_seed_then_rebuilds_the_table_over_all() {
 /// Runs `scripts/nino-pp.sh` on a meta-dataset of empty manifests with a stand-in `nino` that records
 /// each call's arguments, and returns the calls.
 fn nino_pp_calls(variants: Option<&str>) -> Vec<String> {
+    nino_pp_calls_with(variants, None)
+}
+
+/// [`nino_pp_calls`] with `SEEDS` set when given.
+fn nino_pp_calls_with(variants: Option<&str>, seeds: Option<&str>) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let (fake, calls, meta) = (dir.path().join("nino"), dir.path().join("calls"), dir.path().join("meta"));
     std::fs::create_dir_all(meta.join("fm16-a")).unwrap();
@@ -102,6 +107,9 @@ fn nino_pp_calls(variants: Option<&str>) -> Vec<String> {
     cmd.current_dir(root()).arg("scripts/nino-pp.sh").args([&meta, &dir.path().join("out")]).env("NINO", &fake);
     if let Some(v) = variants {
         cmd.env("VARIANTS", v);
+    }
+    if let Some(s) = seeds {
+        cmd.env("SEEDS", s);
     }
     let out = cmd.output().expect("bash runs scripts/nino-pp.sh");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -126,4 +134,31 @@ fn nino_pp_runs_the_fourth_candidate_only_when_named_and_scores_its_figure() {
     let figure = pp4.iter().find(|c| c.contains("--horizons")).expect("the selection figure");
     assert!(figure.contains("--window-starts drawn --horizons 40,33,26,21,16"), "{figure}");
     assert!(figure.contains("nino_no_posw") && figure.contains("pp4a") && figure.contains("pp4b"), "{figure}");
+}
+
+#[test]
+fn nino_pp_trains_a_row_per_seed_and_scores_them_all() {
+    let calls = nino_pp_calls_with(Some("mlp-v0-lpe8 lstm-v0-lpe8-ctx10"), Some("0 1 2"));
+    let trained: Vec<&String> = calls.iter().filter(|c| c.starts_with("meta-train")).collect();
+    assert_eq!(trained.len(), 6, "{calls:#?}");
+    for (c, (name, seed)) in trained.iter().zip([
+        ("mlp-v0-lpe8.", 0),
+        ("mlp-v0-lpe8-s1.", 1),
+        ("mlp-v0-lpe8-s2.", 2),
+        ("lstm-v0-lpe8-ctx10.", 0),
+        ("lstm-v0-lpe8-ctx10-s1.", 1),
+        ("lstm-v0-lpe8-ctx10-s2.", 2),
+    ]) {
+        assert!(c.contains(&format!("/{name}safetensors")) && c.contains(&format!("--seed {seed} ")), "{c}");
+    }
+    assert!(trained[0].contains("--spacing 100-300") && trained[3].contains("--spacing 60-150"), "{calls:#?}");
+    assert!(!trained[3].contains("--spacing 100-300"), "{}", trained[3]);
+    let evals: Vec<&String> = calls.iter().filter(|c| c.starts_with("meta-eval")).collect();
+    assert_eq!(evals.len(), 3, "{calls:#?}");
+    for s in ["mlp-v0-lpe8.", "mlp-v0-lpe8-s1.", "mlp-v0-lpe8-s2."] {
+        assert!(evals[0].contains(s) && evals[1].contains(s), "{s} not scored: {calls:#?}");
+    }
+    for s in ["ctx10.", "ctx10-s1.", "ctx10-s2."] {
+        assert!(evals[2].contains(s) && !evals[0].contains(s), "{s} scored on the wrong windows: {calls:#?}");
+    }
 }
