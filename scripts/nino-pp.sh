@@ -9,7 +9,8 @@
 # Usage: scripts/nino-pp.sh META_DIR OUT_DIR     (META_DIR: the meta-dataset folder)
 #   STEPS (1000 updates), SPACING (100-300), VAL_EVERY (50), VARIANTS (names, default all) override.
 #   SEEDS (meta-training seeds, default "0"): a row of the ablation per variant and seed; seed 0 writes
-#   NAME.safetensors as before, seed S writes NAME-sS.safetensors.
+#   NAME.safetensors as before, seed S writes NAME-sS.safetensors. STARTS (widest or drawn) sets
+#   `--window-starts` for every variant that does not set its own.
 #   Learning rates by where a variant starts: LR_INIT (3e-5) for models that start as nino_no_posw's
 #   function (MLP head; the fine-tuning sweep in docs/results/nino-pp-meta-training.md: 3e-4 raised the
 #   validation L1, 1e-5 to 1e-4 lowered it), LR_HEAD (3e-4) for recurrent heads, whose cells start fresh
@@ -72,6 +73,7 @@ for v in "${variants[@]}"; do
   own_spacing=0
   [[ $flags == *--spacing* ]] && own_spacing=1
   [ $own_spacing = 1 ] || flags+=" --spacing $spacing"
+  [ -z "${STARTS:-}" ] || [[ $flags == *--window-starts* ]] || flags+=" --window-starts $STARTS"
   for seed in ${SEEDS:-0}; do
     name=$base
     [ "$seed" = 0 ] || name+="-s$seed"

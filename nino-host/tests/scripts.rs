@@ -92,11 +92,11 @@ fn confirm_model_by_seed_pairs_each_seed_then_rebuilds_the_table_over_all() {
 /// Runs `scripts/nino-pp.sh` on a meta-dataset of empty manifests with a stand-in `nino` that records
 /// each call's arguments, and returns the calls.
 fn nino_pp_calls(variants: Option<&str>) -> Vec<String> {
-    nino_pp_calls_with(variants, None)
+    nino_pp_calls_with(variants, &[])
 }
 
-/// [`nino_pp_calls`] with `SEEDS` set when given.
-fn nino_pp_calls_with(variants: Option<&str>, seeds: Option<&str>) -> Vec<String> {
+/// [`nino_pp_calls`] with more variables of the script's environment set.
+fn nino_pp_calls_with(variants: Option<&str>, env: &[(&str, &str)]) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let (fake, calls, meta) = (dir.path().join("nino"), dir.path().join("calls"), dir.path().join("meta"));
     std::fs::create_dir_all(meta.join("fm16-a")).unwrap();
@@ -108,9 +108,7 @@ fn nino_pp_calls_with(variants: Option<&str>, seeds: Option<&str>) -> Vec<String
     if let Some(v) = variants {
         cmd.env("VARIANTS", v);
     }
-    if let Some(s) = seeds {
-        cmd.env("SEEDS", s);
-    }
+    cmd.envs(env.iter().copied());
     let out = cmd.output().expect("bash runs scripts/nino-pp.sh");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::read_to_string(&calls).unwrap().lines().map(str::to_owned).collect()
@@ -138,7 +136,7 @@ fn nino_pp_runs_the_fourth_candidate_only_when_named_and_scores_its_figure() {
 
 #[test]
 fn nino_pp_trains_a_row_per_seed_and_scores_them_all() {
-    let calls = nino_pp_calls_with(Some("mlp-v0-lpe8 lstm-v0-lpe8-ctx10"), Some("0 1 2"));
+    let calls = nino_pp_calls_with(Some("mlp-v0-lpe8 lstm-v0-lpe8-ctx10"), &[("SEEDS", "0 1 2")]);
     let trained: Vec<&String> = calls.iter().filter(|c| c.starts_with("meta-train")).collect();
     assert_eq!(trained.len(), 6, "{calls:#?}");
     for (c, (name, seed)) in trained.iter().zip([
@@ -161,4 +159,16 @@ fn nino_pp_trains_a_row_per_seed_and_scores_them_all() {
     for s in ["ctx10.", "ctx10-s1.", "ctx10-s2."] {
         assert!(evals[2].contains(s) && !evals[0].contains(s), "{s} scored on the wrong windows: {calls:#?}");
     }
+}
+
+#[test]
+fn nino_pp_starts_sets_the_window_rule_of_every_variant_without_its_own() {
+    let calls = nino_pp_calls_with(Some("mlp-v0-lpe8 gru-v0-lpe8-fresh pp4b"), &[("STARTS", "drawn")]);
+    let trained: Vec<&String> = calls.iter().filter(|c| c.starts_with("meta-train")).collect();
+    assert_eq!(trained.len(), 3, "{calls:#?}");
+    for c in &trained {
+        assert_eq!(c.matches("--window-starts drawn").count(), 1, "{c}");
+    }
+    let plain = nino_pp_calls(Some("mlp-v0-lpe8"));
+    assert!(!plain.iter().any(|c| c.starts_with("meta-train") && c.contains("--window-starts")), "{plain:#?}");
 }
