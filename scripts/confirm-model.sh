@@ -13,6 +13,9 @@
 #   seeds rather than one model's arms alone; the task's table is rebuilt over all SEEDS at the end.
 #   Resumable: finished runs are kept (`nino experiment --resume`). Runs at nice ${NICE:-19}.
 set -euo pipefail
+# One block, read whole before any of it runs: editing this file during a run (they take hours) cannot
+# change what the run does (bash otherwise reads a script as it goes).
+{
 candidate=${1:?candidate model (safetensors)}
 out=${2:?output folder}
 seeds=${3:-306-310}
@@ -48,3 +51,5 @@ for task in ${TASKS:-fm16 fm32 heldout}; do
   done
 done
 echo "tables: $out/*/table.md"
+exit
+}

@@ -14,6 +14,9 @@
 # Size: 180 training (150 conv, which meta-training reads, 84 of them the FM-16 net; and 30 MLPs) and 12
 # validation trajectories, about 2.9 GB (the MLPs are large graphs); about 4 h on two idle cores.
 set -euo pipefail
+# One block, read whole before any of it runs: editing this file during a run (they take hours) cannot
+# change what the run does (bash otherwise reads a script as it goes).
+{
 out=${1:?output folder, e.g. ../runs/meta}
 nino=${NINO:-target/release/nino}
 lanes=${LANES:-2}
@@ -61,3 +64,5 @@ else
   wait
 fi
 echo "meta-dataset complete in $out"
+exit
+}

@@ -20,6 +20,9 @@
 #   Resumable: finished models are kept and a killed run continues from its checkpoint. Logs go to
 #   OUT_DIR/log.txt; runs at nice ${NICE:-19}.
 set -euo pipefail
+# One block, read whole before any of it runs: editing this file during a run (they take hours) cannot
+# change what the run does (bash otherwise reads a script as it goes).
+{
 meta=${1:?meta-dataset folder}
 out=${2:?output folder}
 nino=${NINO:-target/release/nino}
@@ -104,3 +107,5 @@ if [ ${#models_ctx10[@]} -gt 0 ]; then
   nice -n "${NICE:-19}" "$nino" meta-eval --data "$meta/val" --weights "$published" "${models_ctx10[@]}" --batches 8 \
     --spacing "$spacing_ctx10" --json "$out/val-ctx10.json" | tee -a "$log"
 fi
+exit
+}

@@ -172,3 +172,38 @@ fn nino_pp_starts_sets_the_window_rule_of_every_variant_without_its_own() {
     let plain = nino_pp_calls(Some("mlp-v0-lpe8"));
     assert!(!plain.iter().any(|c| c.starts_with("meta-train") && c.contains("--window-starts")), "{plain:#?}");
 }
+
+/// The long-running scripts are read whole before they run: a copy of `scripts/nino-pp.sh` whose file is
+/// rewritten (same inode, 600 bytes longer at the top) during its first `nino` call still runs every call
+/// it would have run. Bash reads an unguarded script as it goes, and would resume at the old offset.
+#[test]
+fn nino_pp_survives_its_file_being_edited_while_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, calls, meta) = (dir.path().join("nino"), dir.path().join("calls"), dir.path().join("meta"));
+    let script = dir.path().join("nino-pp.sh");
+    std::fs::copy(root().join("scripts/nino-pp.sh"), &script).unwrap();
+    std::fs::create_dir_all(meta.join("fm16-a")).unwrap();
+    std::fs::write(meta.join("fm16-a/manifest.json"), b"{}").unwrap();
+    let pad = format!("# {}\n", "x".repeat(600));
+    let edit = format!(
+        "if [ ! -f {m} ]; then touch {m}; {{ printf '{pad}'; cat {s}; }} > {t}; cat {t} > {s}; fi",
+        m = dir.path().join("edited").display(),
+        s = script.display(),
+        t = dir.path().join("edited.sh").display(),
+    );
+    std::fs::write(&fake, format!("#!/bin/sh\necho \"$*\" >> {}\n{edit}\n", calls.display())).unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = Command::new("bash")
+        .current_dir(root())
+        .arg(&script)
+        .args([&meta, &dir.path().join("out")])
+        .env("NINO", &fake)
+        .env("VARIANTS", "pp4a pp4b")
+        .output()
+        .expect("bash runs the copy");
+    assert!(dir.path().join("edited").exists(), "the stand-in never edited the script");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    let kinds: Vec<&str> = calls.lines().map(|c| c.split(' ').next().unwrap_or("")).collect();
+    assert_eq!(kinds, ["meta-train", "meta-train", "meta-eval", "meta-eval"], "{calls}");
+}
