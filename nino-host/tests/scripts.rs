@@ -98,18 +98,26 @@ fn nino_pp_calls(variants: Option<&str>) -> Vec<String> {
 /// [`nino_pp_calls`] with more variables of the script's environment set.
 fn nino_pp_calls_with(variants: Option<&str>, env: &[(&str, &str)]) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
-    let (fake, calls, meta) = (dir.path().join("nino"), dir.path().join("calls"), dir.path().join("meta"));
+    let mut env = env.to_vec();
+    if let Some(v) = variants {
+        env.push(("VARIANTS", v));
+    }
+    run_nino_pp(dir.path(), &root().join("scripts/nino-pp.sh"), &env, "")
+}
+
+/// Runs `script` (a `nino-pp.sh`) in `dir` on a meta-dataset of one empty manifest, with a stand-in `nino`
+/// that records each call's arguments and then runs the shell line `also`; asserts success and returns
+/// the calls.
+fn run_nino_pp(dir: &Path, script: &Path, env: &[(&str, &str)], also: &str) -> Vec<String> {
+    let (fake, calls, meta) = (dir.join("nino"), dir.join("calls"), dir.join("meta"));
     std::fs::create_dir_all(meta.join("fm16-a")).unwrap();
     std::fs::write(meta.join("fm16-a/manifest.json"), b"{}").unwrap();
-    std::fs::write(&fake, format!("#!/bin/sh\necho \"$*\" >> {}\n", calls.display())).unwrap();
+    std::fs::write(&fake, format!("#!/bin/sh\necho \"$*\" >> {}\n{also}\n", calls.display())).unwrap();
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut cmd = Command::new("bash");
-    cmd.current_dir(root()).arg("scripts/nino-pp.sh").args([&meta, &dir.path().join("out")]).env("NINO", &fake);
-    if let Some(v) = variants {
-        cmd.env("VARIANTS", v);
-    }
+    cmd.current_dir(root()).arg(script).args([&meta, &dir.join("out")]).env("NINO", &fake);
     cmd.envs(env.iter().copied());
-    let out = cmd.output().expect("bash runs scripts/nino-pp.sh");
+    let out = cmd.output().expect("bash runs nino-pp.sh");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::read_to_string(&calls).unwrap().lines().map(str::to_owned).collect()
 }
@@ -179,11 +187,8 @@ fn nino_pp_starts_sets_the_window_rule_of_every_variant_without_its_own() {
 #[test]
 fn nino_pp_survives_its_file_being_edited_while_it_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let (fake, calls, meta) = (dir.path().join("nino"), dir.path().join("calls"), dir.path().join("meta"));
     let script = dir.path().join("nino-pp.sh");
     std::fs::copy(root().join("scripts/nino-pp.sh"), &script).unwrap();
-    std::fs::create_dir_all(meta.join("fm16-a")).unwrap();
-    std::fs::write(meta.join("fm16-a/manifest.json"), b"{}").unwrap();
     let pad = format!("# {}\n", "x".repeat(600));
     let edit = format!(
         "if [ ! -f {m} ]; then touch {m}; {{ printf '{pad}'; cat {s}; }} > {t}; cat {t} > {s}; fi",
@@ -191,19 +196,8 @@ fn nino_pp_survives_its_file_being_edited_while_it_runs() {
         s = script.display(),
         t = dir.path().join("edited.sh").display(),
     );
-    std::fs::write(&fake, format!("#!/bin/sh\necho \"$*\" >> {}\n{edit}\n", calls.display())).unwrap();
-    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let out = Command::new("bash")
-        .current_dir(root())
-        .arg(&script)
-        .args([&meta, &dir.path().join("out")])
-        .env("NINO", &fake)
-        .env("VARIANTS", "pp4a pp4b")
-        .output()
-        .expect("bash runs the copy");
+    let calls = run_nino_pp(dir.path(), &script, &[("VARIANTS", "pp4a pp4b")], &edit);
     assert!(dir.path().join("edited").exists(), "the stand-in never edited the script");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let calls = std::fs::read_to_string(&calls).unwrap();
-    let kinds: Vec<&str> = calls.lines().map(|c| c.split(' ').next().unwrap_or("")).collect();
-    assert_eq!(kinds, ["meta-train", "meta-train", "meta-eval", "meta-eval"], "{calls}");
+    let kinds: Vec<&str> = calls.iter().map(|c| c.split(' ').next().unwrap_or("")).collect();
+    assert_eq!(kinds, ["meta-train", "meta-train", "meta-eval", "meta-eval"], "{calls:#?}");
 }
