@@ -201,3 +201,56 @@ fn nino_pp_survives_its_file_being_edited_while_it_runs() {
     let kinds: Vec<&str> = calls.iter().map(|c| c.split(' ').next().unwrap_or("")).collect();
     assert_eq!(kinds, ["meta-train", "meta-train", "meta-eval", "meta-eval"], "{calls:#?}");
 }
+
+/// `scripts/ablation-table.py` groups `NAME-sS` files into rows and applies the ablation's rule: a row pays
+/// only when all its seeds beat all the control's, hurts only when all lose, else is not resolved.
+#[test]
+fn ablation_table_applies_the_all_seeds_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = [
+        ("nino_no_posw", [0.586].as_slice()),
+        ("ctl", &[0.580, 0.581, 0.582]),
+        ("good", &[0.570, 0.579, 0.5799]),
+        ("bad", &[0.583, 0.590, 0.600]),
+        ("mixed", &[0.579, 0.583, 0.585]),
+    ];
+    let (mut fig, mut pooled) = (vec![], vec![]);
+    for (name, seeds) in rows {
+        for (s, v) in seeds.iter().enumerate() {
+            let file = if s == 0 { format!("/x/{name}.safetensors") } else { format!("/x/{name}-s{s}.safetensors") };
+            fig.push(format!(r#"{{"horizons": {{"k": [40], "l1": {v}}}, "masked_l1": 0.3, "weights": "{file}"}}"#));
+            pooled.push(format!(r#"{{"masked_l1": {}, "weights": "{file}"}}"#, v / 2.0));
+        }
+    }
+    let json = |m: &[String]| format!(r#"{{"models": [{}]}}"#, m.join(","));
+    std::fs::write(dir.path().join("val-horizons.json"), json(&fig)).unwrap();
+    std::fs::write(dir.path().join("val.json"), json(&pooled)).unwrap();
+    let out = Command::new("python3")
+        .arg(root().join("scripts/ablation-table.py"))
+        .arg(dir.path())
+        .arg("ctl")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let verdict = |row: &str| {
+        let line =
+            text.lines().find(|l| l.starts_with(&format!("| {row} |"))).unwrap_or_else(|| panic!("{row}: {text}"));
+        line.rsplit('|').nth(1).unwrap().trim().to_owned()
+    };
+    assert_eq!(verdict("good"), "pays", "{text}");
+    assert_eq!(verdict("bad"), "hurts", "{text}");
+    assert_eq!(verdict("mixed"), "not resolved", "{text}");
+    assert_eq!(verdict("ctl"), "control", "{text}");
+    assert_eq!(verdict("nino_no_posw"), "reference", "{text}");
+    assert!(text.contains("| good | 3 | 0.57000 / 0.57900 / 0.57990 | 0.57630 | 0.28815 |"), "{text}");
+
+    let missing = Command::new("python3")
+        .arg(root().join("scripts/ablation-table.py"))
+        .arg(dir.path())
+        .arg("none")
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&missing.stderr).lines().count(), 1, "one-line error");
+}
