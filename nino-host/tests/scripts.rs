@@ -225,12 +225,15 @@ fn ablation_table_applies_the_all_seeds_rule() {
     let json = |m: &[String]| format!(r#"{{"models": [{}]}}"#, m.join(","));
     std::fs::write(dir.path().join("val-horizons.json"), json(&fig)).unwrap();
     std::fs::write(dir.path().join("val.json"), json(&pooled)).unwrap();
-    let out = Command::new("python3")
-        .arg(root().join("scripts/ablation-table.py"))
-        .arg(dir.path())
-        .arg("ctl")
-        .output()
-        .unwrap();
+    let table = |control: &str| {
+        Command::new("python3")
+            .arg(root().join("scripts/ablation-table.py"))
+            .arg(dir.path())
+            .arg(control)
+            .output()
+            .unwrap()
+    };
+    let out = table("ctl");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     let verdict = |row: &str| {
@@ -245,12 +248,7 @@ fn ablation_table_applies_the_all_seeds_rule() {
     assert_eq!(verdict("nino_no_posw"), "reference", "{text}");
     assert!(text.contains("| good | 3 | 0.57000 / 0.57900 / 0.57990 | 0.57630 | 0.28815 |"), "{text}");
 
-    let missing = Command::new("python3")
-        .arg(root().join("scripts/ablation-table.py"))
-        .arg(dir.path())
-        .arg("none")
-        .output()
-        .unwrap();
+    let missing = table("none");
     assert_eq!(missing.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&missing.stderr).lines().count(), 1, "one-line error");
 }

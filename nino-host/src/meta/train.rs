@@ -674,12 +674,34 @@ fn window_loss_with(
         }
         return Ok((f64::from(loss), count));
     }
-    let src = &data.sources[w.source];
-    build_window(&lay.cfg, data, w, b)?;
-    let sample = Sample { graph: &src.graph, attr: &b.attr, lpe: &b.lpe, centrality: &src.centrality };
-    let scratch = sized(&mut b.scratch, meta::scratch_len(&lay.cfg, &src.graph));
-    let (loss, count) = meta::loss_and_grad(cx, lay, params, &sample, &b.target, &b.mask, scratch, grad)?;
+    let p = prepare_window(lay, data, w, b)?;
+    let (loss, count) = meta::loss_and_grad(cx, lay, params, &p.sample, p.target, p.mask, p.scratch, grad)?;
     Ok((f64::from(loss), count))
+}
+
+/// Window `w` built in its buffers, split into what one model call reads and what it writes.
+struct Prepared<'a> {
+    sample: Sample<'a>,
+    target: &'a [f32],
+    mask: &'a [u8],
+    /// Sized for the window's graph.
+    scratch: &'a mut [f32],
+    out: &'a mut Vec<f32>,
+}
+
+/// Builds window `w` in `b` ([`build_window`]) and splits `b` for one call of the model.
+fn prepare_window<'a>(
+    lay: &Layout,
+    data: &'a MetaData,
+    w: &Window,
+    b: &'a mut WindowBuffers,
+) -> Result<Prepared<'a>, MetaTrainError> {
+    build_window(&lay.cfg, data, w, b)?;
+    let src = &data.sources[w.source];
+    let WindowBuffers { attr, lpe, target, mask, scratch, out, .. } = b;
+    let sample = Sample { graph: &src.graph, attr, lpe, centrality: &src.centrality };
+    let scratch = sized(scratch, meta::scratch_len(&lay.cfg, &src.graph));
+    Ok(Prepared { sample, target, mask, scratch, out })
 }
 
 /// Builds window `w` in `b` and writes the model's predictions for it into `b.out` (forward only), beside
@@ -692,12 +714,9 @@ fn predict_window(
     w: &Window,
     b: &mut WindowBuffers,
 ) -> Result<(), MetaTrainError> {
-    let src = &data.sources[w.source];
-    build_window(&lay.cfg, data, w, b)?;
-    let sample = Sample { graph: &src.graph, attr: &b.attr, lpe: &b.lpe, centrality: &src.centrality };
-    let scratch = sized(&mut b.scratch, meta::scratch_len(&lay.cfg, &src.graph));
-    let out = sized(&mut b.out, b.target.len());
-    meta::predict(cx, lay, params, &sample, scratch, out)?;
+    let p = prepare_window(lay, data, w, b)?;
+    let out = sized(p.out, p.target.len());
+    meta::predict(cx, lay, params, &p.sample, p.scratch, out)?;
     Ok(())
 }
 
