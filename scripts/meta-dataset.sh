@@ -33,13 +33,14 @@ lane_a=(
   "fm16-lr|--lr 0.003,0.01 --seeds 101-106"
   "fm16-c|--seeds 151-161"
 )
-# The FM-16 net first: it is the most valuable data and the others can be cut if time runs short.
+# The FM-16 net first: it is the most valuable data and the others can be cut if time runs short; the
+# MLPs, which no meta-training run reads, last.
 lane_b=(
   "fm16-b|--seeds 126-150"
   "mix-large|--arch conv:16,32,32,32;conv:32,32,32 --lr 0.006 --seeds 101-105"
   "mix-small-2|--arch conv:8,16,16;conv:16,32 --lr 0.006 --seeds 107-116"
-  "mlp|--arch mlp:128,64;mlp:64;mlp:32,32 --lr 0.003,0.006 --seeds 101-105"
   "fm16-d|--seeds 162-172"
+  "mlp|--arch mlp:128,64;mlp:64;mlp:32,32 --lr 0.003,0.006 --seeds 101-105"
 )
 
 run_lane() {

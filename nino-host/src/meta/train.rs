@@ -1195,6 +1195,84 @@ mod tests {
         }
     }
 
+    /// A window's predictions through the meta-training path (trajectory states, the window's scaling, its
+    /// signed LPE, [`predict_window`]) equal the nowcaster's on the same input states ([`nowcast_meta`],
+    /// golden-tested against the reference), horizon by horizon once mapped back to parameters; and the
+    /// window's targets map back to the states they came from. Both paths run the same kernels on the same
+    /// values, so they agree to f32 rounding (1e-6 of the largest value); a window built from wrongly scaled
+    /// states or unsigned, dropped or shifted LPE columns moves the predictions by far more.
+    ///
+    /// [`nowcast_meta`]: nino_core::nowcast::nowcast_meta
+    #[test]
+    fn window_predictions_match_the_nowcaster() {
+        use nino_core::nowcast::{features, scale};
+        let published_mlp = MetaModel::init_from(&Config { wte_pos_enc: false, ..Config::default() }, 1, &published());
+        // A small LSTM model with centrality and 5 LPE columns, its weights 25x the reference's initial
+        // scale so that node features reach the output well above rounding.
+        let lstm =
+            Config { wte_pos_enc: false, hid: 8, lpe: 5, head: Head::Lstm, centrality: true, ..Config::default() };
+        let mut lstm = MetaModel::init(&lstm, 4).unwrap();
+        lstm.params.iter_mut().for_each(|p| *p *= 25.0);
+        for model in [published_mlp.unwrap().0, lstm] {
+            let cfg = &model.layout.cfg;
+            let data = MetaData::from_trajectories(vec![walk("conv:4,8", 60)], 20, cfg).unwrap();
+            // Every horizon, from a later state than the first, with both signs on the LPE columns.
+            let (c, s) = (cfg.ctx, cfg.seq_len);
+            let signs = vec![1.0, -1.0, -1.0, 1.0, -1.0, 1.0, 1.0, -1.0];
+            let w = Window { source: 0, states: (7..7 + c + s).collect(), len: s, signs };
+            let mut b = WindowBuffers::default();
+            predict_window(crate::kernels::meta::host_compute(), &model.layout, &model.params, &data, &w, &mut b)
+                .unwrap();
+            let src = &data.sources[w.source];
+            let (g, arch) = (&src.graph, src.graph.arch());
+            let p = arch.param_count();
+            let history: Vec<f32> = w.states[..c].iter().flat_map(|&j| src.traj.state(j).to_vec()).collect();
+            let lpe: Vec<f32> = src.lpe.iter().enumerate().map(|(i, v)| v * w.signs[i % cfg.lpe]).collect();
+            let mut scales = vec![scale::TensorScale::default(); arch.tensor_count()];
+            scale::tensor_scales(arch, &history, c, &mut scales).unwrap();
+            let mut scratch = vec![0.0; nino_core::nowcast::meta_scratch_len(g, cfg)];
+            let (mut want, mut ours, mut column) =
+                (vec![0.0; p], vec![0.0; p], vec![0.0; g.num_edges() * g.feat_slots()]);
+            let to_params = |m: &[f32], j: usize, column: &mut Vec<f32>, out: &mut [f32]| {
+                column.iter_mut().zip(m.chunks_exact(s)).for_each(|(o, row)| *o = row[j]);
+                features::edges_to_params(g, column, out).unwrap();
+                scale::unscale_params(arch, &scales, out).unwrap();
+            };
+            let close = |a: &[f32], b: &[f32], rel: f32, what: &str| {
+                let top = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+                // A NaN difference is kept (never beaten by `>`), so the bound fails on it.
+                let worst = a
+                    .iter()
+                    .zip(b)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0f32, |m, d| if d > m || d.is_nan() { d } else { m });
+                assert!(top > 0.0 && worst <= rel * top, "{what}: off by {worst} of {top}");
+            };
+            for k in 1..=s {
+                let cx = crate::kernels::meta::host_compute();
+                nino_core::nowcast::nowcast_meta(
+                    cx,
+                    &model.layout,
+                    &model.params,
+                    g,
+                    &history,
+                    &lpe,
+                    &src.centrality,
+                    k,
+                    &mut scratch,
+                    &mut want,
+                )
+                .unwrap();
+                to_params(&b.out, k - 1, &mut column, &mut ours);
+                close(&ours, &want, 1e-6, &format!("{} prediction k={k}", cfg.head.name()));
+                to_params(&b.target, k - 1, &mut column, &mut ours);
+                close(&ours, src.traj.state(w.states[c + k - 1]), 2e-5, &format!("target k={k}"));
+                let counted = b.mask.chunks_exact(s).filter(|row| row[k - 1] == 1).count();
+                assert_eq!(counted, p, "mask k={k}: every parameter counts once");
+            }
+        }
+    }
+
     /// `drawn` lets short spacings start where `widest` never does, and every window still fits.
     #[test]
     fn drawn_window_starts_reach_later_states() {
