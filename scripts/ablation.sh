@@ -24,7 +24,10 @@ variants=(
   "lstm-v0s-lpe5|--head lstm --lpe 5 --centrality"
 )
 for want in ${VARIANTS:-}; do  # a misspelt name would otherwise run nothing, silently
-  printf '%s\n' "${variants[@]}" | grep -q "^$want|" || { echo "unknown variant: $want" >&2; exit 2; }
+  # Not `printf | grep -q`: grep leaving early fails printf with SIGPIPE, which pipefail reports.
+  known=0
+  for v in "${variants[@]}"; do [ "${v%%|*}" = "$want" ] && known=1; done
+  [ $known = 1 ] || { echo "unknown variant: $want" >&2; exit 2; }
 done
 for v in "${variants[@]}"; do
   name=${v%%|*}

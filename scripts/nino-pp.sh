@@ -10,7 +10,9 @@
 #   STEPS (1000 updates), SPACING (100-300), VAL_EVERY (50), VARIANTS (names, default all) override.
 #   SEEDS (meta-training seeds, default "0"): a row of the ablation per variant and seed; seed 0 writes
 #   NAME.safetensors as before, seed S writes NAME-sS.safetensors. STARTS (widest or drawn) sets
-#   `--window-starts` for every variant that does not set its own.
+#   `--window-starts` for every variant that does not set its own. FOLDERS (names under META_DIR, default
+#   the base recipe's conv folders) and VAL (default `val`) pick the training and validation data, e.g.
+#   FOLDERS="long-a long-b" VAL=val-long for the long recipe (RECIPE=long scripts/meta-dataset.sh).
 #   Learning rates by where a variant starts: LR_INIT (3e-5) for models that start as nino_no_posw's
 #   function (MLP head; the fine-tuning sweep in docs/results/nino-pp-meta-training.md: 3e-4 raised the
 #   validation L1, 1e-5 to 1e-4 lowered it), LR_HEAD (3e-4) for recurrent heads, whose cells start fresh
@@ -41,9 +43,10 @@ log="$out/log.txt"
 # The conv folders; `mlp` is left out (graphs 13-53x an FM-16 graph) and `val` is never trained on.
 # Folders not collected yet (no manifest) are skipped, so the script runs on a partial meta-dataset.
 data=
-for d in "$meta"/{mix-small,mix-small-2,mix-large,fm16-a,fm16-b,fm16-lr,fm16-c,fm16-d}; do
-  [ -f "$d/manifest.json" ] && data+="$d,"
+for d in ${FOLDERS:-mix-small mix-small-2 mix-large fm16-a fm16-b fm16-lr fm16-c fm16-d}; do
+  [ -f "$meta/$d/manifest.json" ] && data+="$meta/$d,"
 done
+val=$meta/${VAL:-val}
 data=${data%,}
 [ -n "$data" ] || { echo "no collected folder in $meta (run scripts/meta-dataset.sh first)" >&2; exit 2; }
 variants=(
@@ -61,9 +64,17 @@ variants=(
   # STEPS=3000 VARIANTS="pp4a pp4b" scripts/nino-pp.sh META OUT.
   "pp4a|--head mlp --lr 1e-4 --centrality --fresh-lr 3e-3 --window-starts drawn --init $published"
   "pp4b|--head mlp --lr 3e-4 --centrality --fresh-lr 3e-3 --window-starts drawn --init $published"
+  # The fifth candidate's two runs, on the long recipe at the nowcasts' spacing: STEPS=2000 SPACING=200
+  # FOLDERS="long-a long-b" VAL=val-long VARIANTS="pp5a pp5b" scripts/nino-pp.sh META OUT.
+  "pp5a|--head mlp --lr 3e-4 --window-starts drawn --init $published"
+  "pp5b|--head mlp --lr 1e-4 --window-starts drawn --init $published"
 )
+# No `printf | grep -q` here: grep leaving early makes printf fail with SIGPIPE, and pipefail then calls a
+# known variant unknown (seen in the tests, one run in ten).
 for want in ${VARIANTS:-}; do
-  printf '%s\n' "${variants[@]}" | grep -q "^$want|" || { echo "unknown variant: $want" >&2; exit 2; }
+  known=0
+  for v in "${variants[@]}"; do [ "${v%%|*}" = "$want" ] && known=1; done
+  [ $known = 1 ] || { echo "unknown variant: $want" >&2; exit 2; }
 done
 models=("$published")
 models_ctx10=()
@@ -72,7 +83,7 @@ for v in "${variants[@]}"; do
   flags=${v#*|}
   [ -z "${VARIANTS:-}" ] || [[ " $VARIANTS " == *" $base "* ]] || continue
   # The candidates' runs are not part of the equal-budget ablation: they run only when named.
-  [ -n "${VARIANTS:-}" ] || [[ $base != pp4* ]] || continue
+  [ -n "${VARIANTS:-}" ] || [[ $base != pp[0-9]* ]] || continue
   own_spacing=0
   [[ $flags == *--spacing* ]] && own_spacing=1
   [ $own_spacing = 1 ] || flags+=" --spacing $spacing"
@@ -90,21 +101,21 @@ for v in "${variants[@]}"; do
     [ -f "$out/$name.ckpt.safetensors" ] && resume=(--resume)
     echo "$(date -u +%FT%TZ) $name: nino meta-train --seed $seed $flags" >>"$log"
     # shellcheck disable=SC2086 # flags are word lists by design
-    nice -n "${NICE:-19}" "$nino" meta-train --data "$data" --val "$meta/val" --out "$out/$name.safetensors" \
+    nice -n "${NICE:-19}" "$nino" meta-train --data "$data" --val "$val" --out "$out/$name.safetensors" \
       --steps "$steps" --seed "$seed" --val-every "${VAL_EVERY:-50}" --no-progress "${resume[@]}" $flags >>"$log" 2>&1
   done
 done
 weights=()
 for m in "${models[@]}"; do weights+=(--weights "$m"); done
-nice -n "${NICE:-19}" "$nino" meta-eval --data "$meta/val" "${weights[@]}" --batches 8 --spacing "$spacing" \
+nice -n "${NICE:-19}" "$nino" meta-eval --data "$val" "${weights[@]}" --batches 8 --spacing "$spacing" \
   --json "$out/val.json" | tee -a "$log"
 # The fourth candidate's selection figure: the L1 at static 1000's first five horizons, on windows that
 # may start late in a trajectory.
-nice -n "${NICE:-19}" "$nino" meta-eval --data "$meta/val" "${weights[@]}" --batches 8 --spacing "$spacing" \
+nice -n "${NICE:-19}" "$nino" meta-eval --data "$val" "${weights[@]}" --batches 8 --spacing "$spacing" \
   --window-starts drawn --horizons 40,33,26,21,16 --json "$out/val-horizons.json" | tee -a "$log"
 # The ten-state model reads other windows; nino_no_posw is scored on them beside it.
 if [ ${#models_ctx10[@]} -gt 0 ]; then
-  nice -n "${NICE:-19}" "$nino" meta-eval --data "$meta/val" --weights "$published" "${models_ctx10[@]}" --batches 8 \
+  nice -n "${NICE:-19}" "$nino" meta-eval --data "$val" --weights "$published" "${models_ctx10[@]}" --batches 8 \
     --spacing "$spacing_ctx10" --json "$out/val-ctx10.json" | tee -a "$log"
 fi
 exit

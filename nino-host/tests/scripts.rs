@@ -181,6 +181,35 @@ fn nino_pp_starts_sets_the_window_rule_of_every_variant_without_its_own() {
     assert!(!plain.iter().any(|c| c.starts_with("meta-train") && c.contains("--window-starts")), "{plain:#?}");
 }
 
+#[test]
+fn nino_pp_trains_on_the_folders_named_and_validates_on_val() {
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["long-a", "long-b", "val-long"] {
+        std::fs::create_dir_all(dir.path().join("meta").join(d)).unwrap();
+        std::fs::write(dir.path().join("meta").join(d).join("manifest.json"), b"{}").unwrap();
+    }
+    let env =
+        [("FOLDERS", "long-a long-b missing"), ("VAL", "val-long"), ("SPACING", "200"), ("VARIANTS", "pp5a pp5b")];
+    let calls = run_nino_pp(dir.path(), &root().join("scripts/nino-pp.sh"), &env, "");
+    let meta = dir.path().join("meta");
+    let data = format!("--data {0}/long-a,{0}/long-b --val {0}/val-long ", meta.display());
+    let trained: Vec<&String> = calls.iter().filter(|c| c.starts_with("meta-train")).collect();
+    assert_eq!(trained.len(), 2, "{calls:#?}");
+    for (c, lr) in trained.iter().zip(["--lr 3e-4", "--lr 1e-4"]) {
+        for flag in [&data[..], lr, "--window-starts drawn", "--init", "--spacing 200"] {
+            assert!(c.contains(flag), "{flag} missing from {c}");
+        }
+        assert!(!c.contains("fm16-a") && !c.contains("--centrality"), "{c}");
+    }
+    let evals: Vec<&String> = calls.iter().filter(|c| c.starts_with("meta-eval")).collect();
+    assert_eq!(evals.len(), 2, "{calls:#?}");
+    for e in evals {
+        assert!(e.contains(&format!("--data {}/val-long ", meta.display())) && e.contains("--spacing 200"), "{e}");
+    }
+    let all = nino_pp_calls(None);
+    assert!(!all.iter().any(|c| c.contains("pp5")), "a candidate ran in the ablation: {all:#?}");
+}
+
 /// The long-running scripts are read whole before they run: a copy of `scripts/nino-pp.sh` whose file is
 /// rewritten (same inode, 600 bytes longer at the top) during its first `nino` call still runs every call
 /// it would have run. Bash reads an unguarded script as it goes, and would resume at the old offset.
