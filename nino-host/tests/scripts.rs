@@ -210,6 +210,44 @@ fn nino_pp_trains_on_the_folders_named_and_validates_on_val() {
     assert!(!all.iter().any(|c| c.contains("pp5")), "a candidate ran in the ablation: {all:#?}");
 }
 
+/// Runs `scripts/meta-dataset.sh` (one lane) with a stand-in `nino` and `env`; returns its exit status and
+/// the `nino collect` calls, in order.
+fn meta_dataset_calls(env: &[(&str, &str)]) -> (bool, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, calls) = (dir.path().join("nino"), dir.path().join("calls"));
+    std::fs::write(&fake, format!("#!/bin/sh\necho \"$*\" >> {}\n", calls.display())).unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = Command::new("bash")
+        .current_dir(root())
+        .arg("scripts/meta-dataset.sh")
+        .arg(dir.path().join("meta"))
+        .env("NINO", &fake)
+        .env("LANES", "1")
+        .envs(env.iter().copied())
+        .output()
+        .expect("bash runs meta-dataset.sh");
+    let calls = std::fs::read_to_string(&calls).unwrap_or_default().lines().map(str::to_owned).collect();
+    (out.status.success(), calls)
+}
+
+#[test]
+fn meta_dataset_collects_each_recipe_and_refuses_an_unknown_one() {
+    let folder = |c: &String| c.split_whitespace().nth(2).unwrap().rsplit('/').next().unwrap().to_owned();
+    let (ok, base) = meta_dataset_calls(&[]);
+    assert!(ok && base.iter().all(|c| c.starts_with("collect --out") && c.contains("--steps 8000")), "{base:#?}");
+    let names: Vec<String> = base.iter().map(folder).collect();
+    assert_eq!(names.len(), 10, "{names:?}");
+    assert_eq!((names[0].as_str(), names[9].as_str()), ("val", "mlp"), "validation first, the MLPs last: {names:?}");
+    let (ok, long) = meta_dataset_calls(&[("RECIPE", "long")]);
+    assert!(ok, "{long:#?}");
+    assert_eq!(long.iter().map(folder).collect::<Vec<_>>(), ["val-long", "long-a", "long-b"]);
+    for (c, seeds) in long.iter().zip(["--seeds 9005-9008", "--seeds 173-186", "--seeds 187-199"]) {
+        assert!(c.contains("--steps 12000") && c.contains(seeds) && !c.contains("--steps 8000"), "{c}");
+    }
+    let (ok, none) = meta_dataset_calls(&[("RECIPE", "longer")]);
+    assert!(!ok && none.is_empty(), "{none:#?}");
+}
+
 /// The long-running scripts are read whole before they run: a copy of `scripts/nino-pp.sh` whose file is
 /// rewritten (same inode, 600 bytes longer at the top) during its first `nino` call still runs every call
 /// it would have run. Bash reads an unguarded script as it goes, and would resume at the old offset.
