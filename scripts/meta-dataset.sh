@@ -10,7 +10,8 @@
 #   Resumable: run it again after a kill; finished trajectories are kept (nino collect's manifest).
 #   Safe in the background: it runs at nice 19, two single-threaded collectors side by side (one per
 #   core, measured 5% faster than one two-threaded collector), and logs to OUT_DIR/log-*.txt.
-#   LANES=1 runs one collector with both threads instead.
+#   LANES=1 runs one collector with both threads instead. The trajectories are bit-for-bit the same again
+#   only with the same build and lanes (the training step's sums depend on the thread count).
 #   RECIPE=long collects the long recipe instead (below): 12,000-step FM-16 trajectories.
 # Size: 180 training (150 conv, which meta-training reads, 84 of them the FM-16 net; and 30 MLPs) and 12
 # validation trajectories, about 2.9 GB (the MLPs are large graphs); about 4 h on two idle cores.
