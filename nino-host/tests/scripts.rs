@@ -105,6 +105,13 @@ fn nino_pp_calls_with(variants: Option<&str>, env: &[(&str, &str)]) -> Vec<Strin
     run_nino_pp(dir.path(), &root().join("scripts/nino-pp.sh"), &env, "")
 }
 
+/// Writes at `fake` a stand-in `nino` that appends each call's arguments to `calls`, then runs the shell
+/// line `also`.
+fn recording_nino(fake: &Path, calls: &Path, also: &str) {
+    std::fs::write(fake, format!("#!/bin/sh\necho \"$*\" >> {}\n{also}\n", calls.display())).unwrap();
+    std::fs::set_permissions(fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
 /// Runs `script` (a `nino-pp.sh`) in `dir` on a meta-dataset of one empty manifest, with a stand-in `nino`
 /// that records each call's arguments and then runs the shell line `also`; asserts success and returns
 /// the calls.
@@ -112,8 +119,7 @@ fn run_nino_pp(dir: &Path, script: &Path, env: &[(&str, &str)], also: &str) -> V
     let (fake, calls, meta) = (dir.join("nino"), dir.join("calls"), dir.join("meta"));
     std::fs::create_dir_all(meta.join("fm16-a")).unwrap();
     std::fs::write(meta.join("fm16-a/manifest.json"), b"{}").unwrap();
-    std::fs::write(&fake, format!("#!/bin/sh\necho \"$*\" >> {}\n{also}\n", calls.display())).unwrap();
-    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    recording_nino(&fake, &calls, also);
     let mut cmd = Command::new("bash");
     cmd.current_dir(root()).arg(script).args([&meta, &dir.join("out")]).env("NINO", &fake);
     cmd.envs(env.iter().copied());
@@ -215,8 +221,7 @@ fn nino_pp_trains_on_the_folders_named_and_validates_on_val() {
 fn meta_dataset_calls(env: &[(&str, &str)]) -> (bool, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let (fake, calls) = (dir.path().join("nino"), dir.path().join("calls"));
-    std::fs::write(&fake, format!("#!/bin/sh\necho \"$*\" >> {}\n", calls.display())).unwrap();
-    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    recording_nino(&fake, &calls, "");
     let out = Command::new("bash")
         .current_dir(root())
         .arg("scripts/meta-dataset.sh")

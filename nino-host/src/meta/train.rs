@@ -1233,19 +1233,15 @@ mod tests {
             let mut scratch = vec![0.0; nino_core::nowcast::meta_scratch_len(g, cfg)];
             let (mut want, mut ours, mut column) =
                 (vec![0.0; p], vec![0.0; p], vec![0.0; g.num_edges() * g.feat_slots()]);
-            let to_params = |m: &[f32], j: usize, column: &mut Vec<f32>, out: &mut [f32]| {
+            let to_params = |m: &[f32], j: usize, column: &mut [f32], out: &mut [f32]| {
                 column.iter_mut().zip(m.chunks_exact(s)).for_each(|(o, row)| *o = row[j]);
                 features::edges_to_params(g, column, out).unwrap();
                 scale::unscale_params(arch, &scales, out).unwrap();
             };
             let close = |a: &[f32], b: &[f32], rel: f32, what: &str| {
                 let top = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-                // A NaN difference is kept (never beaten by `>`), so the bound fails on it.
-                let worst = a
-                    .iter()
-                    .zip(b)
-                    .map(|(x, y)| (x - y).abs())
-                    .fold(0f32, |m, d| if d > m || d.is_nan() { d } else { m });
+                // NaN when any difference is NaN, so the bound fails on it.
+                let worst = crate::kernels::gemm::tests::max_diff(a, b);
                 assert!(top > 0.0 && worst <= rel * top, "{what}: off by {worst} of {top}");
             };
             for k in 1..=s {
