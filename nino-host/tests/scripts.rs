@@ -132,7 +132,7 @@ fn run_nino_pp(dir: &Path, script: &Path, env: &[(&str, &str)], also: &str) -> V
 fn nino_pp_runs_the_fourth_candidate_only_when_named_and_scores_its_figure() {
     let all = nino_pp_calls(None);
     let trained: Vec<&String> = all.iter().filter(|c| c.starts_with("meta-train")).collect();
-    assert_eq!(trained.len(), 10, "{all:#?}");
+    assert_eq!(trained.len(), 12, "{all:#?}");
     assert!(!trained.iter().any(|c| c.contains("pp4")), "a candidate ran in the ablation: {all:#?}");
 
     let pp4 = nino_pp_calls(Some("pp4a pp4b"));
@@ -172,6 +172,18 @@ fn nino_pp_trains_a_row_per_seed_and_scores_them_all() {
     }
     for s in ["ctx10.", "ctx10-s1.", "ctx10-s2."] {
         assert!(evals[2].contains(s) && !evals[0].contains(s), "{s} scored on the wrong windows: {calls:#?}");
+    }
+}
+
+#[test]
+fn nino_pp_scratch_rows_start_fresh_at_the_scratch_rate_with_their_one_feature() {
+    let calls = nino_pp_calls(Some("mlp-v0-lpe8-scratch mlp-v0s-lpe8-scratch mlp-v0-lpe4-scratch"));
+    let trained: Vec<&String> = calls.iter().filter(|c| c.starts_with("meta-train")).collect();
+    assert_eq!(trained.len(), 3, "{calls:#?}");
+    for (c, (centrality, lpe4)) in trained.iter().zip([(false, false), (true, false), (false, true)]) {
+        assert!(c.contains("--head mlp --lr 3e-3 ") && !c.contains("--init"), "{c}");
+        assert_eq!(c.contains("--centrality"), centrality, "{c}");
+        assert_eq!(c.contains("--lpe 4"), lpe4, "{c}");
     }
 }
 
