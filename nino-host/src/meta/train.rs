@@ -1404,7 +1404,7 @@ mod tests {
         assert_eq!(split.model.params[b..], one_rate.model.params[b..]);
         assert_eq!(split.t, one_rate.t);
         let moved = |t: &MetaTrainer, r: std::ops::Range<usize>| {
-            r.map(|i| (t.model.params[i] - model.params[i]).abs()).fold(0.0f32, f32::max)
+            crate::kernels::gemm::tests::max_diff(&t.model.params[r.clone()], &model.params[r])
         };
         assert!(moved(&one_rate, a..b) > 1e-4, "{}", moved(&one_rate, a..b));
         assert!(moved(&split, a..b) < 1e-7, "{}", moved(&split, a..b));
