@@ -4,11 +4,14 @@
 seeds), scored on the selection figure (val-horizons.json) beside the pooled L1 (val.json).
 
 A factor pays if every seed of its row scores below every seed of the control's on the selection
-figure, hurts if every one scores above, and is otherwise not resolved.
+figure, hurts if every one scores above, and is otherwise not resolved. A figure that is not a finite
+number (`nino meta-eval` writes NaN as null) makes its row's verdict, or every verdict if it is the
+control's, "not finite".
 
 Usage: scripts/ablation-table.py OUT_DIR CONTROL   (CONTROL: the control row's name, e.g. mlp-v0-lpe8)
 """
 import json
+import math
 import os
 import re
 import sys
@@ -29,8 +32,20 @@ def rows(path, key):
     return out
 
 
+def finite(xs):
+    """Whether every figure is a finite number (null and NaN are not)."""
+    return all(isinstance(x, (int, float)) and math.isfinite(x) for x in xs)
+
+
+def show(x):
+    """A figure to five decimals, NaN for one that is not a finite number."""
+    return f"{x:.5f}" if finite([x]) else "NaN"
+
+
 def verdict(row, control):
     """Pays, hurts or not resolved, by the rule above (lower is better)."""
+    if not finite(row) or not finite(control):
+        return "not finite"
     if len(row) < 2 or len(control) < 2:
         return "too few seeds"
     if max(row) < min(control):
@@ -60,10 +75,11 @@ def main(argv):
     for name, seeds in fig.items():
         vals = [seeds[s] for s in sorted(seeds)]
         p = [pooled.get(name, {}).get(s) for s in sorted(seeds)]
-        pm = sum(p) / len(p) if all(v is not None for v in p) else float("nan")
+        pm = sum(p) / len(p) if finite(p) else float("nan")
+        mean = sum(vals) / len(vals) if finite(vals) else float("nan")
         v = "control" if name == control else ("reference" if len(vals) == 1 else verdict(vals, ctl))
-        each = " / ".join(f"{x:.5f}" for x in vals)
-        print(f"| {name} | {len(vals)} | {each} | {sum(vals) / len(vals):.5f} | {pm:.5f} | {v} |")
+        each = " / ".join(show(x) for x in vals)
+        print(f"| {name} | {len(vals)} | {each} | {show(mean)} | {show(pm)} | {v} |")
     return 0
 
 

@@ -306,6 +306,12 @@ fn ablation_table_applies_the_all_seeds_rule() {
             pooled.push(format!(r#"{{"masked_l1": {}, "weights": "{file}"}}"#, v / 2.0));
         }
     }
+    // A seed whose figure is NaN (written as null) must not be ranked.
+    for (s, v) in ["0.570", "null", "0.571"].iter().enumerate() {
+        let file = if s == 0 { "/x/broken.safetensors".to_owned() } else { format!("/x/broken-s{s}.safetensors") };
+        fig.push(format!(r#"{{"horizons": {{"k": [40], "l1": {v}}}, "masked_l1": 0.3, "weights": "{file}"}}"#));
+        pooled.push(format!(r#"{{"masked_l1": {v}, "weights": "{file}"}}"#));
+    }
     let json = |m: &[String]| format!(r#"{{"models": [{}]}}"#, m.join(","));
     std::fs::write(dir.path().join("val-horizons.json"), json(&fig)).unwrap();
     std::fs::write(dir.path().join("val.json"), json(&pooled)).unwrap();
@@ -328,6 +334,8 @@ fn ablation_table_applies_the_all_seeds_rule() {
     assert_eq!(verdict("good"), "pays", "{text}");
     assert_eq!(verdict("bad"), "hurts", "{text}");
     assert_eq!(verdict("mixed"), "not resolved", "{text}");
+    assert_eq!(verdict("broken"), "not finite", "{text}");
+    assert!(text.contains("| broken | 3 | 0.57000 / NaN / 0.57100 | NaN | NaN |"), "{text}");
     assert_eq!(verdict("ctl"), "control", "{text}");
     assert_eq!(verdict("nino_no_posw"), "reference", "{text}");
     assert!(text.contains("| good | 3 | 0.57000 / 0.57900 / 0.57990 | 0.57630 | 0.28815 |"), "{text}");
