@@ -42,6 +42,11 @@ def show(x):
     return f"{x:.5f}" if finite([x]) else "NaN"
 
 
+def mean(xs):
+    """The mean of the figures, NaN unless every one is finite."""
+    return sum(xs) / len(xs) if finite(xs) else float("nan")
+
+
 def verdict(row, control):
     """Pays, hurts or not resolved, by the rule above (lower is better)."""
     if not finite(row) or not finite(control):
@@ -75,11 +80,9 @@ def main(argv):
     for name, seeds in fig.items():
         vals = [seeds[s] for s in sorted(seeds)]
         p = [pooled.get(name, {}).get(s) for s in sorted(seeds)]
-        pm = sum(p) / len(p) if finite(p) else float("nan")
-        mean = sum(vals) / len(vals) if finite(vals) else float("nan")
         v = "control" if name == control else ("reference" if len(vals) == 1 else verdict(vals, ctl))
         each = " / ".join(show(x) for x in vals)
-        print(f"| {name} | {len(vals)} | {each} | {show(mean)} | {show(pm)} | {v} |")
+        print(f"| {name} | {len(vals)} | {each} | {show(mean(vals))} | {show(mean(p))} | {v} |")
     return 0
 
 
