@@ -4,4 +4,5 @@
 //! or NiNo++) on them ([`train`]). Uses [`crate::io`], [`crate::kernels`] and [`crate::training`].
 
 pub mod collect;
+pub mod floor;
 pub mod train;

@@ -507,6 +507,11 @@ impl MetaData {
         Ok(())
     }
 
+    /// Stored states of trajectory `source` (0 past the last one).
+    pub fn n_states(&self, source: usize) -> usize {
+        self.sources.get(source).map_or(0, |s| s.traj.n_states)
+    }
+
     /// The distinct architectures, for messages.
     pub fn archs(&self) -> Vec<String> {
         let mut v: Vec<String> = self.sources.iter().map(|s| s.arch_spec.clone()).collect();
@@ -517,13 +522,13 @@ impl MetaData {
 }
 
 /// One graph to train on: a window of one trajectory.
-struct Window {
-    source: usize,
+pub(super) struct Window {
+    pub(super) source: usize,
     /// Stored-state indices, oldest first: `c` inputs then `len` targets.
-    states: Vec<usize>,
-    len: usize,
+    pub(super) states: Vec<usize>,
+    pub(super) len: usize,
     /// Sign of each LPE column for this example.
-    signs: Vec<f32>,
+    pub(super) signs: Vec<f32>,
 }
 
 /// Stored states an example spans before its start can be drawn: `(c + min(S, 2c) + windows) * stride`,
@@ -583,15 +588,15 @@ fn sample_batch(
 /// One thread's buffers for the windows it processes, grown to the largest graph seen and then reused
 /// across updates.
 #[derive(Default)]
-struct WindowBuffers {
+pub(super) struct WindowBuffers {
     states: Vec<f32>,
     window: Vec<f32>,
     attr: Vec<f32>,
-    target: Vec<f32>,
-    mask: Vec<u8>,
+    pub(super) target: Vec<f32>,
+    pub(super) mask: Vec<u8>,
     lpe: Vec<f32>,
     scratch: Vec<f32>,
-    out: Vec<f32>,
+    pub(super) out: Vec<f32>,
 }
 
 /// A [`nino_core::ops::Gemm`] that multiplies with the portable kernel and counts `2 m n k` per product.
@@ -706,7 +711,7 @@ fn prepare_window<'a>(
 
 /// Builds window `w` in `b` and writes the model's predictions for it into `b.out` (forward only), beside
 /// the window's `b.target` and `b.mask`.
-fn predict_window(
+pub(super) fn predict_window(
     cx: meta::Compute<'_>,
     lay: &Layout,
     params: &[f32],
@@ -722,7 +727,12 @@ fn predict_window(
 
 /// Builds window `w`'s context, target and mask in `b` (its `attr`, `target`, `mask` and signed `lpe`: the
 /// model's [`Sample`] reads `attr` and `lpe`).
-fn build_window(cfg: &Config, data: &MetaData, w: &Window, b: &mut WindowBuffers) -> Result<(), MetaTrainError> {
+pub(super) fn build_window(
+    cfg: &Config,
+    data: &MetaData,
+    w: &Window,
+    b: &mut WindowBuffers,
+) -> Result<(), MetaTrainError> {
     let src = &data.sources[w.source];
     let g = &src.graph;
     let (e, f, s) = (g.num_edges(), g.feat_slots(), cfg.seq_len);
@@ -834,8 +844,8 @@ impl HorizonL1 {
         (!ks.is_empty()).then(|| sum / ks.len() as f64)
     }
 
-    /// Adds `other`'s terms horizon by horizon.
-    fn add(&mut self, other: &HorizonL1) {
+    /// Adds `other`'s terms horizon by horizon (pooling windows or runs).
+    pub fn add(&mut self, other: &HorizonL1) {
         self.sums.iter_mut().zip(&other.sums).for_each(|(a, v)| *a += v);
         self.counts.iter_mut().zip(&other.counts).for_each(|(a, v)| *a += v);
     }

@@ -1,0 +1,177 @@
+//! How much better than a NiNo model any nowcaster could be on a task: trains one Adam run to each `--starts`
+//! step, continues it `--branches` times on different batch orders, and prints, per horizon, each model's
+//! masked L1 on the continuations beside the two bounds on the best possible L1 of `nino_host::meta::floor`.
+//! One JSON file per start lands in `--out`; a start whose file is there (with the same settings) is not
+//! trained again, so a stopped run resumes.
+//!
+//! ```sh
+//! cargo run --release -p nino-host --example noise_floor -- --out ../runs/floor \
+//!     --weights fixtures/weights/nino_no_posw.safetensors --starts 1000,2000,3000
+//! ```
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use nino_host::cmd::train::TaskName;
+use nino_host::io::atomic::write_atomic;
+use nino_host::io::data::{DEFAULT_FASHION_MNIST_DIR, load_data};
+use nino_host::io::model_file::MetaModel;
+use nino_host::io::weights::WeightSet;
+use nino_host::meta::floor::{BranchSpec, branches, floor_by_horizon};
+use nino_host::meta::train::{HorizonL1, MetaData};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+/// The L1 of nowcasts against the best any nowcaster could do (branches of one Adam run).
+#[derive(Parser)]
+struct Args {
+    /// Folder for one `start-STEP.json` per start (kept: a rerun skips the starts already there).
+    #[arg(long)]
+    out: PathBuf,
+    /// Models to score (NiNo files: the published one or `nino meta-train` outputs); repeat the flag.
+    #[arg(long = "weights", required = true)]
+    weights: Vec<PathBuf>,
+    /// Task whose net, learning rate and data train the branches.
+    #[arg(long, value_enum, default_value = "fm16")]
+    task: TaskName,
+    /// Folder of the task's IDX files.
+    #[arg(long, default_value = DEFAULT_FASHION_MNIST_DIR)]
+    data: PathBuf,
+    /// Seed of the shared run (initial weights and batch order up to the start).
+    #[arg(long, default_value_t = 9501)]
+    seed: u64,
+    /// Steps whose state the branches share (each is the last of a nowcast's context), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,2000,3000")]
+    starts: Vec<u64>,
+    /// Continuations per start.
+    #[arg(long, default_value_t = 8)]
+    branches: usize,
+    /// Steps between stored states (static 1000 records every 200).
+    #[arg(long, default_value_t = 200)]
+    spacing: u64,
+    /// Horizons after the start (at most the models' `seq_len`).
+    #[arg(long, default_value_t = 40)]
+    horizons: usize,
+    /// Horizons whose mean L1 the summary gives (static 1000's first five nowcasts read 40, 33, 26, 21, 16).
+    #[arg(long, value_delimiter = ',', default_value = "40,33,26,21,16")]
+    report: Vec<usize>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let models = a
+        .weights
+        .iter()
+        .map(|p| {
+            let w = WeightSet::load(p).with_context(|| format!("--weights {}", p.display()))?;
+            Ok((p.display().to_string(), MetaModel::from_weights(&w).with_context(|| p.display().to_string())?))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let ctx = models[0].1.layout.cfg.ctx;
+    if models.iter().any(|(_, m)| m.layout.cfg.ctx != ctx || m.layout.cfg.seq_len < a.horizons) {
+        bail!("every model must read {ctx} context states and emit at least --horizons {} horizons", a.horizons);
+    }
+    let task = a.task.task();
+    let (arch, spec_text) = (task.arch(), task.spec().to_string());
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let mut splits = None;
+    let mut pooled: Vec<(String, HorizonL1)> = Vec::new();
+    for &start in &a.starts {
+        let spec = BranchSpec {
+            lr: task.lr(),
+            batch: 128,
+            seed: a.seed,
+            start,
+            spacing: a.spacing,
+            ctx,
+            horizons: a.horizons,
+            branches: a.branches,
+        };
+        let settings = json!({"task": spec_text, "seed": a.seed, "start": start, "spacing": a.spacing, "ctx": ctx,
+            "horizons": a.horizons, "branches": a.branches, "lr": spec.lr, "batch": spec.batch});
+        let file = a.out.join(format!("start-{start}.json"));
+        let done: Option<Value> = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let doc = match done.filter(|d| d["settings"] == settings && same_models(d, &models)) {
+            Some(d) => {
+                eprintln!("start {start}: kept {}", file.display());
+                d
+            }
+            None => {
+                let data = match &splits {
+                    Some(d) => d,
+                    None => splits.insert(load_data(Some(task), &a.data).map_err(anyhow::Error::from)?),
+                };
+                let pb = ProgressBar::new(spec.total_steps())
+                    .with_style(ProgressStyle::with_template("start {msg} [{bar:40}] {pos}/{len} steps, {eta} left")?);
+                pb.set_message(start.to_string());
+                let trajs = branches(&arch, &spec_text, &spec, data, |n| pb.set_position(n))?;
+                pb.finish_and_clear();
+                let mut rows = Vec::new();
+                let mut bounds = None;
+                for (name, model) in &models {
+                    let md = MetaData::from_trajectories(trajs.clone(), a.spacing, &model.layout.cfg)?;
+                    let f = floor_by_horizon(model, &md)?;
+                    rows.push(json!({"weights": name, "sums": f.model.sums, "counts": f.model.counts}));
+                    bounds.get_or_insert((f.others, f.all));
+                }
+                let (others, all) = bounds.expect("at least one model");
+                let d = json!({"settings": settings, "models": rows,
+                    "others": {"sums": others.sums, "counts": others.counts},
+                    "all": {"sums": all.sums, "counts": all.counts}});
+                write_atomic(&file, format!("{}\n", serde_json::to_string_pretty(&d)?).as_bytes())
+                    .with_context(|| format!("writing {}", file.display()))?;
+                d
+            }
+        };
+        let rows = table_rows(&doc)?;
+        println!("\nstart {start} ({} branches, spacing {}):", a.branches, a.spacing);
+        print_table(&rows, &a.report);
+        for (name, h) in rows {
+            match pooled.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, p)) => p.add(&h),
+                None => pooled.push((name, h)),
+            }
+        }
+    }
+    println!("\nall starts pooled:");
+    print_table(&pooled, &a.report);
+    Ok(())
+}
+
+/// Whether a kept file scored the same models, in the same order.
+fn same_models(doc: &Value, models: &[(String, MetaModel)]) -> bool {
+    let kept: Vec<&str> =
+        doc["models"].as_array().into_iter().flatten().filter_map(|m| m["weights"].as_str()).collect();
+    kept == models.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>()
+}
+
+/// One start's rows: each model, then the two bounds.
+fn table_rows(doc: &Value) -> anyhow::Result<Vec<(String, HorizonL1)>> {
+    let read = |v: &Value| -> anyhow::Result<HorizonL1> {
+        let sums = serde_json::from_value(v["sums"].clone()).context("a row's sums")?;
+        let counts = serde_json::from_value(v["counts"].clone()).context("a row's counts")?;
+        Ok(HorizonL1 { sums, counts })
+    };
+    let mut rows = Vec::new();
+    for m in doc["models"].as_array().context("no models")? {
+        rows.push((m["weights"].as_str().unwrap_or("?").to_string(), read(m)?));
+    }
+    rows.push(("median of the other branches (floor <=)".into(), read(&doc["others"])?));
+    rows.push(("median of all branches (floor >=)".into(), read(&doc["all"])?));
+    Ok(rows)
+}
+
+/// Rows of mean L1 at a few horizons and at the `report` horizons' mean.
+fn print_table(rows: &[(String, HorizonL1)], report: &[usize]) {
+    let ks = [1, 5, 10, 16, 21, 26, 33, 40];
+    let cell = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.5}"));
+    print!("| row |");
+    ks.iter().for_each(|k| print!(" k = {k} |"));
+    println!(" mean at k = {report:?} |");
+    for (name, h) in rows {
+        let means = h.means();
+        print!("| {name} |");
+        ks.iter().for_each(|&k| print!(" {} |", cell(means.get(k - 1).copied().flatten())));
+        println!(" {} |", cell(h.mean_at(report)));
+    }
+}
