@@ -317,6 +317,19 @@ mod tests {
             assert_ne!(runs[i].state(5), runs[j].state(5), "branches {i} and {j} drew the same batches");
         }
         assert_ne!(runs[0].state(3), runs[0].state(4), "context states are `spacing` steps apart");
+        // Branch 2 by hand: the shared run to `start`, then its own batches, Adam's moments carried over.
+        let adam = AdamConfig { lr: 0.006, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 };
+        let mut engine = Engine::new(arch.clone(), init_params(&arch, 5), adam, 32).unwrap();
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        let mut sampler = BatchSampler::new(data.train.len(), 32, 5).unwrap();
+        for step in 1..=10 {
+            if step == 9 {
+                sampler = BatchSampler::new(data.train.len(), 32, branch_seed(5, 2)).unwrap();
+            }
+            data.train.gather(sampler.next_batch(), &mut x, &mut y);
+            engine.train_step(&x, &y).unwrap();
+        }
+        assert_eq!(runs[2].state(5), engine.params(), "branch 2 is not the shared run continued");
         let again = branches(&arch, "conv:4,6,6", &spec, &data, |_| ()).unwrap();
         assert!(runs.iter().zip(&again).all(|(a, b)| a.states == b.states), "not reproducible");
         let early = BranchSpec { start: 7, ..spec.clone() };
