@@ -20,6 +20,7 @@ use nino_host::io::weights::WeightSet;
 use nino_host::meta::floor::{BranchSpec, branches, floor_by_horizon};
 use nino_host::meta::train::{HorizonL1, MetaData};
 use serde_json::{Value, json};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 /// The L1 of nowcasts against the best any nowcaster could do (branches of one Adam run).
@@ -104,7 +105,14 @@ fn main() -> anyhow::Result<()> {
                 let pb = ProgressBar::new(spec.total_steps())
                     .with_style(ProgressStyle::with_template("start {msg} [{bar:40}] {pos}/{len} steps, {eta} left")?);
                 pb.set_message(start.to_string());
-                let trajs = branches(&arch, &spec_text, &spec, data, |n| pb.set_position(n))?;
+                // Without a terminal the bar is hidden: a line per branch finished says how far it is.
+                let (logged, per_branch) = (!std::io::stderr().is_terminal(), a.horizons as u64 * a.spacing);
+                let trajs = branches(&arch, &spec_text, &spec, data, |n| {
+                    pb.set_position(n);
+                    if logged && n > start && (n - start).is_multiple_of(per_branch) {
+                        eprintln!("start {start}: branch {}/{} done", (n - start) / per_branch, a.branches);
+                    }
+                })?;
                 pb.finish_and_clear();
                 let mut rows = Vec::new();
                 let mut bounds = None;
