@@ -92,7 +92,8 @@ fn main() -> anyhow::Result<()> {
             "horizons": a.horizons, "branches": a.branches, "lr": spec.lr, "batch": spec.batch});
         let file = a.out.join(format!("start-{start}.json"));
         let done: Option<Value> = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        let doc = match done.filter(|d| d["settings"] == settings && same_models(d, &models)) {
+        let complete = |d: &Value| ["others", "all", "last", "linear"].iter().all(|k| d[*k].is_object());
+        let doc = match done.filter(|d| d["settings"] == settings && same_models(d, &models) && complete(d)) {
             Some(d) => {
                 eprintln!("start {start}: kept {}", file.display());
                 d
@@ -120,12 +121,12 @@ fn main() -> anyhow::Result<()> {
                     let md = MetaData::from_trajectories(trajs.clone(), a.spacing, &model.layout.cfg)?;
                     let f = floor_by_horizon(model, &md)?;
                     rows.push(json!({"weights": name, "sums": f.model.sums, "counts": f.model.counts}));
-                    bounds.get_or_insert((f.others, f.all));
+                    bounds.get_or_insert(f);
                 }
-                let (others, all) = bounds.expect("at least one model");
-                let d = json!({"settings": settings, "models": rows,
-                    "others": {"sums": others.sums, "counts": others.counts},
-                    "all": {"sums": all.sums, "counts": all.counts}});
+                let f = bounds.expect("at least one model");
+                let row = |h: &HorizonL1| json!({"sums": h.sums, "counts": h.counts});
+                let d = json!({"settings": settings, "models": rows, "others": row(&f.others),
+                    "all": row(&f.all), "last": row(&f.last), "linear": row(&f.linear)});
                 write_atomic(&file, format!("{}\n", serde_json::to_string_pretty(&d)?).as_bytes())
                     .with_context(|| format!("writing {}", file.display()))?;
                 d
@@ -164,6 +165,8 @@ fn table_rows(doc: &Value) -> anyhow::Result<Vec<(String, HorizonL1)>> {
     for m in doc["models"].as_array().context("no models")? {
         rows.push((m["weights"].as_str().unwrap_or("?").to_string(), read(m)?));
     }
+    rows.push(("no change (the last context state)".into(), read(&doc["last"])?));
+    rows.push(("the last step repeated".into(), read(&doc["linear"])?));
     rows.push(("median of the other branches (floor <=)".into(), read(&doc["others"])?));
     rows.push(("median of all branches (floor >=)".into(), read(&doc["all"])?));
     Ok(rows)

@@ -161,6 +161,10 @@ pub struct Floor {
     pub others: HorizonL1,
     /// The median of all branches: at most the floor.
     pub all: HorizonL1,
+    /// The last context state at every horizon (no change): what a nowcaster has to beat.
+    pub last: HorizonL1,
+    /// The last context step repeated: `x_T + k (x_T - x_{T-1})` at horizon `k`.
+    pub linear: HorizonL1,
 }
 
 /// Scores `model` on `data`, the trajectories of one [`branches`] call (`ctx` shared states, then each
@@ -184,6 +188,7 @@ pub fn floor_by_horizon(model: &MetaModel, data: &MetaData) -> Result<Floor, Met
     let mut b = WindowBuffers::default();
     predict_window(cx, lay, &model.params, data, &window(0), &mut b)?;
     let (pred, mask) = (b.out.clone(), b.mask.clone());
+    let (last, linear) = naive(&b.attr, cfg.ctx, cfg.seq_len);
     let mut targets = Vec::with_capacity(n);
     for source in 0..n {
         build_window(cfg, data, &window(source), &mut b)?;
@@ -194,17 +199,36 @@ pub fn floor_by_horizon(model: &MetaModel, data: &MetaData) -> Result<Floor, Met
     }
     let s = cfg.seq_len;
     let blank = || HorizonL1 { sums: vec![0.0; s], counts: vec![0; s] };
-    let mut f = Floor { model: blank(), others: blank(), all: blank() };
+    let mut f = Floor { model: blank(), others: blank(), all: blank(), last: blank(), linear: blank() };
     let (all, others) = medians(&targets);
     for (i, t) in targets.iter().enumerate() {
         meta::masked_l1_by_horizon(&pred, t, &mask, &mut f.model.sums, &mut f.model.counts)?;
         meta::masked_l1_by_horizon(&others[i], t, &mask, &mut f.others.sums, &mut f.others.counts)?;
         meta::masked_l1_by_horizon(&all, t, &mask, &mut f.all.sums, &mut f.all.counts)?;
+        meta::masked_l1_by_horizon(&last, t, &mask, &mut f.last.sums, &mut f.last.counts)?;
+        meta::masked_l1_by_horizon(&linear, t, &mask, &mut f.linear.sums, &mut f.linear.counts)?;
     }
-    if [&f.model, &f.others, &f.all].iter().any(|h| h.sums.iter().any(|v| !v.is_finite())) {
+    if [&f.model, &f.others, &f.all, &f.last, &f.linear].iter().any(|h| h.sums.iter().any(|v| !v.is_finite())) {
         return Err(MetaTrainError::NonFiniteLoss);
     }
     Ok(f)
+}
+
+/// The two naive nowcasts of a window's context `attr` (`[E, F * ctx]`, oldest state first, spec 7.2's
+/// layout), in the predictions' `[E, F * S]` layout: the last state at every horizon, and the last step
+/// repeated `k` times at horizon `k`.
+fn naive(attr: &[f32], ctx: usize, s: usize) -> (Vec<f32>, Vec<f32>) {
+    let rows = attr.len() / ctx;
+    let (mut last, mut linear) = (vec![0.0; rows * s], vec![0.0; rows * s]);
+    for (r, hist) in attr.chunks_exact(ctx).enumerate() {
+        let x = hist[ctx - 1];
+        let step = if ctx > 1 { x - hist[ctx - 2] } else { 0.0 };
+        for j in 0..s {
+            last[r * s + j] = x;
+            linear[r * s + j] = x + (j + 1) as f32 * step;
+        }
+    }
+    (last, linear)
 }
 
 /// Element-wise medians of equally long `rows`: of all of them, and for each row, of all the others (the
@@ -257,6 +281,14 @@ mod tests {
         assert_eq!(others, vec![vec![3.5, 1.5], vec![1.5, -0.5], vec![3.0, 2.0]]);
         let (all, others) = medians(&[vec![1.0], vec![3.0], vec![f32::NAN], vec![2.0]]);
         assert!(all[0].is_nan() && others[2][0] == 2.0 && others[0][0].is_nan(), "{all:?} {others:?}");
+    }
+
+    #[test]
+    fn naive_nowcasts_hold_the_last_state_and_repeat_the_last_step() {
+        // Two rows of three context states, two horizons.
+        let (last, linear) = naive(&[0.0, 1.0, 3.0, 5.0, 5.0, 4.0], 3, 2);
+        assert_eq!(last, vec![3.0, 3.0, 4.0, 4.0]);
+        assert_eq!(linear, vec![5.0, 7.0, 3.0, 2.0]);
     }
 
     fn tiny_model() -> MetaModel {

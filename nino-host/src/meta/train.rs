@@ -591,7 +591,7 @@ fn sample_batch(
 pub(super) struct WindowBuffers {
     states: Vec<f32>,
     window: Vec<f32>,
-    attr: Vec<f32>,
+    pub(super) attr: Vec<f32>,
     pub(super) target: Vec<f32>,
     pub(super) mask: Vec<u8>,
     lpe: Vec<f32>,
