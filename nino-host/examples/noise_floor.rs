@@ -16,6 +16,7 @@ use nino_host::cmd::train::TaskName;
 use nino_host::io::atomic::write_atomic;
 use nino_host::io::data::{DEFAULT_FASHION_MNIST_DIR, load_data};
 use nino_host::io::model_file::MetaModel;
+use nino_host::io::plot::{LinePlot, Series, write_png};
 use nino_host::io::weights::WeightSet;
 use nino_host::meta::floor::{BranchSpec, branches, floor_by_horizon};
 use nino_host::meta::train::{HorizonL1, MetaData};
@@ -144,7 +145,30 @@ fn main() -> anyhow::Result<()> {
     }
     println!("\nall starts pooled:");
     print_table(&pooled, &a.report);
+    let png = a.out.join("floor.png");
+    write_png(&png, &plot(&pooled, a.seed)).with_context(|| format!("writing {}", png.display()))?;
+    println!("plot: {}", png.display());
     Ok(())
+}
+
+/// L1 against horizon for every pooled row but the repeated step (it would squash the others' scale).
+fn plot(rows: &[(String, HorizonL1)], seed: u64) -> LinePlot {
+    let series = rows
+        .iter()
+        .filter(|(name, _)| !name.starts_with("the last step"))
+        .map(|(name, h)| {
+            let label = std::path::Path::new(name).file_stem().map_or(name.clone(), |s| s.to_string_lossy().into());
+            let main = h.means().iter().enumerate().filter_map(|(i, m)| m.map(|v| ((i + 1) as f64, v))).collect();
+            Series { label, main, faint: Vec::new() }
+        })
+        .collect();
+    LinePlot {
+        title: format!("masked L1 on branches of seed {seed}'s run, all starts pooled"),
+        x_label: "horizon k (states after the start)".into(),
+        y_label: "masked L1 (model units)".into(),
+        series,
+        ..LinePlot::default()
+    }
 }
 
 /// Whether a kept file scored the same models, in the same order.
