@@ -93,7 +93,10 @@ fn main() -> anyhow::Result<()> {
             "horizons": a.horizons, "branches": a.branches, "lr": spec.lr, "batch": spec.batch});
         let file = a.out.join(format!("start-{start}.json"));
         let done: Option<Value> = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        let complete = |d: &Value| ["others", "all", "last", "linear"].iter().all(|k| d[*k].is_object());
+        let complete = |d: &Value| {
+            ["others", "all", "last", "linear"].iter().all(|k| d[*k].is_object())
+                && d["models"].as_array().is_some_and(|m| m.iter().all(|m| m["stretched"].is_array()))
+        };
         let doc = match done.filter(|d| d["settings"] == settings && same_models(d, &models) && complete(d)) {
             Some(d) => {
                 eprintln!("start {start}: kept {}", file.display());
@@ -121,7 +124,13 @@ fn main() -> anyhow::Result<()> {
                 for (name, model) in &models {
                     let md = MetaData::from_trajectories(trajs.clone(), a.spacing, &model.layout.cfg)?;
                     let f = floor_by_horizon(model, &md)?;
-                    rows.push(json!({"weights": name, "sums": f.model.sums, "counts": f.model.counts}));
+                    let stretched: Vec<Value> = f
+                        .stretched
+                        .iter()
+                        .map(|(a, h)| json!({"factor": a, "sums": h.sums, "counts": h.counts}))
+                        .collect();
+                    rows.push(json!({"weights": name, "sums": f.model.sums, "counts": f.model.counts,
+                        "cosine": f.cosine, "stretched": stretched}));
                     bounds.get_or_insert(f);
                 }
                 let f = bounds.expect("at least one model");
@@ -136,6 +145,10 @@ fn main() -> anyhow::Result<()> {
         let rows = table_rows(&doc)?;
         println!("\nstart {start} ({} branches, spacing {}):", a.branches, a.spacing);
         print_table(&rows, &a.report);
+        for m in doc["models"].as_array().into_iter().flatten() {
+            let c: Vec<Option<f64>> = serde_json::from_value(m["cosine"].clone()).unwrap_or_default();
+            println!("cosine of the move with the best move, {}: {}", m["weights"], cosine_cells(&c));
+        }
         for (name, h) in rows {
             match pooled.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, p)) => p.add(&h),
@@ -151,11 +164,12 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// L1 against horizon for every pooled row but the repeated step (it would squash the others' scale).
+/// L1 against horizon for the models, no change and the bounds (the repeated step would squash the others'
+/// scale, and the stretched moves crowd the models).
 fn plot(rows: &[(String, HorizonL1)], seed: u64) -> LinePlot {
     let series = rows
         .iter()
-        .filter(|(name, _)| !name.starts_with("the last step"))
+        .filter(|(name, _)| !name.starts_with("the last step") && !name.starts_with("first model's move"))
         .map(|(name, h)| {
             let label = std::path::Path::new(name).file_stem().map_or(name.clone(), |s| s.to_string_lossy().into());
             let main = h.means().iter().enumerate().filter_map(|(i, m)| m.map(|v| ((i + 1) as f64, v))).collect();
@@ -186,8 +200,13 @@ fn table_rows(doc: &Value) -> anyhow::Result<Vec<(String, HorizonL1)>> {
         Ok(HorizonL1 { sums, counts })
     };
     let mut rows = Vec::new();
-    for m in doc["models"].as_array().context("no models")? {
+    let models = doc["models"].as_array().context("no models")?;
+    for m in models {
         rows.push((m["weights"].as_str().unwrap_or("?").to_string(), read(m)?));
+    }
+    // The first model's move, stretched: whether its error is the length of the move.
+    for st in models[0]["stretched"].as_array().into_iter().flatten() {
+        rows.push((format!("first model's move x {}", st["factor"]), read(st)?));
     }
     rows.push(("no change (the last context state)".into(), read(&doc["last"])?));
     rows.push(("the last step repeated".into(), read(&doc["linear"])?));
@@ -196,9 +215,18 @@ fn table_rows(doc: &Value) -> anyhow::Result<Vec<(String, HorizonL1)>> {
     Ok(rows)
 }
 
+/// The cosines at the horizons the tables show.
+fn cosine_cells(c: &[Option<f64>]) -> String {
+    let cell = |k: usize| c.get(k - 1).copied().flatten().map_or("-".to_string(), |v| format!("{v:.3}"));
+    TABLE_KS.iter().map(|&k| format!("k={k} {}", cell(k))).collect::<Vec<_>>().join(", ")
+}
+
+/// Horizons the tables show.
+const TABLE_KS: [usize; 8] = [1, 5, 10, 16, 21, 26, 33, 40];
+
 /// Rows of mean L1 at a few horizons and at the `report` horizons' mean.
 fn print_table(rows: &[(String, HorizonL1)], report: &[usize]) {
-    let ks = [1, 5, 10, 16, 21, 26, 33, 40];
+    let ks = TABLE_KS;
     let cell = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.5}"));
     print!("| row |");
     ks.iter().for_each(|k| print!(" k = {k} |"));

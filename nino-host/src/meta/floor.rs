@@ -165,7 +165,15 @@ pub struct Floor {
     pub last: HorizonL1,
     /// The last context step repeated: `x_T + k (x_T - x_{T-1})` at horizon `k`.
     pub linear: HorizonL1,
+    /// Per horizon, the cosine between the model's move (prediction minus the last state) and the best
+    /// move the branches show (their median minus the last state): is the model's error its direction?
+    pub cosine: Vec<Option<f64>>,
+    /// The model's move times each factor of [`STRETCH`], scored like the model: is its error the length?
+    pub stretched: Vec<(f32, HorizonL1)>,
 }
+
+/// Factors [`Floor::stretched`] multiplies the model's move by.
+pub const STRETCH: [f32; 4] = [0.5, 1.5, 2.0, 3.0];
 
 /// Scores `model` on `data`, the trajectories of one [`branches`] call (`ctx` shared states, then each
 /// branch's own), against the element-wise medians of the branches (module doc). Every horizon the
@@ -199,19 +207,51 @@ pub fn floor_by_horizon(model: &MetaModel, data: &MetaData) -> Result<Floor, Met
     }
     let s = cfg.seq_len;
     let blank = || HorizonL1 { sums: vec![0.0; s], counts: vec![0; s] };
-    let mut f = Floor { model: blank(), others: blank(), all: blank(), last: blank(), linear: blank() };
     let (all, others) = medians(&targets);
+    let mut f = Floor {
+        model: blank(),
+        others: blank(),
+        all: blank(),
+        last: blank(),
+        linear: blank(),
+        cosine: cosine_by_horizon(&pred, &all, &last, &mask, s),
+        stretched: STRETCH.iter().map(|&a| (a, blank())).collect(),
+    };
+    let stretched: Vec<Vec<f32>> =
+        STRETCH.iter().map(|&a| last.iter().zip(&pred).map(|(x, p)| x + a * (p - x)).collect()).collect();
     for (i, t) in targets.iter().enumerate() {
         meta::masked_l1_by_horizon(&pred, t, &mask, &mut f.model.sums, &mut f.model.counts)?;
         meta::masked_l1_by_horizon(&others[i], t, &mask, &mut f.others.sums, &mut f.others.counts)?;
         meta::masked_l1_by_horizon(&all, t, &mask, &mut f.all.sums, &mut f.all.counts)?;
         meta::masked_l1_by_horizon(&last, t, &mask, &mut f.last.sums, &mut f.last.counts)?;
         meta::masked_l1_by_horizon(&linear, t, &mask, &mut f.linear.sums, &mut f.linear.counts)?;
+        for (pred, (_, h)) in stretched.iter().zip(&mut f.stretched) {
+            meta::masked_l1_by_horizon(pred, t, &mask, &mut h.sums, &mut h.counts)?;
+        }
     }
-    if [&f.model, &f.others, &f.all, &f.last, &f.linear].iter().any(|h| h.sums.iter().any(|v| !v.is_finite())) {
+    let rows = [&f.model, &f.others, &f.all, &f.last, &f.linear].into_iter().chain(f.stretched.iter().map(|(_, h)| h));
+    if rows.into_iter().any(|h| h.sums.iter().any(|v| !v.is_finite()))
+        || f.cosine.iter().flatten().any(|c| !c.is_finite())
+    {
         return Err(MetaTrainError::NonFiniteLoss);
     }
     Ok(f)
+}
+
+/// Per horizon (`[E, F * S]` layout), the cosine between `a - from` and `b - from` over the masked terms;
+/// `None` where a move is zero or no term is masked in.
+fn cosine_by_horizon(a: &[f32], b: &[f32], from: &[f32], mask: &[u8], s: usize) -> Vec<Option<f64>> {
+    let mut acc = vec![[0.0f64; 3]; s];
+    for (i, ((x, y), z)) in a.iter().zip(b).zip(from).enumerate() {
+        if mask[i] != 0 {
+            let (u, v) = (f64::from(x - z), f64::from(y - z));
+            let c = &mut acc[i % s];
+            c[0] += u * v;
+            c[1] += u * u;
+            c[2] += v * v;
+        }
+    }
+    acc.iter().map(|[uv, uu, vv]| (uu * vv > 0.0).then(|| uv / (uu * vv).sqrt())).collect()
 }
 
 /// The two naive nowcasts of a window's context `attr` (`[E, F * ctx]`, oldest state first, spec 7.2's
@@ -281,6 +321,18 @@ mod tests {
         assert_eq!(others, vec![vec![3.5, 1.5], vec![1.5, -0.5], vec![3.0, 2.0]]);
         let (all, others) = medians(&[vec![1.0], vec![3.0], vec![f32::NAN], vec![2.0]]);
         assert!(all[0].is_nan() && others[2][0] == 2.0 && others[0][0].is_nan(), "{all:?} {others:?}");
+    }
+
+    #[test]
+    fn cosines_per_horizon_over_the_mask() {
+        // Three rows of two horizons, the third masked out: at k = 1 the moves are (1, 0) and (1, 1), at
+        // k = 2 they are (2, 0) and (-1, 0).
+        let from = [0.0; 6];
+        let a = [1.0, 2.0, 0.0, 0.0, 9.0, 9.0];
+        let b = [1.0, -1.0, 1.0, 0.0, -9.0, 9.0];
+        let c = cosine_by_horizon(&a, &b, &from, &[1, 1, 1, 1, 0, 0], 2);
+        assert!((c[0].unwrap() - 0.5f64.sqrt()).abs() < 1e-12 && c[1] == Some(-1.0), "{c:?}");
+        assert_eq!(cosine_by_horizon(&a, &b, &from, &[0; 6], 2), vec![None, None]);
     }
 
     #[test]
