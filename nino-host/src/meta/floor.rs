@@ -380,6 +380,16 @@ mod tests {
             let (o, a) = (others[k].unwrap(), all[k].unwrap());
             assert!(a > 0.0 && a < o, "k={}: all {a}, others {o}", k + 1);
         }
+        // The L1 is convex in the stretch: half the move scores at most the mean of none and all of it, and
+        // 1.5x and 2x at most the mean of their neighbours on the line (1x, 2x, 3x).
+        let l1 = |h: &HorizonL1, k: usize| h.sums[k] / h.counts[k] as f64;
+        let at = |a: f32| &spread.stretched.iter().find(|(f, _)| *f == a).unwrap().1;
+        for k in 0..4 {
+            let (none, one) = (l1(&spread.last, k), l1(&spread.model, k));
+            assert!(l1(at(0.5), k) <= (none + one) / 2.0 + 1e-9, "k={}: half the move", k + 1);
+            assert!(l1(at(2.0), k) <= (one + l1(at(3.0), k)) / 2.0 + 1e-9, "k={}: twice the move", k + 1);
+            assert!(l1(at(1.5), k) <= (one + l1(at(2.0), k)) / 2.0 + 1e-9, "k={}: 1.5x the move", k + 1);
+        }
     }
 
     #[test]
