@@ -205,7 +205,7 @@ fn table_rows(doc: &Value) -> anyhow::Result<Vec<(String, HorizonL1)>> {
         rows.push((m["weights"].as_str().unwrap_or("?").to_string(), read(m)?));
     }
     // The first model's move, stretched: whether its error is the length of the move.
-    for st in models[0]["stretched"].as_array().into_iter().flatten() {
+    for st in models.first().and_then(|m| m["stretched"].as_array()).into_iter().flatten() {
         rows.push((format!("first model's move x {}", st["factor"]), read(st)?));
     }
     rows.push(("no change (the last context state)".into(), read(&doc["last"])?));
