@@ -27,8 +27,8 @@ const LOCK: &str = ".nino-collect.lock";
 const TMP_PREFIX: &str = ".nino-tmp-";
 
 /// Adam's settings besides the learning rate: the reference protocol's.
-const ADAM_BETAS: [f32; 2] = [0.9, 0.999];
-const ADAM_EPS: f32 = 1e-8;
+pub(super) const ADAM_BETAS: [f32; 2] = [0.9, 0.999];
+pub(super) const ADAM_EPS: f32 = 1e-8;
 
 /// A setting of a collection, as errors name it: [`Setting::plain`] in the library, by its flag on the
 /// command line.

@@ -11,7 +11,7 @@
 //! - the median of *all* branches, the scored one included: for each element it minimises the summed L1
 //!   over the branches, so its expected L1 is at most the best possible one (a lower bound).
 
-use super::collect::TrajectoryError;
+use super::collect::{ADAM_BETAS, ADAM_EPS, TrajectoryError};
 use super::train::{HorizonL1, MetaData, MetaTrainError, Window, WindowBuffers, build_window, predict_window};
 use crate::io::collection::{FORMAT, ShardMeta, StateDtype, Trajectory};
 use crate::io::data::{BatchSampler, Splits};
@@ -88,7 +88,7 @@ pub fn branches(
     if s.spacing == 0 || s.horizons == 0 || s.branches < 2 || s.batch == 0 {
         return Err(BranchError::Spec("spacing, horizons and batch must be at least 1, branches at least 2"));
     }
-    let adam = AdamConfig { lr: s.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 };
+    let adam = AdamConfig { lr: s.lr, beta1: ADAM_BETAS[0], beta2: ADAM_BETAS[1], eps: ADAM_EPS, weight_decay: 0.0 };
     let engine_error = |e| BranchError::Train(TrajectoryError::Engine(e));
     let mut engine = Engine::new(arch.clone(), init_params(arch, s.seed), adam, s.batch).map_err(engine_error)?;
     let sampler = BatchSampler::new(data.train.len(), s.batch, s.seed).ok_or(TrajectoryError::NoImages)?;
