@@ -637,14 +637,8 @@ fn train_one(
     let adam = AdamConfig { lr, beta1: c.adam_betas[0], beta2: c.adam_betas[1], eps: c.adam_eps, weight_decay: 0.0 };
     let mut engine = Engine::new(arch.clone(), params, adam, c.batch).map_err(TrajectoryError::Engine)?;
     let mut sampler = BatchSampler::new(data.train.len(), c.batch, seed).ok_or(TrajectoryError::NoImages)?;
-    let (mut x, mut y) = (Vec::new(), Vec::new());
     let mut sum = 0.0f64;
-    for step in 1..=c.steps {
-        data.train.gather(sampler.next_batch(), &mut x, &mut y);
-        let loss = engine.train_step(&x, &y).map_err(|error| TrajectoryError::Step { step, error })?;
-        if !loss.is_finite() {
-            return Err(TrajectoryError::Diverged { loss, step });
-        }
+    adam_steps(&mut engine, &mut sampler, data, 1..=c.steps, |step, loss, engine| {
         if step == 1 {
             metrics[0] = loss;
         }
@@ -655,7 +649,28 @@ fn train_one(
             sum = 0.0;
         }
         pb.inc(1);
-    }
+    })?;
     let eval = engine.evaluate(&data.test.images, &data.test.labels).map_err(TrajectoryError::Evaluate)?;
     Ok(Shard { states, metrics, test_acc: eval.correct as f32 / eval.total as f32 })
+}
+
+/// Adam steps `steps` (numbered as the run counts them) on `sampler`'s batches, refusing a non-finite loss;
+/// `after` sees each step's number, loss and the engine after it.
+pub(super) fn adam_steps(
+    engine: &mut Engine,
+    sampler: &mut BatchSampler,
+    data: &Splits,
+    steps: std::ops::RangeInclusive<u64>,
+    mut after: impl FnMut(u64, f32, &Engine),
+) -> Result<(), TrajectoryError> {
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for step in steps {
+        data.train.gather(sampler.next_batch(), &mut x, &mut y);
+        let loss = engine.train_step(&x, &y).map_err(|error| TrajectoryError::Step { step, error })?;
+        if !loss.is_finite() {
+            return Err(TrajectoryError::Diverged { loss, step });
+        }
+        after(step, loss, engine);
+    }
+    Ok(())
 }

@@ -11,7 +11,7 @@
 //! - the median of *all* branches, the scored one included: for each element it minimises the summed L1
 //!   over the branches, so its expected L1 is at most the best possible one (a lower bound).
 
-use super::collect::{ADAM_BETAS, ADAM_EPS, TrajectoryError};
+use super::collect::{ADAM_BETAS, ADAM_EPS, TrajectoryError, adam_steps};
 use super::train::{HorizonL1, MetaData, MetaTrainError, Window, WindowBuffers, build_window, predict_window};
 use crate::io::collection::{FORMAT, ShardMeta, StateDtype, Trajectory};
 use crate::io::data::{BatchSampler, Splits};
@@ -92,22 +92,15 @@ pub fn branches(
     let engine_error = |e| BranchError::Train(TrajectoryError::Engine(e));
     let mut engine = Engine::new(arch.clone(), init_params(arch, s.seed), adam, s.batch).map_err(engine_error)?;
     let sampler = BatchSampler::new(data.train.len(), s.batch, s.seed).ok_or(TrajectoryError::NoImages)?;
-    let (mut x, mut y) = (Vec::new(), Vec::new());
     let mut done = 0;
     let mut run = |engine: &mut Engine, sampler: &mut BatchSampler, from: u64, to: u64, out: &mut Vec<f32>| {
-        for step in from + 1..=to {
-            data.train.gather(sampler.next_batch(), &mut x, &mut y);
-            let loss = engine.train_step(&x, &y).map_err(|error| TrajectoryError::Step { step, error })?;
-            if !loss.is_finite() {
-                return Err(TrajectoryError::Diverged { loss, step });
-            }
+        adam_steps(engine, sampler, data, from + 1..=to, |step, _, engine| {
             if step >= first && (step - first).is_multiple_of(s.spacing) {
                 out.extend_from_slice(engine.params());
             }
             done += 1;
             progress(done);
-        }
-        Ok::<(), TrajectoryError>(())
+        })
     };
     let mut context = Vec::new();
     if first == 0 {
