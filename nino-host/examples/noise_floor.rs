@@ -18,7 +18,7 @@ use nino_host::io::data::{DEFAULT_FASHION_MNIST_DIR, load_data};
 use nino_host::io::model_file::MetaModel;
 use nino_host::io::plot::{LinePlot, Series, write_png};
 use nino_host::io::weights::WeightSet;
-use nino_host::meta::floor::{BranchSpec, branches, floor_by_horizon};
+use nino_host::meta::floor::{Bounds, BranchSpec, branches};
 use nino_host::meta::train::{HorizonL1, MetaData};
 use serde_json::{Value, json};
 use std::io::IsTerminal;
@@ -120,10 +120,14 @@ fn main() -> anyhow::Result<()> {
                 })?;
                 pb.finish_and_clear();
                 let mut rows = Vec::new();
-                let mut bounds = None;
+                let (mut bounds, mut last) = (None, None);
                 for (name, model) in &models {
                     let md = MetaData::from_trajectories(trajs.clone(), a.spacing, &model.layout.cfg)?;
-                    let f = floor_by_horizon(model, &md)?;
+                    let b = match &bounds {
+                        Some(b) => b,
+                        None => bounds.insert(Bounds::new(&model.layout.cfg, &md)?),
+                    };
+                    let f = b.score(model, &md)?;
                     let stretched: Vec<Value> = f
                         .stretched
                         .iter()
@@ -131,9 +135,9 @@ fn main() -> anyhow::Result<()> {
                         .collect();
                     rows.push(json!({"weights": name, "sums": f.model.sums, "counts": f.model.counts,
                         "cosine": f.cosine, "stretched": stretched}));
-                    bounds.get_or_insert(f);
+                    last = Some(f);
                 }
-                let f = bounds.expect("at least one model");
+                let f = last.expect("at least one model");
                 let row = |h: &HorizonL1| json!({"sums": h.sums, "counts": h.counts});
                 let d = json!({"settings": settings, "models": rows, "others": row(&f.others),
                     "all": row(&f.all), "last": row(&f.last), "linear": row(&f.linear)});

@@ -19,6 +19,7 @@ use crate::io::model_file::MetaModel;
 use crate::training::engine::{Engine, init_params};
 use nino_core::Arch;
 use nino_core::adam::AdamConfig;
+use nino_core::nowcast::Config;
 use nino_core::nowcast::meta;
 use nino_core::rng::SplitMix64;
 
@@ -146,7 +147,7 @@ pub fn branches(
 }
 
 /// A model's L1 on the continuations beside the two bounds on the best any model could do, per horizon.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Floor {
     /// The model's masked L1.
     pub model: HorizonL1,
@@ -168,67 +169,126 @@ pub struct Floor {
 /// Factors [`Floor::stretched`] multiplies the model's move by.
 pub const STRETCH: [f32; 4] = [0.5, 1.5, 2.0, 3.0];
 
-/// Scores `model` on `data`, the trajectories of one [`branches`] call (`ctx` shared states, then each
-/// branch's own), against the element-wise medians of the branches (module doc). Every horizon the
-/// branches hold, up to the model's `seq_len`, is scored; LPE signs are all positive, as at inference.
+/// What the branches say without a model: their scaled targets, the naive nowcasts and the two bounds, for
+/// models of one context length and horizon count. Built once per start, then [`Bounds::score`] per model.
+pub struct Bounds {
+    cfg: Config,
+    len: usize,
+    mask: Vec<u8>,
+    targets: Vec<Vec<f32>>,
+    /// The median of all branches: the best move's end point.
+    all: Vec<f32>,
+    last: Vec<f32>,
+    /// The model-free rows of [`Floor`], its `model`, `cosine` and `stretched` left empty.
+    rows: Floor,
+}
+
+impl Bounds {
+    /// Reads the branches in `data` (the trajectories of one [`branches`] call: `ctx` shared states, then
+    /// each branch's own) for models of `cfg`'s `ctx` and `seq_len`. Every horizon the branches hold, up to
+    /// `seq_len`, is scored.
+    pub fn new(cfg: &Config, data: &MetaData) -> Result<Bounds, MetaTrainError> {
+        let n = data.len();
+        if n < 2 {
+            return Err(invalid("the floor needs at least two branches"));
+        }
+        let states = data.n_states(0);
+        if (0..n).any(|i| data.n_states(i) != states) || states <= cfg.ctx {
+            return Err(invalid("branches must hold the same number of states, more than the context"));
+        }
+        let len = (states - cfg.ctx).min(cfg.seq_len);
+        let mut b = WindowBuffers::default();
+        build_window(cfg, data, &window(cfg, len, 0), &mut b)?;
+        let mask = b.mask.clone();
+        let (last, linear) = naive(&b.attr, cfg.ctx, cfg.seq_len);
+        let mut targets = Vec::with_capacity(n);
+        for source in 0..n {
+            build_window(cfg, data, &window(cfg, len, source), &mut b)?;
+            if b.mask != mask {
+                return Err(invalid("branches of different graphs"));
+            }
+            targets.push(b.target.clone());
+        }
+        let s = cfg.seq_len;
+        let (all, others) = medians(&targets);
+        let mut rows = Floor {
+            model: blank(s),
+            others: blank(s),
+            all: blank(s),
+            last: blank(s),
+            linear: blank(s),
+            ..Floor::default()
+        };
+        for (i, t) in targets.iter().enumerate() {
+            meta::masked_l1_by_horizon(&others[i], t, &mask, &mut rows.others.sums, &mut rows.others.counts)?;
+            meta::masked_l1_by_horizon(&all, t, &mask, &mut rows.all.sums, &mut rows.all.counts)?;
+            meta::masked_l1_by_horizon(&last, t, &mask, &mut rows.last.sums, &mut rows.last.counts)?;
+            meta::masked_l1_by_horizon(&linear, t, &mask, &mut rows.linear.sums, &mut rows.linear.counts)?;
+        }
+        if [&rows.others, &rows.all, &rows.last, &rows.linear].iter().any(|h| h.sums.iter().any(|v| !v.is_finite())) {
+            return Err(MetaTrainError::NonFiniteLoss);
+        }
+        Ok(Bounds { cfg: *cfg, len, mask, targets, all, last, rows })
+    }
+
+    /// `model` scored on the branches beside the bounds; `data` holds the same branches prepared for the
+    /// model's features. LPE signs are all positive, as at inference.
+    pub fn score(&self, model: &MetaModel, data: &MetaData) -> Result<Floor, MetaTrainError> {
+        let (lay, cfg) = (&model.layout, &model.layout.cfg);
+        if (cfg.ctx, cfg.seq_len) != (self.cfg.ctx, self.cfg.seq_len) || data.len() != self.targets.len() {
+            return Err(invalid("the model or the branches differ from those the bounds were built for"));
+        }
+        let mut b = WindowBuffers::default();
+        predict_window(
+            crate::kernels::meta::host_compute(),
+            lay,
+            &model.params,
+            data,
+            &window(cfg, self.len, 0),
+            &mut b,
+        )?;
+        let (pred, s) = (&b.out, cfg.seq_len);
+        let mut f = Floor {
+            model: blank(s),
+            cosine: cosine_by_horizon(pred, &self.all, &self.last, &self.mask, s),
+            stretched: STRETCH.iter().map(|&a| (a, blank(s))).collect(),
+            ..self.rows.clone()
+        };
+        let stretched: Vec<Vec<f32>> =
+            STRETCH.iter().map(|&a| self.last.iter().zip(pred).map(|(x, p)| x + a * (p - x)).collect()).collect();
+        for t in &self.targets {
+            meta::masked_l1_by_horizon(pred, t, &self.mask, &mut f.model.sums, &mut f.model.counts)?;
+            for (pred, (_, h)) in stretched.iter().zip(&mut f.stretched) {
+                meta::masked_l1_by_horizon(pred, t, &self.mask, &mut h.sums, &mut h.counts)?;
+            }
+        }
+        let rows = std::iter::once(&f.model).chain(f.stretched.iter().map(|(_, h)| h));
+        if rows.into_iter().any(|h| h.sums.iter().any(|v| !v.is_finite()))
+            || f.cosine.iter().flatten().any(|c| !c.is_finite())
+        {
+            return Err(MetaTrainError::NonFiniteLoss);
+        }
+        Ok(f)
+    }
+}
+
+/// Scores `model` on `data`, the trajectories of one [`branches`] call, against the element-wise medians of
+/// the branches (module doc): [`Bounds::new`] then [`Bounds::score`], for one model.
 pub fn floor_by_horizon(model: &MetaModel, data: &MetaData) -> Result<Floor, MetaTrainError> {
-    let (lay, cfg) = (&model.layout, &model.layout.cfg);
-    let n = data.len();
-    if n < 2 {
-        return Err(MetaTrainError::Core(nino_core::Error::InvalidArgument("the floor needs at least two branches")));
-    }
-    let states = data.n_states(0);
-    if (0..n).any(|i| data.n_states(i) != states) || states <= cfg.ctx {
-        return Err(MetaTrainError::Core(nino_core::Error::InvalidArgument(
-            "branches must hold the same number of states, more than the context",
-        )));
-    }
-    let len = (states - cfg.ctx).min(cfg.seq_len);
-    let window = |source| Window { source, states: (0..cfg.ctx + len).collect(), len, signs: vec![1.0; cfg.lpe] };
-    let cx = crate::kernels::meta::host_compute();
-    let mut b = WindowBuffers::default();
-    predict_window(cx, lay, &model.params, data, &window(0), &mut b)?;
-    let (pred, mask) = (b.out.clone(), b.mask.clone());
-    let (last, linear) = naive(&b.attr, cfg.ctx, cfg.seq_len);
-    let mut targets = Vec::with_capacity(n);
-    for source in 0..n {
-        build_window(cfg, data, &window(source), &mut b)?;
-        if b.mask != mask {
-            return Err(MetaTrainError::Core(nino_core::Error::InvalidArgument("branches of different graphs")));
-        }
-        targets.push(b.target.clone());
-    }
-    let s = cfg.seq_len;
-    let blank = || HorizonL1 { sums: vec![0.0; s], counts: vec![0; s] };
-    let (all, others) = medians(&targets);
-    let mut f = Floor {
-        model: blank(),
-        others: blank(),
-        all: blank(),
-        last: blank(),
-        linear: blank(),
-        cosine: cosine_by_horizon(&pred, &all, &last, &mask, s),
-        stretched: STRETCH.iter().map(|&a| (a, blank())).collect(),
-    };
-    let stretched: Vec<Vec<f32>> =
-        STRETCH.iter().map(|&a| last.iter().zip(&pred).map(|(x, p)| x + a * (p - x)).collect()).collect();
-    for (i, t) in targets.iter().enumerate() {
-        meta::masked_l1_by_horizon(&pred, t, &mask, &mut f.model.sums, &mut f.model.counts)?;
-        meta::masked_l1_by_horizon(&others[i], t, &mask, &mut f.others.sums, &mut f.others.counts)?;
-        meta::masked_l1_by_horizon(&all, t, &mask, &mut f.all.sums, &mut f.all.counts)?;
-        meta::masked_l1_by_horizon(&last, t, &mask, &mut f.last.sums, &mut f.last.counts)?;
-        meta::masked_l1_by_horizon(&linear, t, &mask, &mut f.linear.sums, &mut f.linear.counts)?;
-        for (pred, (_, h)) in stretched.iter().zip(&mut f.stretched) {
-            meta::masked_l1_by_horizon(pred, t, &mask, &mut h.sums, &mut h.counts)?;
-        }
-    }
-    let rows = [&f.model, &f.others, &f.all, &f.last, &f.linear].into_iter().chain(f.stretched.iter().map(|(_, h)| h));
-    if rows.into_iter().any(|h| h.sums.iter().any(|v| !v.is_finite()))
-        || f.cosine.iter().flatten().any(|c| !c.is_finite())
-    {
-        return Err(MetaTrainError::NonFiniteLoss);
-    }
-    Ok(f)
+    Bounds::new(&model.layout.cfg, data)?.score(model, data)
+}
+
+/// The window every branch is read through: the whole context, then `len` horizons.
+fn window(cfg: &Config, len: usize, source: usize) -> Window {
+    Window { source, states: (0..cfg.ctx + len).collect(), len, signs: vec![1.0; cfg.lpe] }
+}
+
+fn blank(s: usize) -> HorizonL1 {
+    HorizonL1 { sums: vec![0.0; s], counts: vec![0; s] }
+}
+
+fn invalid(why: &'static str) -> MetaTrainError {
+    MetaTrainError::Core(nino_core::Error::InvalidArgument(why))
 }
 
 /// Per horizon (`[E, F * S]` layout), the cosine between `a - from` and `b - from` over the masked terms;
@@ -275,12 +335,12 @@ pub fn medians(rows: &[Vec<f32>]) -> (Vec<f32>, Vec<Vec<f32>>) {
     for j in 0..len {
         col.clear();
         col.extend(rows.iter().map(|r| r[j]));
-        all[j] = median(&mut col.clone());
         for (i, o) in others.iter_mut().enumerate() {
             rest.clear();
             rest.extend(col.iter().enumerate().filter(|&(k, _)| k != i).map(|(_, v)| *v));
             o[j] = median(&mut rest);
         }
+        all[j] = median(&mut col);
     }
     (all, others)
 }
