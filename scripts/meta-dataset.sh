@@ -12,7 +12,8 @@
 #   core, measured 5% faster than one two-threaded collector), and logs to OUT_DIR/log-*.txt.
 #   LANES=1 runs one collector with both threads instead. The trajectories are bit-for-bit the same again
 #   only with the same build and lanes (the training step's sums depend on the thread count).
-#   RECIPE=long collects the long recipe instead (below): 12,000-step FM-16 trajectories.
+#   RECIPE=long collects the long recipe instead (below): 12,000-step FM-16 trajectories; RECIPE=scale
+#   300 more of them (seeds 10001-10300).
 # Size: 180 training (150 conv, which meta-training reads, 84 of them the FM-16 net; and 30 MLPs) and 12
 # validation trajectories, about 2.9 GB (the MLPs are large graphs); about 4 h on two idle cores.
 set -euo pipefail
@@ -25,7 +26,7 @@ lanes=${LANES:-2}
 [ -x "$nino" ] || { echo "build first: cargo build --release -p nino-host" >&2; exit 2; }
 mkdir -p "$out"
 
-# folder|nino collect flags. Seeds 101-199 train, 9001-9099 validate: neither range is used to choose or
+# folder|nino collect flags. Seeds 101-199 and 10001-10999 train, 9001-9099 validate: no such range is used to choose or
 # evaluate a schedule or a model (docs/results/seeds.md).
 common="--task fm16 --every 20 --no-progress"
 if [ "${RECIPE:-base}" = base ]; then
@@ -59,8 +60,22 @@ lane_a=(
 lane_b=(
   "long-b|--seeds 187-199"
 )
+elif [ "$RECIPE" = scale ]; then
+# The scale recipe: the long recipe's FM-16 net and length for 300 more seeds (the reference's FM-16 count),
+# the data a model trained from scratch needs (the control from scratch overfit 120 trajectories), and 8
+# more validation trajectories so that a selection reads 12 FM-16 runs, not 4. 5.3 GB; about 10.5 h on two
+# idle cores at the long recipe's 248-300 s a trajectory, so it spans several sessions (it resumes).
+common+=" --steps 12000"
+lane_a=(
+  "val-long-2|--seeds 9009-9012"
+  "scale-a|--seeds 10001-10150"
+)
+lane_b=(
+  "val-long-3|--seeds 9013-9016"
+  "scale-b|--seeds 10151-10300"
+)
 else
-  echo "RECIPE is base or long, not $RECIPE" >&2
+  echo "RECIPE is base, long or scale, not $RECIPE" >&2
   exit 2
 fi
 
