@@ -248,13 +248,28 @@ fn validation_spacing_ranges_folders_and_meta_eval_agree() {
     assert_eq!(val_col.iter().filter(|v| !v.is_empty()).count(), 2, "{csv}");
     assert!(val_col[2].parse::<f64>().unwrap().is_finite() && val_col[5].parse::<f64>().unwrap() > 0.0);
     assert!(dir.path().join("v.loss.png").exists() && dir.path().join("v.loss.val.png").exists());
-    // `nino meta-eval` scores on the validation windows: the final figure equals the curve's last one.
-    let e =
-        ok(&["meta-eval", "--data", val, "--weights", out.to_str().unwrap(), "--batches", "2", "--spacing", "8-16"]);
-    let l: f64 = e.split("masked L1 ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
-    let last: f64 = val_col[5].parse().unwrap();
+    // `nino meta-eval` scores on the validation windows: the final figure equals the curve's last one, and
+    // the kept best model's equals the curve's lowest.
+    let eval = |w: &Path| -> f64 {
+        let e =
+            ok(&["meta-eval", "--data", val, "--weights", w.to_str().unwrap(), "--batches", "2", "--spacing", "8-16"]);
+        e.split("masked L1 ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let l = eval(&out);
+    let (at3, last): (f64, f64) = (val_col[2].parse().unwrap(), val_col[5].parse().unwrap());
     // meta-eval prints five decimals: equal up to that rounding.
     assert!((l - last).abs() <= 5.1e-6, "meta-eval {l} vs curve {last}");
+    assert!((at3 - last).abs() > 1e-5, "the two measurements must differ for the best one to be told apart");
+    let (best_step, lowest) = if at3 < last { (3, at3) } else { (6, last) };
+    let best = dir.path().join("v.best.safetensors");
+    let b = eval(&best);
+    assert!((b - lowest).abs() <= 5.1e-6, "best model {b} vs the curve's lowest {lowest}");
+    assert!(text.contains(&format!("at update {best_step}: ")), "{text}");
+    let bytes = std::fs::read(&best).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let meta = header["__metadata__"]["meta_train"].as_str().unwrap();
+    assert!(meta.contains(&format!("\"steps\": {best_step},")), "{meta}");
     // --per-horizon: the JSON's horizons pool back to the same figure; later windows (--window-starts drawn)
     // are other windows.
     let json = dir.path().join("e.json");
