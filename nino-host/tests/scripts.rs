@@ -261,6 +261,13 @@ fn meta_dataset_collects_each_recipe_and_refuses_an_unknown_one() {
     for (c, seeds) in long.iter().zip(["--seeds 9005-9008", "--seeds 173-186", "--seeds 187-199"]) {
         assert!(c.contains("--steps 12000") && c.contains(seeds) && !c.contains("--steps 8000"), "{c}");
     }
+    let (ok, scale) = meta_dataset_calls(&[("RECIPE", "scale")]);
+    assert!(ok, "{scale:#?}");
+    assert_eq!(scale.iter().map(folder).collect::<Vec<_>>(), ["val-long-2", "scale-a", "val-long-3", "scale-b"]);
+    let seeds = ["--seeds 9009-9012", "--seeds 10001-10150", "--seeds 9013-9016", "--seeds 10151-10300"];
+    for (c, seeds) in scale.iter().zip(seeds) {
+        assert!(c.contains("--steps 12000") && c.contains(seeds) && c.contains("--task fm16"), "{c}");
+    }
     let (ok, none) = meta_dataset_calls(&[("RECIPE", "longer")]);
     assert!(!ok && none.is_empty(), "{none:#?}");
 }
