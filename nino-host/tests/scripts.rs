@@ -349,3 +349,63 @@ fn ablation_table_applies_the_all_seeds_rule() {
     assert_eq!(missing.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&missing.stderr).lines().count(), 1, "one-line error");
 }
+
+/// `scripts/data-scaling.sh` trains one model per N on the first N trajectories of the pool, in order
+/// across folders (a subset collection lists exactly those and links their shards), validates every run on
+/// the long validation folders, and scores the kept best models beside `nino_no_posw`.
+#[test]
+fn data_scaling_trains_on_nested_subsets_in_pool_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, calls, meta, out) =
+        (dir.path().join("nino"), dir.path().join("calls"), dir.path().join("meta"), dir.path().join("out"));
+    // long-a holds trajectories 0-2 (listed out of order), long-b 0-1; val-long a manifest.
+    for (folder, n) in [("long-a", 3), ("long-b", 2), ("val-long", 1)] {
+        std::fs::create_dir_all(meta.join(folder)).unwrap();
+        let trajs: Vec<String> =
+            (0..n).rev().map(|i| format!("{{\"index\": {i}, \"file\": \"traj-{i:05}.safetensors\"}}")).collect();
+        let manifest = format!("{{\"config\": {{\"seeds\": []}}, \"trajectories\": [{}]}}", trajs.join(","));
+        std::fs::write(meta.join(folder).join("manifest.json"), manifest).unwrap();
+    }
+    recording_nino(&fake, &calls, "");
+    let run = |sizes: &str| {
+        Command::new("bash")
+            .current_dir(root())
+            .arg("scripts/data-scaling.sh")
+            .args([&meta, &out])
+            .env("NINO", &fake)
+            .env("SIZES", sizes)
+            .output()
+            .expect("bash runs data-scaling.sh")
+    };
+    let r = run("2 4");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let calls: Vec<String> = std::fs::read_to_string(&calls).unwrap().lines().map(str::to_owned).collect();
+    assert_eq!(calls.len(), 4, "{calls:#?}");
+    let sub = |n: usize, f: &str| out.join(format!("subsets/n{n}/{f}"));
+    let listed = |n: usize, f: &str| -> Vec<u64> {
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(sub(n, f).join("manifest.json")).unwrap()).unwrap();
+        m["trajectories"].as_array().unwrap().iter().map(|t| t["index"].as_u64().unwrap()).collect()
+    };
+    assert_eq!(listed(2, "long-a"), [0, 1]);
+    assert!(!sub(2, "long-b").exists(), "two trajectories come from the first folder alone");
+    assert_eq!((listed(4, "long-a"), listed(4, "long-b")), (vec![0, 1, 2], vec![0]));
+    let link = std::fs::read_link(sub(4, "long-b").join("traj-00000.safetensors")).unwrap();
+    assert_eq!(link, meta.join("long-b/traj-00000.safetensors"));
+    let val = format!("--val {}", meta.join("val-long").display());
+    assert!(calls[0].starts_with(&format!("meta-train --data {} ", sub(2, "long-a").display())), "{}", calls[0]);
+    let four = format!("--data {},{} ", sub(4, "long-a").display(), sub(4, "long-b").display());
+    assert!(calls[1].contains(&four), "{}", calls[1]);
+    for c in &calls[..2] {
+        assert!(
+            c.contains(&val) && c.contains("--lr 3e-3") && !c.contains("--init") && c.contains("--steps 4000"),
+            "{c}"
+        );
+    }
+    for c in &calls[2..] {
+        assert!(c.starts_with("meta-eval") && c.contains("nino_no_posw") && c.contains("scratch-n4.best"), "{c}");
+    }
+    assert!(calls[2].contains("--horizons 40,33,26,21,16"), "{}", calls[2]);
+    // More than the pool holds is refused.
+    assert!(!run("6").status.success());
+}
