@@ -150,6 +150,25 @@ fn a_stopped_run_resumes_to_the_same_parameters() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && err.contains("--lr") && err.lines().count() == 1, "{err}");
     assert_eq!(std::fs::read(&ckpt).unwrap(), before);
+    let mut args = meta_args(part.to_str().unwrap(), &data, "12");
+    args.extend(["--resume", "--precision", "bf16"]);
+    let bad = nino(&args);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("--precision is \"f32\"") && err.lines().count() == 1, "{err}");
+
+    // Mixed precision trains too, to other parameters than f32's (its products round their operands), and
+    // resumes to its own.
+    let mixed = dir.path().join("mixed.safetensors");
+    let mut args = meta_args(mixed.to_str().unwrap(), &data, "12");
+    args.extend(["--precision", "bf16", "--stop-after", "7"]);
+    assert!(!nino(&args).status.success());
+    let mut args = meta_args(mixed.to_str().unwrap(), &data, "12");
+    args.extend(["--precision", "bf16", "--resume"]);
+    ok(&args);
+    let (m, w) = (params(&mixed), params(&whole));
+    assert!(m.iter().all(|x| x.is_finite()) && m != w);
+    let rel = m.iter().zip(&w).map(|(a, b)| (a - b).abs()).sum::<f32>() / w.iter().map(|b| b.abs()).sum::<f32>();
+    assert!(rel < 0.05, "bf16 training drifted {rel} from f32's in 12 updates");
 
     // A damaged checkpoint (cut short, garbage, NaN in a moment): one line, the checkpoint kept, no model
     // written.

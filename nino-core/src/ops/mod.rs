@@ -7,4 +7,4 @@ pub mod linear;
 pub mod loss;
 pub mod pool;
 
-pub use gemm::{Gemm, MatRef, Portable};
+pub use gemm::{Gemm, MatRef, Portable, PortableBf16, round_bf16};

@@ -6,8 +6,8 @@ use crate::io::model_file::MetaModel;
 use crate::io::plot::{LinePlot, Series, write_png};
 use crate::io::weights::WeightSet;
 use crate::meta::train::{
-    CheckpointProblem, MetaData, MetaTrainConfig, MetaTrainError, MetaTrainer, WindowStarts, fixed_sample_loss,
-    parse_head,
+    CheckpointProblem, MetaData, MetaTrainConfig, MetaTrainError, MetaTrainer, Precision, WindowStarts,
+    fixed_sample_loss, parse_head,
 };
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -118,6 +118,11 @@ pub struct MetaTrainArgs {
     /// spacings also sample the later part of each trajectory.
     #[arg(long, value_name = "widest|drawn", default_value = "widest")]
     pub window_starts: WindowStarts,
+    /// Precision of the training products: `f32`, or `bf16` (products of hidden activations on bfloat16
+    /// operands with f32 sums, the CPU counterpart of the reference's fp16 autocast: twice the multiply-adds
+    /// on CPUs with AVX-512 BF16, emulated and slower elsewhere). Validation is f32 either way.
+    #[arg(long, value_name = "f32|bf16", default_value = "f32")]
+    pub precision: Precision,
     /// Seed of the initialisation and the sampler.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -232,6 +237,7 @@ pub fn run(a: &MetaTrainArgs) -> anyhow::Result<()> {
         spacing_max: a.spacing.1,
         seed: a.seed,
         starts: a.window_starts,
+        precision: a.precision,
     };
     let ckpt = a.checkpoint.clone().unwrap_or_else(|| with_suffix(&a.out, ".ckpt.safetensors"));
     let csv = a.loss_csv.clone().unwrap_or_else(|| with_suffix(&a.out, ".loss.csv"));

@@ -6,7 +6,7 @@
 
 use super::Isa;
 use nino_core::Error;
-use nino_core::ops::gemm::{Gemm, MatRef, check_gemm};
+use nino_core::ops::gemm::{Gemm, MatRef, check_gemm, round_bf16};
 
 /// Single-threaded `gemm`-crate multiply: the engine parallelises across examples instead, which on
 /// the thin shapes of these nets beats threading inside one product (docs/results/pytorch-baseline.md, "Matrix products").
@@ -210,6 +210,320 @@ unsafe fn panel<const MR: usize, const NV: usize>(
     }
 }
 
+/// Products with bfloat16 operands and f32 sums, the function [`nino_core::ops::PortableBf16`] defines:
+/// AVX-512 BF16 dot products where the CPU has them and the level allows AVX-512 (two multiply-adds per
+/// lane and instruction, twice f32's), otherwise the operands rounded into buffers and multiplied by
+/// [`IsaGemm`] at the same level. For mixed-precision meta-training (`nino meta-train --precision bf16`).
+#[derive(Clone, Copy, Debug)]
+pub struct Bf16Gemm(pub Isa);
+
+impl Bf16Gemm {
+    /// The level [`Isa::selected`] picks.
+    pub fn host() -> Bf16Gemm {
+        Bf16Gemm(Isa::selected())
+    }
+
+    /// Whether this level runs the bf16 dot-product kernels on this CPU (else the rounded copies).
+    pub fn native(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            static BF16: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            let cpu = *BF16.get_or_init(|| std::arch::is_x86_feature_detected!("avx512bf16"));
+            cpu && self.0.clamp() == Isa::Avx512
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+}
+
+impl Gemm for Bf16Gemm {
+    fn gemm(&self, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], ldc: usize, beta: f32) -> Result<(), Error> {
+        check_gemm(&a, &b, c, ldc)?;
+        let (m, k, n) = (a.rows, a.cols, b.cols);
+        if m == 0 || n == 0 || k == 0 {
+            return IsaGemm(self.0).gemm(a, b, c, ldc, beta);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.native() {
+            bf16::gemm(a, b, c, ldc, beta);
+            return Ok(());
+        }
+        ROUNDED.with(|cell| {
+            let (ra, rb) = &mut *cell.borrow_mut();
+            ra.clear();
+            ra.extend((0..m * k).map(|i| round_bf16(a.data[i / k * a.rs + i % k * a.cs])));
+            rb.clear();
+            rb.extend((0..k * n).map(|i| round_bf16(b.data[i / n * b.rs + i % n * b.cs])));
+            IsaGemm(self.0).gemm(MatRef::row_major(ra, m, k), MatRef::row_major(rb, k, n), c, ldc, beta)
+        })
+    }
+}
+
+/// [`Bf16Gemm`] at the level [`Isa::selected`] picks, as a value a `static` can hold.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HostBf16Gemm;
+
+impl Gemm for HostBf16Gemm {
+    fn gemm(&self, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], ldc: usize, beta: f32) -> Result<(), Error> {
+        Bf16Gemm::host().gemm(a, b, c, ldc, beta)
+    }
+}
+
+thread_local! {
+    /// [`Bf16Gemm`]'s operands rounded to bf16, when the CPU has no bf16 dot product.
+    static ROUNDED: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// The AVX-512 BF16 path of [`Bf16Gemm`]: both operands packed as pairs of bf16 along the inner dimension
+/// (one `u32` holds `x[2q]` in its low half and `x[2q + 1]` in its high half, a zero pads an odd `k`), then
+/// register tiles of `vdpbf16ps`, which adds both products of a pair to an f32 lane.
+#[cfg(target_arch = "x86_64")]
+mod bf16 {
+    use nino_core::ops::MatRef;
+    use std::arch::x86_64::*;
+
+    thread_local! {
+        /// The left operand's pairs and one column panel of the right operand's.
+        static PACKED: std::cell::RefCell<(Vec<u32>, Vec<u32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    }
+
+    /// The bf16 bits of `x`, rounded to nearest even (the scalar packing's; the vector one converts with
+    /// `vcvtneps2bf16`, which also flushes subnormals to zero).
+    fn bits(x: f32) -> u32 {
+        u32::from(half::bf16::from_f32(x).to_bits())
+    }
+
+    /// 16 floats from `p` (the first `mask` lanes; zeros when `p` is `None`) as bf16 in the low halves of 16 `u32`s.
+    ///
+    /// # Safety
+    /// AVX-512 BF16 must be available and the masked lanes of `p` in bounds.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    unsafe fn low_halves(p: Option<*const f32>, mask: __mmask16) -> __m512i {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let v = match p {
+                Some(p) => _mm512_maskz_loadu_ps(mask, p),
+                None => _mm512_setzero_ps(),
+            };
+            _mm512_cvtepu16_epi32(std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v)))
+        }
+    }
+
+    /// Pairs `(x[lo + i], x[hi + i])` for `i < 16` (the first `mask` of them), `hi` absent past an odd end.
+    ///
+    /// # Safety
+    /// As for [`low_halves`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    unsafe fn pairs(lo: *const f32, hi: Option<*const f32>, mask: __mmask16) -> __m512i {
+        // SAFETY: the caller's contract.
+        unsafe { _mm512_or_si512(low_halves(Some(lo), mask), _mm512_slli_epi32::<16>(low_halves(hi, mask))) }
+    }
+
+    /// Makes `v` at least `len` long without touching what it holds.
+    fn grow(v: &mut Vec<u32>, len: usize) {
+        if v.len() < len {
+            v.resize(len, 0);
+        }
+    }
+
+    fn tail_mask(left: usize) -> __mmask16 {
+        if left >= 16 { 0xFFFF } else { (1u16 << left) - 1 }
+    }
+
+    /// Packs `x` (`rows x k`) as pairs along `k`; returns the pairs' strides `(row, pair)` in `u32`s.
+    ///
+    /// # Safety
+    /// AVX-512 BF16 must be available; `x`'s view lies inside its slice (checked by `check_gemm`).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    unsafe fn pack_rows(x: MatRef<'_>, out: &mut Vec<u32>) -> (usize, usize) {
+        let (m, k, k2) = (x.rows, x.cols, x.cols.div_ceil(2));
+        let d = x.data.as_ptr();
+        // Every arm writes all `m * k2` pairs, so the buffer only grows (zeroing it each call costs a pass).
+        grow(out, m * k2);
+        // SAFETY (both vector arms): every masked lane reads x[i, p] with i < m and p < k.
+        unsafe {
+            if x.rs == 1 && x.cs != 1 {
+                // Columns contiguous: 16 rows of one pair per store, laid out pair-major.
+                for q in 0..k2 {
+                    for i in (0..m).step_by(16) {
+                        let mask = tail_mask(m - i);
+                        let lo = d.add(2 * q * x.cs + i);
+                        let hi = (2 * q + 1 < k).then(|| d.add((2 * q + 1) * x.cs + i));
+                        _mm512_mask_storeu_epi32(out.as_mut_ptr().add(q * m + i).cast(), mask, pairs(lo, hi, mask));
+                    }
+                }
+                return (1, m);
+            }
+            if x.cs == 1 {
+                // Rows contiguous: 16 values of a row (8 pairs) per conversion, laid out row-major.
+                for i in 0..m {
+                    let row = d.add(i * x.rs);
+                    for p in (0..k).step_by(16) {
+                        let v = _mm512_maskz_loadu_ps(tail_mask(k - p), row.add(p));
+                        let h = std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v));
+                        let dst = out.as_mut_ptr().add(i * k2 + p / 2);
+                        let n = (k - p).min(16).div_ceil(2);
+                        _mm256_mask_storeu_epi32(dst.cast(), if n >= 8 { 0xFF } else { (1u8 << n) - 1 }, h);
+                    }
+                }
+                return (k2, 1);
+            }
+        }
+        for i in 0..m {
+            for q in 0..k2 {
+                let at = |p: usize| if p < k { bits(x.data[i * x.rs + p * x.cs]) } else { 0 };
+                out[i * k2 + q] = at(2 * q) | at(2 * q + 1) << 16;
+            }
+        }
+        (k2, 1)
+    }
+
+    /// Packs columns `j0..j0 + w` of `b` (`k x n`) as `[k2][w16]` pairs, `w16` the width rounded up to 16
+    /// (columns past `w` feed only output lanes the tiles' masked stores drop).
+    ///
+    /// # Safety
+    /// As for [`pack_rows`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    unsafe fn pack_panel(b: MatRef<'_>, j0: usize, w: usize, out: &mut Vec<u32>) -> usize {
+        let (k, k2, w16) = (b.rows, b.rows.div_ceil(2), w.div_ceil(16) * 16);
+        grow(out, k2 * w16);
+        if b.cs == 1 {
+            let d = b.data.as_ptr();
+            // SAFETY: every masked lane reads b[p, j0 + j] with p < k and j < w.
+            unsafe {
+                for q in 0..k2 {
+                    for j in (0..w).step_by(16) {
+                        let mask = tail_mask(w - j);
+                        let lo = d.add(2 * q * b.rs + j0 + j);
+                        let hi = (2 * q + 1 < k).then(|| d.add((2 * q + 1) * b.rs + j0 + j));
+                        _mm512_storeu_si512(out.as_mut_ptr().add(q * w16 + j).cast(), pairs(lo, hi, mask));
+                    }
+                }
+            }
+        } else {
+            for q in 0..k2 {
+                for j in 0..w {
+                    let at = |p: usize| if p < k { bits(b.data[p * b.rs + (j0 + j) * b.cs]) } else { 0 };
+                    out[q * w16 + j] = at(2 * q) | at(2 * q + 1) << 16;
+                }
+            }
+        }
+        w16
+    }
+
+    /// `c[MR x 16*NV] = beta*c + a b` over `k2` pairs, the last vector's columns limited by `mask`.
+    ///
+    /// # Safety
+    /// AVX-512 BF16 must be available; `a[r*a_rs + p*a_cs]` and `b[p*ldb + 0..16*NV]` for `r < MR`,
+    /// `p < k2` and the masked `c[r*ldc + ..]` must be in bounds.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile<const MR: usize, const NV: usize>(
+        k2: usize,
+        a: *const u32,
+        a_rs: usize,
+        a_cs: usize,
+        b: *const u32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        beta: f32,
+        mask: __mmask16,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        // SAFETY (whole body): bounds are the caller's contract; the transmutes reinterpret 512 bits.
+        unsafe {
+            for p in 0..k2 {
+                let bp = b.add(p * ldb);
+                let mut bv = [std::mem::transmute::<__m512i, __m512bh>(_mm512_setzero_si512()); NV];
+                for j in 0..NV {
+                    bv[j] = std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(bp.add(16 * j).cast()));
+                }
+                let ap = a.add(p * a_cs);
+                for r in 0..MR {
+                    let av = std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(*ap.add(r * a_rs) as i32));
+                    for j in 0..NV {
+                        acc[r][j] = _mm512_dpbf16_ps(acc[r][j], av, bv[j]);
+                    }
+                }
+            }
+            let bb = _mm512_set1_ps(beta);
+            for r in 0..MR {
+                for j in 0..NV {
+                    let m = if j + 1 == NV { mask } else { 0xFFFF };
+                    let cp = c.add(r * ldc + 16 * j);
+                    let v = if beta == 0.0 {
+                        acc[r][j]
+                    } else if beta == 1.0 {
+                        _mm512_add_ps(_mm512_maskz_loadu_ps(m, cp), acc[r][j])
+                    } else {
+                        _mm512_fmadd_ps(bb, _mm512_maskz_loadu_ps(m, cp), acc[r][j])
+                    };
+                    _mm512_mask_storeu_ps(cp, m, v);
+                }
+            }
+        }
+    }
+
+    /// One column panel: full `MR`-row tiles, then single rows.
+    ///
+    /// # Safety
+    /// As for [`tile`], for all `m` rows.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn panel<const MR: usize, const NV: usize>(
+        m: usize,
+        k2: usize,
+        a: (*const u32, usize, usize),
+        b: *const u32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        beta: f32,
+        mask: __mmask16,
+    ) {
+        let (ap, rs, cs) = a;
+        let full = m / MR * MR;
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            for i in (0..full).step_by(MR) {
+                tile::<MR, NV>(k2, ap.add(i * rs), rs, cs, b, ldb, c.add(i * ldc), ldc, beta, mask);
+            }
+            for i in full..m {
+                tile::<1, NV>(k2, ap.add(i * rs), rs, cs, b, ldb, c.add(i * ldc), ldc, beta, mask);
+            }
+        }
+    }
+
+    /// `c = beta*c + a b` with bf16 operands; shapes checked, `m, n, k > 0`, AVX-512 BF16 detected.
+    pub(super) fn gemm(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], ldc: usize, beta: f32) {
+        let (m, n) = (a.rows, b.cols);
+        let k2 = a.cols.div_ceil(2);
+        PACKED.with(|cell| {
+            let (pa, pb) = &mut *cell.borrow_mut();
+            // SAFETY: AVX-512 BF16 was detected (`Bf16Gemm::native`); check_gemm bounded both views and
+            // every row < m, column < n of c.
+            unsafe {
+                let (rs, cs) = pack_rows(a, pa);
+                let mut j0 = 0;
+                while j0 < n {
+                    let w = (n - j0).min(64);
+                    let ldb = pack_panel(b, j0, w, pb);
+                    let mask = tail_mask(w - (w - 1) / 16 * 16);
+                    let (ap, bp, c0) = ((pa.as_ptr(), rs, cs), pb.as_ptr(), c.as_mut_ptr().add(j0));
+                    match w.div_ceil(16) {
+                        4 => panel::<6, 4>(m, k2, ap, bp, ldb, c0, ldc, beta, mask),
+                        3 => panel::<8, 3>(m, k2, ap, bp, ldb, c0, ldc, beta, mask),
+                        2 => panel::<12, 2>(m, k2, ap, bp, ldb, c0, ldc, beta, mask),
+                        _ => panel::<16, 1>(m, k2, ap, bp, ldb, c0, ldc, beta, mask),
+                    }
+                    j0 += w;
+                }
+            }
+        });
+    }
+}
+
 /// [`HostGemm`] with the rows of large products split over rayon's threads (one product at a time is
 /// all a nowcast has, unlike the trainer, which parallelises across examples).
 #[derive(Clone, Copy, Debug, Default)]
@@ -295,6 +609,45 @@ pub(crate) mod tests {
                     // Sums of 29 products of magnitude <= 1 in a different order: 1e-4 is ample.
                     let d = max_diff(&c1, &c2);
                     assert!(d < 1e-4, "{m}x{k}x{n} ta {ta} tb {tb} beta {beta}: {d}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_products_agree_with_the_cores_definition() {
+        use nino_core::ops::PortableBf16;
+        // Native where the CPU has AVX-512 BF16, and the rounded-copies fallback at every level below.
+        let mut gemms: Vec<Bf16Gemm> = Isa::runnable().into_iter().map(Bf16Gemm).collect();
+        gemms.retain(|g| g.0 < Isa::Avx512 || g.native());
+        eprintln!("bf16 gemm at {:?}, native: {:?}", gemms, gemms.iter().map(|g| g.native()).collect::<Vec<_>>());
+        for g in gemms {
+            // Odd and even depths, widths on and off 16, panels of 64 with a masked last vector, row tails.
+            for (m, k, n) in
+                [(37, 29, 33), (37, 30, 32), (53, 7, 80), (13, 31, 288), (25, 1, 48), (5, 9, 5), (70, 130, 360)]
+            {
+                let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.3).collect();
+                let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.3).collect();
+                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                    let av = if ta { MatRef::transposed(&a, k, m) } else { MatRef::row_major(&a, m, k) };
+                    let bv = if tb { MatRef::transposed(&b, n, k) } else { MatRef::row_major(&b, k, n) };
+                    for beta in [0.0, 1.0, 0.5] {
+                        let mut want: Vec<f32> = (0..m * (n + 3)).map(|i| (i % 5) as f32).collect();
+                        let (mut got, mut full) = (want.clone(), want.clone());
+                        PortableBf16.gemm(av, bv, &mut want, n + 3, beta).unwrap();
+                        g.gemm(av, bv, &mut got, n + 3, beta).unwrap();
+                        Portable.gemm(av, bv, &mut full, n + 3, beta).unwrap();
+                        // The same exact products summed in another order: 1e-4 on sums of <= 130 terms
+                        // below 1. Rounding the operands moves the result by far more (the f32 product
+                        // differs by more than 1e-3), so an f32 kernel would not pass.
+                        let (d, f) = (max_diff(&want, &got), max_diff(&want, &full));
+                        assert!(d < 1e-4, "{g:?} {m}x{k}x{n} ta {ta} tb {tb} beta {beta}: {d}");
+                        assert!(f > 1e-3, "{m}x{k}x{n}: bf16 and f32 products agree to {f}");
+                        // Columns past n (the row stride's padding) are untouched.
+                        assert!(
+                            (0..m).all(|i| (n..n + 3).all(|j| got[i * (n + 3) + j] == ((i * (n + 3) + j) % 5) as f32))
+                        );
+                    }
                 }
             }
         }

@@ -4,7 +4,7 @@
 //! eight floats wide. They are the core's functions, inlined into wrappers with a wider target, so the
 //! results are bit-identical (tested): Rust never fuses `a * b + c` on its own.
 
-use super::gemm::HostGemm;
+use super::gemm::{HostBf16Gemm, HostGemm};
 use nino_core::nowcast::meta::{Compute, Kernels};
 
 #[cfg(target_arch = "x86_64")]
@@ -139,11 +139,18 @@ pub fn host_kernels_for(isa: Isa) -> Kernels {
 }
 
 static HOST_GEMM: HostGemm = HostGemm;
+static HOST_BF16: HostBf16Gemm = HostBf16Gemm;
 
 /// The host's GEMM and elementwise kernels for a trainable-model pass (one thread; callers parallelise
-/// across graphs).
+/// across graphs), every product in f32.
 pub fn host_compute() -> Compute<'static> {
-    Compute { gemm: &HOST_GEMM, kernels: host_kernels() }
+    Compute { gemm: &HOST_GEMM, lo: &HOST_GEMM, kernels: host_kernels() }
+}
+
+/// [`host_compute`] with the products of hidden activations on bf16 operands ([`HostBf16Gemm`]): mixed
+/// precision, about twice the multiply-adds per instruction on CPUs with AVX-512 BF16.
+pub fn host_compute_bf16() -> Compute<'static> {
+    Compute { gemm: &HOST_GEMM, lo: &HOST_BF16, kernels: host_kernels() }
 }
 
 #[cfg(test)]

@@ -292,6 +292,8 @@ pub struct MetaTrainConfig {
     /// Parameter ranges `start..end` a checkpoint did not supply (see [`MetaModel::fresh_ranges`]): new
     /// cells and projections that must learn from scratch while the copied ones are only fine-tuned.
     pub fresh: Vec<(usize, usize)>,
+    /// Precision of the training passes' products (validation and fixed-sample figures are f32 always).
+    pub precision: Precision,
 }
 
 impl Default for MetaTrainConfig {
@@ -309,6 +311,50 @@ impl Default for MetaTrainConfig {
             starts: WindowStarts::Widest,
             fresh_lr: None,
             fresh: Vec::new(),
+            precision: Precision::F32,
+        }
+    }
+}
+
+/// The precision of meta-training's matrix products. The reference trains with fp16 autocast on a GPU;
+/// `Bf16` is this port's counterpart on CPUs with bf16 dot products (AVX-512 BF16), where it doubles the
+/// multiply-adds per instruction. Inputs that carry the parameter history stay f32 either way
+/// ([`meta::Compute`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// Every product in f32.
+    F32,
+    /// Products of hidden activations and their gradients on bf16 operands, sums in f32.
+    Bf16,
+}
+
+impl Precision {
+    /// The name used on the command line and in checkpoints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// The host kernels of a training pass at this precision.
+    pub fn compute(self) -> meta::Compute<'static> {
+        match self {
+            Precision::F32 => crate::kernels::meta::host_compute(),
+            Precision::Bf16 => crate::kernels::meta::host_compute_bf16(),
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    /// Reads [`Precision::name`].
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(format!("`{s}`: expected `f32` or `bf16`")),
         }
     }
 }
@@ -483,7 +529,7 @@ impl MetaData {
         let params = vec![0.01; layout.len];
         let mut b = WindowBuffers::default();
         let mut grad = vec![0.0; layout.len];
-        let cx = meta::Compute { gemm: &counter, kernels: meta::Kernels::PORTABLE };
+        let cx = meta::Compute { gemm: &counter, lo: &counter, kernels: meta::Kernels::PORTABLE };
         window_loss_with(cx, layout, &params, self, &w, &mut b, &mut grad, true)?;
         Ok(counter.flops.load(std::sync::atomic::Ordering::Relaxed))
     }
@@ -646,20 +692,7 @@ fn sized<T: Copy + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
     &mut v[..n]
 }
 
-/// Loss and count of one window, adding its gradient to `grad` when `with_grad`, on the host's kernels.
-fn window_loss(
-    lay: &Layout,
-    params: &[f32],
-    data: &MetaData,
-    w: &Window,
-    b: &mut WindowBuffers,
-    grad: &mut [f32],
-    with_grad: bool,
-) -> Result<(f64, usize), MetaTrainError> {
-    window_loss_with(crate::kernels::meta::host_compute(), lay, params, data, w, b, grad, with_grad)
-}
-
-/// [`window_loss`] on the kernels `cx`.
+/// Loss and count of one window on the kernels `cx`, adding its gradient to `grad` when `with_grad`.
 #[allow(clippy::too_many_arguments)]
 fn window_loss_with(
     cx: meta::Compute<'_>,
@@ -749,8 +782,10 @@ pub(super) fn build_window(
 }
 
 /// Pooled loss and count of the batch `windows` and, when `with_grad`, its summed gradient (left in `work`),
-/// over rayon's threads; without the gradient only the forward runs.
+/// over rayon's threads, on the kernels `cx`; without the gradient only the forward runs.
+#[allow(clippy::too_many_arguments)]
 fn batch_loss(
+    cx: meta::Compute<'_>,
     lay: &Layout,
     params: &[f32],
     data: &MetaData,
@@ -776,7 +811,7 @@ fn batch_loss(
             let mut total = Ok((0.0, 0));
             for w in windows.iter().skip(i * per).take(per) {
                 total = total.and_then(|(l0, n0)| {
-                    let (l, n) = window_loss(lay, params, data, w, &mut b, grad, with_grad)?;
+                    let (l, n) = window_loss_with(cx, lay, params, data, w, &mut b, grad, with_grad)?;
                     Ok((l0 + l, n0 + n))
                 });
             }
@@ -812,7 +847,8 @@ pub fn fixed_sample_loss(
     let mut work = Workspace::default();
     for _ in 0..batches {
         let windows = sample_batch(data, &model.layout.cfg, mc, &mut rng)?;
-        let (l, n) = batch_loss(&model.layout, &model.params, data, &windows, false, &mut work)?;
+        let cx = crate::kernels::meta::host_compute();
+        let (l, n) = batch_loss(cx, &model.layout, &model.params, data, &windows, false, &mut work)?;
         (loss, count) = (loss + l, count + n);
     }
     Ok(loss / count.max(1) as f64)
@@ -953,7 +989,8 @@ impl MetaTrainer {
     ) -> Result<&LossRow, MetaTrainError> {
         let lay = self.model.layout;
         let windows = sample_batch(data, &lay.cfg, &self.cfg, &mut self.rng)?;
-        let (loss, count) = batch_loss(&lay, &self.model.params, data, &windows, true, &mut self.work)?;
+        let cx = self.cfg.precision.compute();
+        let (loss, count) = batch_loss(cx, &lay, &self.model.params, data, &windows, true, &mut self.work)?;
         let grad = self.work.grad_mut();
         if count == 0 {
             return Err(MetaTrainError::NoTarget);
@@ -1020,6 +1057,7 @@ impl MetaTrainer {
             "weight_decay": self.cfg.weight_decay, "clip": self.cfg.clip, "spacing": self.cfg.spacing,
             "spacing_max": self.cfg.spacing_max, "fresh_lr": self.cfg.fresh_lr, "fresh": self.cfg.fresh,
             "seed": self.cfg.seed, "starts": self.cfg.starts.name(), "data": data_dir,
+            "precision": self.cfg.precision.name(),
         });
         let meta: HashMap<String, String> = [
             ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
@@ -1057,6 +1095,7 @@ impl MetaTrainer {
             o.entry("fresh_lr").or_insert(serde_json::Value::Null);
             o.entry("fresh").or_insert(serde_json::json!([]));
             o.entry("starts").or_insert(serde_json::json!(WindowStarts::Widest.name()));
+            o.entry("precision").or_insert(serde_json::json!(Precision::F32.name()));
         }
         // Rates are f32: compared as f32, since serde_json's parser may miss an f64's last digit.
         let same = |k: &str, v: serde_json::Value| match (state.get(k), v.as_f64()) {
@@ -1076,6 +1115,7 @@ impl MetaTrainer {
             ("fresh", serde_json::json!(mc.fresh)),
             ("seed", serde_json::json!(mc.seed)),
             ("starts", serde_json::json!(mc.starts.name())),
+            ("precision", serde_json::json!(mc.precision.name())),
             ("data", serde_json::json!(data_dir)),
         ];
         for (k, v) in checks {

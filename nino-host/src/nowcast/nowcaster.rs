@@ -220,7 +220,7 @@ impl Nowcaster {
             Storage::F32(w) => nowcast::nowcast(be, &w.bind()?, g, history, lpe, k, scratch, out)?,
             Storage::F16(w) => nowcast::nowcast(be, &w.bind()?, g, history, lpe, k, scratch, out)?,
             Storage::Meta(m, cent) => nowcast::nowcast_meta(
-                meta::Compute { gemm: &*self.gemm, kernels: crate::kernels::meta::host_kernels() },
+                meta::Compute { gemm: &*self.gemm, lo: &*self.gemm, kernels: crate::kernels::meta::host_kernels() },
                 &m.layout,
                 &m.params,
                 g,

@@ -252,7 +252,9 @@ fn forward(
         let xm = MatRef::row_major(x_in, n, h);
         let (enc_sc, enc_sh) = encoder_halves(&conv.encoder, h);
         fold::compose(g, p, &enc_sc, &src, f_sc, tp.work)?;
-        fold::apply(g, graph, &src, h, f_sc, zin, lt.sc)?;
+        // Products that read E_0's source (the raw history) stay at full precision.
+        let gz = cx.for_source(l);
+        fold::apply(gz, graph, &src, h, f_sc, zin, lt.sc)?;
         lin_fwd(g, p, &conv.pre, xm, 0, lt.u, true, false)?;
         lin_fwd(g, p, &conv.pre, xm, h, lt.v, false, false)?;
         aggregate_scaled(graph, lt.sc, lt.u, lt.v, lt.agg, h);
@@ -267,7 +269,7 @@ fn forward(
         lin_fwd(g, p, &upd.lin_s, xm, 0, lt.s, true, false)?;
         lin_fwd(g, p, &upd.lin_t, xm, 0, lt.t, true, false)?;
         fold::compose(g, p, &upd.lin_e, &src, f_e, tp.work)?;
-        fold::apply(g, graph, &src, h, f_e, zin, lt.z)?;
+        fold::apply(gz, graph, &src, h, f_e, zin, lt.z)?;
         add_node_terms(graph, lt.s, lt.t, lt.z, h);
         (k.silu_fwd)(lt.z, &mut rest[..eh]);
     }
@@ -276,14 +278,15 @@ fn forward(
     let src = Source::of(lay, nl, f * c);
     let zin = source_input(s, tp.acts, nl, h);
     let out_rows = LinSlot { rows: f * sl, ..lay.head_out };
+    let gz = cx.for_source(nl);
     match (cfg.head, &lay.head_hidden, &lay.cell) {
         (Head::Mlp, Some(hidden), _) => {
             let (hp, hs) = tp.head.split_at_mut(eh);
             let fh = &mut tp.folds[2 * nl * z.fold..(2 * nl + 1) * z.fold];
             fold::compose(g, p, hidden, &src, fh, tp.work)?;
-            fold::apply(g, graph, &src, h, fh, zin, hp)?;
+            fold::apply(gz, graph, &src, h, fh, zin, hp)?;
             (k.silu_fwd)(hp, hs);
-            head_out_fwd(g, p, &out_rows, MatRef::row_major(hs, e, h), f, hz, tp.sel, tp.out)?;
+            head_out_fwd(cx.lo, p, &out_rows, MatRef::row_major(hs, e, h), f, hz, tp.sel, tp.out)?;
         }
         (Head::Gru | Head::Lstm, _, Some(cell)) => {
             let gw = cfg.head.gates() * h;
@@ -292,7 +295,7 @@ fn forward(
             let gates = take(&mut buf, c * e * gw);
             let extra = take(&mut buf, c * eh);
             let (xin, wrest) = tp.work.split_at_mut(e * f);
-            fold::source_fwd(g, graph, p, &src, zin, &mut hs[..eh])?;
+            fold::source_fwd(gz, graph, p, &src, zin, &mut hs[..eh])?;
             for t in 0..c {
                 step_input(s.attr, e, f, c, t, xin);
                 let (hprev, hnext) = hs[t * eh..(t + 2) * eh].split_at_mut(eh);
@@ -313,7 +316,7 @@ fn forward(
                     }
                 }
             }
-            head_out_fwd(g, p, &out_rows, MatRef::row_major(&hs[c * eh..], e, h), f, hz, tp.sel, tp.out)?;
+            head_out_fwd(cx.lo, p, &out_rows, MatRef::row_major(&hs[c * eh..], e, h), f, hz, tp.sel, tp.out)?;
         }
         _ => return Err(Error::InvalidArgument("layout and head disagree")),
     }
@@ -461,7 +464,7 @@ fn gru_fwd(
 ) -> Result<(), Error> {
     let gh = &mut work[..e * 3 * h];
     lin_fwd(cx.gemm, p, &cell.ih, MatRef::row_major(xin, e, f), 0, gates, true, false)?;
-    lin_fwd(cx.gemm, p, &cell.hh, MatRef::row_major(hprev, e, h), 0, gh, true, false)?;
+    lin_fwd(cx.lo, p, &cell.hh, MatRef::row_major(hprev, e, h), 0, gh, true, false)?;
     (cx.kernels.gru)(&mut gates[..e * 3 * h], gh, hprev, ghn, hnext, h);
     Ok(())
 }
@@ -483,7 +486,7 @@ fn lstm_fwd(
     hnext: &mut [f32],
 ) -> Result<(), Error> {
     lin_fwd(cx.gemm, p, &cell.ih, MatRef::row_major(xin, e, f), 0, gates, true, false)?;
-    lin_fwd(cx.gemm, p, &cell.hh, MatRef::row_major(hprev, e, h), 0, gates, true, true)?;
+    lin_fwd(cx.lo, p, &cell.hh, MatRef::row_major(hprev, e, h), 0, gates, true, true)?;
     (cx.kernels.lstm)(&mut gates[..e * 4 * h], cprev, cnext, hnext, h);
     Ok(())
 }
@@ -691,10 +694,10 @@ fn backprop(
         (Head::Mlp, Some(hidden), _) => {
             let (hp, hs) = tp.head.split_at(eh);
             let x = MatRef::row_major(hs, e, h);
-            head_out_bwd(g, params, grad, &out_rows, x, f, hz, tp.sel, dd, Some((de, false)))?;
+            head_out_bwd(cx.lo, params, grad, &out_rows, x, f, hz, tp.sel, dd, Some((de, false)))?;
             (k.silu_bwd)(hp, de);
             let fh = &tp.folds[2 * nl * z.fold..(2 * nl + 1) * z.fold];
-            fold::apply_bwd(g, graph, params, grad, hidden, &src, fh, zin, de, fw, dz_head)?;
+            fold::apply_bwd(cx.for_source(nl), graph, params, grad, hidden, &src, fh, zin, de, fw, dz_head)?;
         }
         (Head::Gru | Head::Lstm, _, Some(cell)) => {
             let gw = cfg.head.gates() * h;
@@ -708,7 +711,7 @@ fn backprop(
             let dgh = take(&mut r, e * gw);
             let xin = take(&mut r, e * f);
             let x = MatRef::row_major(&hs[c * eh..], e, h);
-            head_out_bwd(g, params, grad, &out_rows, x, f, hz, tp.sel, dd, Some((dh, false)))?;
+            head_out_bwd(cx.lo, params, grad, &out_rows, x, f, hz, tp.sel, dd, Some((dh, false)))?;
             dc.fill(0.0);
             for t in (0..c).rev() {
                 step_input(sample.attr, e, f, c, t, xin);
@@ -723,9 +726,9 @@ fn backprop(
                     &*dgi
                 };
                 lin_bwd(g, params, grad, &cell.ih, MatRef::row_major(xin, e, f), 0, dgi, true, None)?;
-                lin_bwd(g, params, grad, &cell.hh, MatRef::row_major(hprev, e, h), 0, dgh, true, Some((dh, true)))?;
+                lin_bwd(cx.lo, params, grad, &cell.hh, MatRef::row_major(hprev, e, h), 0, dgh, true, Some((dh, true)))?;
             }
-            fold::source_bwd(g, graph, params, grad, &src, zin, dh, dz_head)?;
+            fold::source_bwd(cx.for_source(nl), graph, params, grad, &src, zin, dh, dz_head)?;
         }
         _ => return Err(Error::InvalidArgument("layout and head disagree")),
     }
@@ -783,8 +786,9 @@ fn backprop(
         lin_bwd(g, params, grad, &conv.pre, xm, 0, du, true, Some((dx2, true)))?;
         lin_bwd(g, params, grad, &conv.pre, xm, h, dv, false, Some((dx2, true)))?;
         // E_l's three readers (scale half, lin_e, the mean), through its source into dL/d(a_{l-1}).
+        let gz = cx.for_source(l);
         fold::apply_bwd(
-            g,
+            gz,
             graph,
             params,
             grad,
@@ -797,7 +801,7 @@ fn backprop(
             (l > 0).then_some((&mut *da2, false)),
         )?;
         fold::apply_bwd(
-            g,
+            gz,
             graph,
             params,
             grad,

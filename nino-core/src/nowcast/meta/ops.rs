@@ -311,16 +311,26 @@ impl Kernels {
 /// What a trainable-model pass computes with: matrix products and the elementwise kernels.
 #[derive(Clone, Copy)]
 pub struct Compute<'a> {
-    /// Matrix products.
+    /// Matrix products that read the raw inputs (the parameter history, LPE, centrality) or the weights
+    /// alone: always at full precision, since a snapshot's change is a small difference of large values.
     pub gemm: &'a dyn Gemm,
+    /// Matrix products of hidden activations and their gradients, which tolerate low-precision operands:
+    /// `gemm` again, or a bf16 product ([`crate::ops::PortableBf16`]) for mixed-precision training.
+    pub lo: &'a dyn Gemm,
     /// Activations and recurrent cells.
     pub kernels: Kernels,
 }
 
 impl<'a> Compute<'a> {
-    /// `gemm` with this crate's elementwise kernels.
+    /// `gemm` for every product, with this crate's elementwise kernels.
     pub const fn portable(gemm: &'a dyn Gemm) -> Compute<'a> {
-        Compute { gemm, kernels: Kernels::PORTABLE }
+        Compute { gemm, lo: gemm, kernels: Kernels::PORTABLE }
+    }
+
+    /// The products that read edge-feature source `l`'s input: `gemm` for the raw history (`l == 0`),
+    /// `lo` for a layer's activations.
+    pub(crate) fn for_source(&self, l: usize) -> &'a dyn Gemm {
+        if l == 0 { self.gemm } else { self.lo }
     }
 }
 

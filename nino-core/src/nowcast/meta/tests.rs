@@ -407,3 +407,66 @@ fn masked_l1_by_horizon_rejects_ragged_buffers() {
     assert!(masked_l1_by_horizon(&p, &p, &m, &mut [], &mut []).is_err());
     assert_eq!(counts, [0; 4], "nothing is added on an error");
 }
+
+/// Records whether any product it runs reads an operand inside `forbidden` (address ranges), then runs
+/// the product with bf16 operands.
+struct Watch {
+    forbidden: Vec<core::ops::Range<usize>>,
+    seen: core::sync::atomic::AtomicBool,
+    calls: core::sync::atomic::AtomicUsize,
+}
+
+impl crate::ops::Gemm for Watch {
+    fn gemm(&self, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], ldc: usize, beta: f32) -> Result<(), Error> {
+        use core::sync::atomic::Ordering::Relaxed;
+        for x in [a.data, b.data] {
+            let r = x.as_ptr_range();
+            let (lo, hi) = (r.start as usize, r.end as usize);
+            if self.forbidden.iter().any(|f| lo < f.end && f.start < hi) {
+                self.seen.store(true, Relaxed);
+            }
+        }
+        self.calls.fetch_add(1, Relaxed);
+        crate::ops::PortableBf16.gemm(a, b, c, ldc, beta)
+    }
+}
+
+#[test]
+fn mixed_precision_keeps_the_raw_inputs_at_full_precision() {
+    use core::sync::atomic::Ordering::Relaxed;
+    for (head, layers) in [(Head::Mlp, 3), (Head::Lstm, 3), (Head::Gru, 2), (Head::Mlp, 1), (Head::Lstm, 1)] {
+        let c = Config { layers, ..cfg(head, true) };
+        let lay = Layout::new(&c).unwrap();
+        let d = data(&tiny_conv(), &c, 7);
+        let p = uniform(&mut SplitMix64::new(11), lay.len, 0.6);
+        let outs = d.graph.num_edges() * d.graph.feat_slots() * c.seq_len;
+        let w = uniform(&mut SplitMix64::new(13), outs, 1.0);
+        let range = |v: &[f32]| {
+            let r = v.as_ptr_range();
+            r.start as usize..r.end as usize
+        };
+        let watch = Watch {
+            forbidden: vec![range(&d.attr), range(&d.lpe), range(&d.cent)],
+            seen: false.into(),
+            calls: 0.into(),
+        };
+        let run = |cx: Compute<'_>| {
+            let mut scratch = vec![0.0; scratch_len(&c, &d.graph)];
+            let mut grad = vec![0.0; lay.len];
+            backprop(cx, &lay, &p, &sample(&d), c.seq_len, &mut scratch, &mut grad, &mut |_, dpred| {
+                dpred.copy_from_slice(&w)
+            })
+            .unwrap();
+            grad
+        };
+        let full = run(Compute::portable(&Portable));
+        let mixed = run(Compute { lo: &watch, ..Compute::portable(&Portable) });
+        assert!(watch.calls.load(Relaxed) > 0, "{head:?} x{layers}: no product ran in bf16");
+        assert!(!watch.seen.load(Relaxed), "{head:?} x{layers}: a bf16 product read the history, LPE or centrality");
+        // bf16 operands carry 8 significant bits: the gradient moves by about 2^-8 relative, not more.
+        let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        let diff: Vec<f32> = full.iter().zip(&mixed).map(|(a, b)| a - b).collect();
+        let rel = norm(&diff) / norm(&full);
+        assert!(rel > 1e-5 && rel < 2e-2, "{head:?} x{layers}: relative change {rel}");
+    }
+}
