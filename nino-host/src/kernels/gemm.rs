@@ -400,6 +400,24 @@ mod bf16 {
                     }
                 }
             }
+        } else if b.rs == 1 {
+            // Columns contiguous: 16 values of a column (8 pairs) per conversion, stored one pair per row.
+            let d = b.data.as_ptr();
+            let mut pairs = [0u32; 8];
+            for j in 0..w {
+                // SAFETY: every masked lane reads b[p, j0 + j] with p < k.
+                unsafe {
+                    let col = d.add((j0 + j) * b.cs);
+                    for p in (0..k).step_by(16) {
+                        let v = _mm512_maskz_loadu_ps(tail_mask(k - p), col.add(p));
+                        let h = std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v));
+                        _mm256_storeu_si256(pairs.as_mut_ptr().cast(), h);
+                        for (t, &pair) in pairs.iter().enumerate().take((k - p).min(16).div_ceil(2)) {
+                            out[(p / 2 + t) * w16 + j] = pair;
+                        }
+                    }
+                }
+            }
         } else {
             for q in 0..k2 {
                 for j in 0..w {
@@ -649,6 +667,15 @@ pub(crate) mod tests {
                         );
                     }
                 }
+                // Neither stride 1 (every other value of a wider matrix): the scalar packing.
+                let wide = |v: &[f32]| -> Vec<f32> { v.iter().flat_map(|&x| [x, 7.0]).collect() };
+                let (a2, b2) = (wide(&a), wide(&b));
+                let av = MatRef { data: &a2, rows: m, cols: k, rs: 2 * k, cs: 2 };
+                let bv = MatRef { data: &b2, rows: k, cols: n, rs: 2 * n, cs: 2 };
+                let (mut want, mut got) = (vec![0.0; m * n], vec![0.0; m * n]);
+                PortableBf16.gemm(av, bv, &mut want, n, 0.0).unwrap();
+                g.gemm(av, bv, &mut got, n, 0.0).unwrap();
+                assert!(max_diff(&want, &got) < 1e-4, "{g:?} {m}x{k}x{n} strided");
             }
         }
     }
