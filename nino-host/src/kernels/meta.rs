@@ -1,103 +1,116 @@
 //! The trainable model's elementwise kernels (`nino_core::nowcast::meta::ops`) compiled for this CPU.
 //!
 //! The core builds for the baseline x86-64 (SSE2); the same functions compiled with AVX2 run their loops
-//! eight floats wide. They are the core's functions, inlined into wrappers with a wider target, so the
+//! eight floats wide, with AVX-512 sixteen. They are the core's functions, inlined into wrappers with a wider target, so the
 //! results are bit-identical (tested): Rust never fuses `a * b + c` on its own.
 
 use super::gemm::{HostBf16Gemm, HostGemm};
 use nino_core::nowcast::meta::{Compute, Kernels};
 
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use nino_core::nowcast::meta::ops;
+/// A module of the six elementwise kernels, the core's functions compiled with the target features `$tf`.
+macro_rules! kernels_for {
+    ($name:ident, $tf:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        mod $name {
+            use nino_core::nowcast::meta::ops;
 
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn silu_fwd_tf(x: &[f32], y: &mut [f32]) {
-        ops::silu_fwd(x, y)
-    }
+            #[target_feature(enable = $tf)]
+            unsafe fn silu_fwd_tf(x: &[f32], y: &mut [f32]) {
+                ops::silu_fwd(x, y)
+            }
 
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn silu_bwd_tf(x: &[f32], dy: &mut [f32]) {
-        ops::silu_bwd(x, dy)
-    }
+            #[target_feature(enable = $tf)]
+            unsafe fn silu_bwd_tf(x: &[f32], dy: &mut [f32]) {
+                ops::silu_bwd(x, dy)
+            }
 
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn lstm_tf(g: &mut [f32], cp: Option<&[f32]>, cn: &mut [f32], hn: &mut [f32], h: usize) {
-        ops::lstm_cells(g, cp, cn, hn, h)
-    }
+            #[target_feature(enable = $tf)]
+            unsafe fn lstm_tf(g: &mut [f32], cp: Option<&[f32]>, cn: &mut [f32], hn: &mut [f32], h: usize) {
+                ops::lstm_cells(g, cp, cn, hn, h)
+            }
 
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn lstm_bwd_tf(
-        g: &[f32],
-        cp: Option<&[f32]>,
-        c: &[f32],
-        dh: &mut [f32],
-        dc: &mut [f32],
-        dg: &mut [f32],
-        h: usize,
-    ) {
-        ops::lstm_cells_bwd(g, cp, c, dh, dc, dg, h)
-    }
+            #[target_feature(enable = $tf)]
+            unsafe fn lstm_bwd_tf(
+                g: &[f32],
+                cp: Option<&[f32]>,
+                c: &[f32],
+                dh: &mut [f32],
+                dc: &mut [f32],
+                dg: &mut [f32],
+                h: usize,
+            ) {
+                ops::lstm_cells_bwd(g, cp, c, dh, dc, dg, h)
+            }
 
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn gru_tf(gi: &mut [f32], gh: &[f32], hp: &[f32], ghn: &mut [f32], hn: &mut [f32], h: usize) {
-        ops::gru_cells(gi, gh, hp, ghn, hn, h)
-    }
+            #[target_feature(enable = $tf)]
+            unsafe fn gru_tf(gi: &mut [f32], gh: &[f32], hp: &[f32], ghn: &mut [f32], hn: &mut [f32], h: usize) {
+                ops::gru_cells(gi, gh, hp, ghn, hn, h)
+            }
 
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn gru_bwd_tf(
-        g: &[f32],
-        ghn: &[f32],
-        hp: &[f32],
-        dh: &mut [f32],
-        dgi: &mut [f32],
-        dgh: &mut [f32],
-        h: usize,
-    ) {
-        ops::gru_cells_bwd(g, ghn, hp, dh, dgi, dgh, h)
-    }
+            #[target_feature(enable = $tf)]
+            unsafe fn gru_bwd_tf(
+                g: &[f32],
+                ghn: &[f32],
+                hp: &[f32],
+                dh: &mut [f32],
+                dgi: &mut [f32],
+                dgh: &mut [f32],
+                h: usize,
+            ) {
+                ops::gru_cells_bwd(g, ghn, hp, dh, dgi, dgh, h)
+            }
 
-    // SAFETY (all six): handed out by `super::host_kernels_for` only when `Isa::clamp` (CPU detection) allows AVX2 and FMA.
-    pub(super) fn silu_fwd(x: &[f32], y: &mut [f32]) {
-        unsafe { silu_fwd_tf(x, y) }
-    }
+            // SAFETY (all six): handed out by `super::host_kernels_for` only when `Isa::clamp` (CPU
+            // detection) allows the module's target features.
+            pub(super) fn silu_fwd(x: &[f32], y: &mut [f32]) {
+                unsafe { silu_fwd_tf(x, y) }
+            }
 
-    pub(super) fn silu_bwd(x: &[f32], dy: &mut [f32]) {
-        unsafe { silu_bwd_tf(x, dy) }
-    }
+            pub(super) fn silu_bwd(x: &[f32], dy: &mut [f32]) {
+                unsafe { silu_bwd_tf(x, dy) }
+            }
 
-    pub(super) fn lstm(g: &mut [f32], cp: Option<&[f32]>, cn: &mut [f32], hn: &mut [f32], h: usize) {
-        unsafe { lstm_tf(g, cp, cn, hn, h) }
-    }
+            pub(super) fn lstm(g: &mut [f32], cp: Option<&[f32]>, cn: &mut [f32], hn: &mut [f32], h: usize) {
+                unsafe { lstm_tf(g, cp, cn, hn, h) }
+            }
 
-    pub(super) fn lstm_bwd(
-        g: &[f32],
-        cp: Option<&[f32]>,
-        c: &[f32],
-        dh: &mut [f32],
-        dc: &mut [f32],
-        dg: &mut [f32],
-        h: usize,
-    ) {
-        unsafe { lstm_bwd_tf(g, cp, c, dh, dc, dg, h) }
-    }
+            pub(super) fn lstm_bwd(
+                g: &[f32],
+                cp: Option<&[f32]>,
+                c: &[f32],
+                dh: &mut [f32],
+                dc: &mut [f32],
+                dg: &mut [f32],
+                h: usize,
+            ) {
+                unsafe { lstm_bwd_tf(g, cp, c, dh, dc, dg, h) }
+            }
 
-    pub(super) fn gru(gi: &mut [f32], gh: &[f32], hp: &[f32], ghn: &mut [f32], hn: &mut [f32], h: usize) {
-        unsafe { gru_tf(gi, gh, hp, ghn, hn, h) }
-    }
+            pub(super) fn gru(gi: &mut [f32], gh: &[f32], hp: &[f32], ghn: &mut [f32], hn: &mut [f32], h: usize) {
+                unsafe { gru_tf(gi, gh, hp, ghn, hn, h) }
+            }
 
-    pub(super) fn gru_bwd(
-        g: &[f32],
-        ghn: &[f32],
-        hp: &[f32],
-        dh: &mut [f32],
-        dgi: &mut [f32],
-        dgh: &mut [f32],
-        h: usize,
-    ) {
-        unsafe { gru_bwd_tf(g, ghn, hp, dh, dgi, dgh, h) }
-    }
+            pub(super) fn gru_bwd(
+                g: &[f32],
+                ghn: &[f32],
+                hp: &[f32],
+                dh: &mut [f32],
+                dgi: &mut [f32],
+                dgh: &mut [f32],
+                h: usize,
+            ) {
+                unsafe { gru_bwd_tf(g, ghn, hp, dh, dgi, dgh, h) }
+            }
+
+            /// The six kernels as the core's table.
+            pub(super) const KERNELS: nino_core::nowcast::meta::Kernels =
+                nino_core::nowcast::meta::Kernels { silu_fwd, silu_bwd, lstm, lstm_bwd, gru, gru_bwd };
+        }
+    };
 }
+
+kernels_for!(avx2, "avx2,fma");
+kernels_for!(avx512, "avx512f,avx2,fma");
 
 use super::Isa;
 /// The environment variable that forces the portable kernels (`NINO_KERNELS=portable`), so tests and
@@ -121,19 +134,14 @@ pub fn host_kernels() -> Kernels {
     if portable_forced() { Kernels::PORTABLE } else { host_kernels_for(Isa::selected()) }
 }
 
-/// The elementwise kernels of level `isa` (lowered to what the CPU runs): AVX2 from [`Isa::Avx2`] up, else
-/// the core's.
+/// The elementwise kernels of level `isa` (lowered to what the CPU runs): AVX-512 or AVX2 builds of the
+/// core's functions, else the core's own.
 pub fn host_kernels_for(isa: Isa) -> Kernels {
     #[cfg(target_arch = "x86_64")]
-    if isa.clamp() >= Isa::Avx2 {
-        return Kernels {
-            silu_fwd: avx2::silu_fwd,
-            silu_bwd: avx2::silu_bwd,
-            lstm: avx2::lstm,
-            lstm_bwd: avx2::lstm_bwd,
-            gru: avx2::gru,
-            gru_bwd: avx2::gru_bwd,
-        };
+    match isa.clamp() {
+        Isa::Avx512 => return avx512::KERNELS,
+        Isa::Avx2 => return avx2::KERNELS,
+        Isa::Scalar => {}
     }
     Kernels::PORTABLE
 }

@@ -15,7 +15,7 @@ pub mod spectral;
 ///
 /// | level | GEMM ([`gemm`]) | SiLU and per-edge loops ([`simd`]) | meta kernels ([`meta`]) |
 /// |---|---|---|---|
-/// | `Avx512` | AVX-512 tiles when the output width is a multiple of 16, else the `gemm` crate | AVX-512 | AVX2 |
+/// | `Avx512` | AVX-512 tiles when the output width is a multiple of 16, else the `gemm` crate | AVX-512 | AVX-512 |
 /// | `Avx2` | the `gemm` crate | AVX2 SiLU, the core's loops | AVX2 |
 /// | `Scalar` | the `gemm` crate | scalar SiLU, the core's loops | the core's |
 ///
