@@ -7,7 +7,7 @@
 use super::gemm::{HostBf16Gemm, HostGemm};
 use nino_core::nowcast::meta::{Compute, Kernels};
 
-/// A module of the six elementwise kernels, the core's functions compiled with the target features `$tf`.
+/// A module of the seven elementwise kernels, the core's functions compiled with the target features `$tf`.
 macro_rules! kernels_for {
     ($name:ident, $tf:literal) => {
         #[cfg(target_arch = "x86_64")]
@@ -60,7 +60,12 @@ macro_rules! kernels_for {
                 ops::gru_cells_bwd(g, ghn, hp, dh, dgi, dgh, h)
             }
 
-            // SAFETY (all six): handed out by `super::host_kernels_for` only when `Isa::clamp` (CPU
+            #[target_feature(enable = $tf)]
+            unsafe fn masked_l1_tf(p: &[f32], y: &[f32], m: &[u8], d: Option<&mut [f32]>) -> (f32, usize) {
+                nino_core::nowcast::meta::masked_l1(p, y, m, d)
+            }
+
+            // SAFETY (all seven): handed out by `super::host_kernels_for` only when `Isa::clamp` (CPU
             // detection) allows the module's target features.
             pub(super) fn silu_fwd(x: &[f32], y: &mut [f32]) {
                 unsafe { silu_fwd_tf(x, y) }
@@ -102,9 +107,13 @@ macro_rules! kernels_for {
                 unsafe { gru_bwd_tf(g, ghn, hp, dh, dgi, dgh, h) }
             }
 
-            /// The six kernels as the core's table.
+            pub(super) fn masked_l1(p: &[f32], y: &[f32], m: &[u8], d: Option<&mut [f32]>) -> (f32, usize) {
+                unsafe { masked_l1_tf(p, y, m, d) }
+            }
+
+            /// The seven kernels as the core's table.
             pub(super) const KERNELS: nino_core::nowcast::meta::Kernels =
-                nino_core::nowcast::meta::Kernels { silu_fwd, silu_bwd, lstm, lstm_bwd, gru, gru_bwd };
+                nino_core::nowcast::meta::Kernels { silu_fwd, silu_bwd, lstm, lstm_bwd, gru, gru_bwd, masked_l1 };
         }
     };
 }
@@ -219,6 +228,14 @@ mod tests {
         (k.gru_bwd)(&gia, &na, &cp, &mut dha, &mut dia, &mut dqa, h);
         (p.gru_bwd)(&gib, &nb, &cp, &mut dhb, &mut dib, &mut dqb, h);
         assert_eq!((&dha, &dia, &dqa), (&dhb, &dib, &dqb));
+        // The loss sums in lanes: the same lanes, the same bits.
+        let (pr, y) = (values(1003, 10), values(1003, 11));
+        let m: Vec<u8> = (0..1003).map(|i| u8::from(i % 7 != 3)).collect();
+        let (mut da, mut db) = (vec![0.0; 1003], vec![0.0; 1003]);
+        let la = (k.masked_l1)(&pr, &y, &m, Some(&mut da));
+        let lb = (p.masked_l1)(&pr, &y, &m, Some(&mut db));
+        assert_eq!((la, &da), (lb, &db));
+        assert!(la.1 > 800 && la.0 > 0.0);
         // The values are finite and the cells did something (a kernel that wrote nothing would pass above).
         assert!(ha.iter().chain(&dga).all(|v| v.is_finite()) && ha.iter().any(|&v| v != 0.0));
     }

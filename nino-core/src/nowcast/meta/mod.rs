@@ -531,7 +531,7 @@ pub fn loss_and_grad(
     let mut out = (0.0f32, 0usize);
     let hz = reached_horizons(mask, lay.cfg.seq_len);
     backprop(cx, lay, params, sample, hz, scratch, grad, &mut |pred, dpred| {
-        out = masked_l1(pred, target, mask, Some(dpred));
+        out = (cx.kernels.masked_l1)(pred, target, mask, Some(dpred));
     })?;
     if !out.0.is_finite() {
         return Err(Error::NonFinite("meta-training loss"));

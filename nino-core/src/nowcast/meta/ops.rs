@@ -277,6 +277,8 @@ pub type LstmBwdFn = fn(&[f32], Option<&[f32]>, &[f32], &mut [f32], &mut [f32], 
 pub type GruFn = fn(&mut [f32], &[f32], &[f32], &mut [f32], &mut [f32], usize);
 /// [`gru_cells_bwd`]'s signature.
 pub type GruBwdFn = fn(&[f32], &[f32], &[f32], &mut [f32], &mut [f32], &mut [f32], usize);
+/// Signature of [`super::masked_l1`].
+pub type L1Fn = fn(&[f32], &[f32], &[u8], Option<&mut [f32]>) -> (f32, usize);
 
 /// The elementwise kernels of a trainable-model pass, as function pointers so that a host can hand in the
 /// same functions compiled for its CPU (see the module docs: the results are bit-identical).
@@ -294,6 +296,8 @@ pub struct Kernels {
     pub gru: GruFn,
     /// [`gru_cells_bwd`].
     pub gru_bwd: GruBwdFn,
+    /// [`super::masked_l1`] (the loss and its derivative: half a million terms per FM-16 graph).
+    pub masked_l1: L1Fn,
 }
 
 impl Kernels {
@@ -305,6 +309,7 @@ impl Kernels {
         lstm_bwd: lstm_cells_bwd,
         gru: gru_cells,
         gru_bwd: gru_cells_bwd,
+        masked_l1: super::masked_l1,
     };
 }
 
