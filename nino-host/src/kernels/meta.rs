@@ -7,108 +7,37 @@
 use super::gemm::{HostBf16Gemm, HostGemm};
 use nino_core::nowcast::meta::{Compute, Kernels};
 
-/// A module of the seven elementwise kernels, the core's functions compiled with the target features `$tf`.
+/// Safe wrappers of core functions compiled with the target features `$tf`, each listed once: name,
+/// arguments, the core function.
+macro_rules! wide {
+    ($tf:literal; $($f:ident($($a:ident: $t:ty),*) $(-> $r:ty)? = $core:path;)*) => {$(
+        pub(super) fn $f($($a: $t),*) $(-> $r)? {
+            #[target_feature(enable = $tf)]
+            unsafe fn inner($($a: $t),*) $(-> $r)? {
+                $core($($a),*)
+            }
+            // SAFETY: handed out by `super::host_kernels_for` only when `Isa::clamp` (CPU detection) allows
+            // the module's target features.
+            unsafe { inner($($a),*) }
+        }
+    )*};
+}
+
+/// A module of the seven elementwise kernels built with the target features `$tf`, and their table.
 macro_rules! kernels_for {
     ($name:ident, $tf:literal) => {
         #[cfg(target_arch = "x86_64")]
         mod $name {
-            use nino_core::nowcast::meta::ops;
+            use nino_core::nowcast::meta::{masked_l1 as l1, ops};
 
-            #[target_feature(enable = $tf)]
-            unsafe fn silu_fwd_tf(x: &[f32], y: &mut [f32]) {
-                ops::silu_fwd(x, y)
-            }
-
-            #[target_feature(enable = $tf)]
-            unsafe fn silu_bwd_tf(x: &[f32], dy: &mut [f32]) {
-                ops::silu_bwd(x, dy)
-            }
-
-            #[target_feature(enable = $tf)]
-            unsafe fn lstm_tf(g: &mut [f32], cp: Option<&[f32]>, cn: &mut [f32], hn: &mut [f32], h: usize) {
-                ops::lstm_cells(g, cp, cn, hn, h)
-            }
-
-            #[target_feature(enable = $tf)]
-            unsafe fn lstm_bwd_tf(
-                g: &[f32],
-                cp: Option<&[f32]>,
-                c: &[f32],
-                dh: &mut [f32],
-                dc: &mut [f32],
-                dg: &mut [f32],
-                h: usize,
-            ) {
-                ops::lstm_cells_bwd(g, cp, c, dh, dc, dg, h)
-            }
-
-            #[target_feature(enable = $tf)]
-            unsafe fn gru_tf(gi: &mut [f32], gh: &[f32], hp: &[f32], ghn: &mut [f32], hn: &mut [f32], h: usize) {
-                ops::gru_cells(gi, gh, hp, ghn, hn, h)
-            }
-
-            #[target_feature(enable = $tf)]
-            unsafe fn gru_bwd_tf(
-                g: &[f32],
-                ghn: &[f32],
-                hp: &[f32],
-                dh: &mut [f32],
-                dgi: &mut [f32],
-                dgh: &mut [f32],
-                h: usize,
-            ) {
-                ops::gru_cells_bwd(g, ghn, hp, dh, dgi, dgh, h)
-            }
-
-            #[target_feature(enable = $tf)]
-            unsafe fn masked_l1_tf(p: &[f32], y: &[f32], m: &[u8], d: Option<&mut [f32]>) -> (f32, usize) {
-                nino_core::nowcast::meta::masked_l1(p, y, m, d)
-            }
-
-            // SAFETY (all seven): handed out by `super::host_kernels_for` only when `Isa::clamp` (CPU
-            // detection) allows the module's target features.
-            pub(super) fn silu_fwd(x: &[f32], y: &mut [f32]) {
-                unsafe { silu_fwd_tf(x, y) }
-            }
-
-            pub(super) fn silu_bwd(x: &[f32], dy: &mut [f32]) {
-                unsafe { silu_bwd_tf(x, dy) }
-            }
-
-            pub(super) fn lstm(g: &mut [f32], cp: Option<&[f32]>, cn: &mut [f32], hn: &mut [f32], h: usize) {
-                unsafe { lstm_tf(g, cp, cn, hn, h) }
-            }
-
-            pub(super) fn lstm_bwd(
-                g: &[f32],
-                cp: Option<&[f32]>,
-                c: &[f32],
-                dh: &mut [f32],
-                dc: &mut [f32],
-                dg: &mut [f32],
-                h: usize,
-            ) {
-                unsafe { lstm_bwd_tf(g, cp, c, dh, dc, dg, h) }
-            }
-
-            pub(super) fn gru(gi: &mut [f32], gh: &[f32], hp: &[f32], ghn: &mut [f32], hn: &mut [f32], h: usize) {
-                unsafe { gru_tf(gi, gh, hp, ghn, hn, h) }
-            }
-
-            pub(super) fn gru_bwd(
-                g: &[f32],
-                ghn: &[f32],
-                hp: &[f32],
-                dh: &mut [f32],
-                dgi: &mut [f32],
-                dgh: &mut [f32],
-                h: usize,
-            ) {
-                unsafe { gru_bwd_tf(g, ghn, hp, dh, dgi, dgh, h) }
-            }
-
-            pub(super) fn masked_l1(p: &[f32], y: &[f32], m: &[u8], d: Option<&mut [f32]>) -> (f32, usize) {
-                unsafe { masked_l1_tf(p, y, m, d) }
+            wide! { $tf;
+                silu_fwd(x: &[f32], y: &mut [f32]) = ops::silu_fwd;
+                silu_bwd(x: &[f32], dy: &mut [f32]) = ops::silu_bwd;
+                lstm(g: &mut [f32], cp: Option<&[f32]>, cn: &mut [f32], hn: &mut [f32], h: usize) = ops::lstm_cells;
+                lstm_bwd(g: &[f32], cp: Option<&[f32]>, c: &[f32], dh: &mut [f32], dc: &mut [f32], dg: &mut [f32], h: usize) = ops::lstm_cells_bwd;
+                gru(gi: &mut [f32], gh: &[f32], hp: &[f32], ghn: &mut [f32], hn: &mut [f32], h: usize) = ops::gru_cells;
+                gru_bwd(g: &[f32], ghn: &[f32], hp: &[f32], dh: &mut [f32], dgi: &mut [f32], dgh: &mut [f32], h: usize) = ops::gru_cells_bwd;
+                masked_l1(p: &[f32], y: &[f32], m: &[u8], d: Option<&mut [f32]>) -> (f32, usize) = l1;
             }
 
             /// The seven kernels as the core's table.
