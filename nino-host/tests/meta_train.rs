@@ -259,8 +259,11 @@ fn validation_spacing_ranges_folders_and_meta_eval_agree() {
     assert!(!out.exists());
     let pos = args.iter().position(|a| *a == two.as_str()).unwrap();
     args[pos] = data;
-    let text = ok(&args);
-    assert!(text.contains("validation masked L1"), "{text}");
+    let r = nino(&args);
+    let (text, log) = (String::from_utf8_lossy(&r.stdout), String::from_utf8_lossy(&r.stderr));
+    assert!(r.status.success() && text.contains("validation masked L1"), "{text}{log}");
+    // Without a progress bar (--no-progress) each measurement still reaches the log.
+    assert!(log.contains("update 3: validation masked L1") && log.contains("update 6: "), "{log}");
     // The loss curve has the validation column at updates 3 and 6, empty elsewhere.
     let csv = std::fs::read_to_string(dir.path().join("v.loss.csv")).unwrap();
     let val_col: Vec<&str> = csv.lines().skip(1).map(|l| l.rsplit(',').next().unwrap()).collect();

@@ -326,7 +326,13 @@ pub fn run(a: &MetaTrainArgs) -> anyhow::Result<()> {
             if let Some(r) = tr.rows.last_mut() {
                 r.val_loss = Some(l);
             }
-            pb.println(format!("update {}: validation masked L1 {l:.5}", tr.step));
+            let line = format!("update {}: validation masked L1 {l:.5}", tr.step);
+            // A hidden bar drops what it prints: a run logged to a file still reports its validation.
+            if pb.is_hidden() {
+                eprintln!("{line}")
+            } else {
+                pb.println(line)
+            }
             if best.is_none_or(|(_, b)| l < b) {
                 best = Some((tr.step, l));
                 let meta = format!("{{\"steps\": {}, \"val_l1\": {l}, \"data\": {:?}}}", tr.step, data_key);
