@@ -228,7 +228,10 @@ impl Bf16Gemm {
         #[cfg(target_arch = "x86_64")]
         {
             static BF16: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-            let cpu = *BF16.get_or_init(|| std::arch::is_x86_feature_detected!("avx512bf16"));
+            let cpu = *BF16.get_or_init(|| {
+                use std::arch::is_x86_feature_detected as has;
+                has!("avx512bf16") && has!("avx512bw") && has!("avx512vl")
+            });
             cpu && self.0.clamp() == Isa::Avx512
         }
         #[cfg(not(target_arch = "x86_64"))]
