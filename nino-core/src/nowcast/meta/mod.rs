@@ -255,19 +255,19 @@ fn forward(
         // Products that read E_0's source (the raw history) stay at full precision.
         let gz = cx.for_source(l);
         fold::apply(gz, graph, &src, h, f_sc, zin, lt.sc)?;
-        lin_fwd(g, p, &conv.pre, xm, 0, lt.u, true, false)?;
-        lin_fwd(g, p, &conv.pre, xm, h, lt.v, false, false)?;
+        lin_fwd(cx.lo, p, &conv.pre, xm, 0, lt.u, true, false)?;
+        lin_fwd(cx.lo, p, &conv.pre, xm, h, lt.v, false, false)?;
         aggregate_scaled(graph, lt.sc, lt.u, lt.v, lt.agg, h);
         fold::mean_fwd(g, graph, p, &src, zin.data, lt.zbar, lt.ebar)?;
         lin_fwd(g, p, &enc_sh, MatRef::row_major(lt.ebar, n, h), 0, lt.agg, true, true)?;
-        lin_fwd(g, p, &conv.post, xm, 0, lt.y1, true, false)?;
-        lin_fwd(g, p, &conv.post, MatRef::row_major(lt.agg, n, h), h, lt.y1, false, true)?;
-        lin_fwd(g, p, &conv.lin, MatRef::row_major(lt.y1, n, h), 0, lt.xt, true, false)?;
+        lin_fwd(cx.lo, p, &conv.post, xm, 0, lt.y1, true, false)?;
+        lin_fwd(cx.lo, p, &conv.post, MatRef::row_major(lt.agg, n, h), h, lt.y1, false, true)?;
+        lin_fwd(cx.lo, p, &conv.lin, MatRef::row_major(lt.y1, n, h), 0, lt.xt, true, false)?;
         (k.silu_fwd)(lt.xt, x_out);
 
         let xm = MatRef::row_major(x_out, n, h);
-        lin_fwd(g, p, &upd.lin_s, xm, 0, lt.s, true, false)?;
-        lin_fwd(g, p, &upd.lin_t, xm, 0, lt.t, true, false)?;
+        lin_fwd(cx.lo, p, &upd.lin_s, xm, 0, lt.s, true, false)?;
+        lin_fwd(cx.lo, p, &upd.lin_t, xm, 0, lt.t, true, false)?;
         fold::compose(g, p, &upd.lin_e, &src, f_e, tp.work)?;
         fold::apply(gz, graph, &src, h, f_e, zin, lt.z)?;
         add_node_terms(graph, lt.s, lt.t, lt.z, h);
@@ -756,14 +756,14 @@ fn backprop(
             dv[dst * h..dst * h + h].iter_mut().zip(dz).for_each(|(a, b)| *a += b);
         });
         let xm = MatRef::row_major(x_out, n, h);
-        lin_bwd(g, params, grad, &upd.lin_s, xm, 0, du, true, Some((dx, true)))?;
-        lin_bwd(g, params, grad, &upd.lin_t, xm, 0, dv, true, Some((dx, true)))?;
+        lin_bwd(cx.lo, params, grad, &upd.lin_s, xm, 0, du, true, Some((dx, true)))?;
+        lin_bwd(cx.lo, params, grad, &upd.lin_t, xm, 0, dv, true, Some((dx, true)))?;
         // X_{l+1} = SiLU(X~), X~ = lin(post([X_l | agg])).
         (k.silu_bwd)(lt.xt, dx);
-        lin_bwd(g, params, grad, &conv.lin, MatRef::row_major(lt.y1, n, h), 0, dx, true, Some((dy1, false)))?;
+        lin_bwd(cx.lo, params, grad, &conv.lin, MatRef::row_major(lt.y1, n, h), 0, dx, true, Some((dy1, false)))?;
         let xm = MatRef::row_major(x_in, n, h);
-        lin_bwd(g, params, grad, &conv.post, xm, 0, dy1, true, Some((dx2, false)))?;
-        lin_bwd(g, params, grad, &conv.post, MatRef::row_major(lt.agg, n, h), h, dy1, false, Some((dagg, false)))?;
+        lin_bwd(cx.lo, params, grad, &conv.post, xm, 0, dy1, true, Some((dx2, false)))?;
+        lin_bwd(cx.lo, params, grad, &conv.post, MatRef::row_major(lt.agg, n, h), h, dy1, false, Some((dagg, false)))?;
         // agg[t] = mean over edges into t of sc * (U[t] + V[s]), plus mean(E_l into t) W_sh^T + b_sh.
         let (enc_sc, enc_sh) = encoder_halves(&conv.encoder, h);
         lin_bwd(g, params, grad, &enc_sh, MatRef::row_major(lt.ebar, n, h), 0, dagg, true, Some((debar, false)))?;
@@ -783,8 +783,8 @@ fn backprop(
                 dvs[j] += dp;
             }
         });
-        lin_bwd(g, params, grad, &conv.pre, xm, 0, du, true, Some((dx2, true)))?;
-        lin_bwd(g, params, grad, &conv.pre, xm, h, dv, false, Some((dx2, true)))?;
+        lin_bwd(cx.lo, params, grad, &conv.pre, xm, 0, du, true, Some((dx2, true)))?;
+        lin_bwd(cx.lo, params, grad, &conv.pre, xm, h, dv, false, Some((dx2, true)))?;
         // E_l's three readers (scale half, lin_e, the mean), through its source into dL/d(a_{l-1}).
         let gz = cx.for_source(l);
         fold::apply_bwd(
