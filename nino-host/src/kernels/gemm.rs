@@ -109,18 +109,37 @@ mod avx512 {
                     }
                 }
             }
-            let bb = _mm512_set1_ps(beta);
-            for r in 0..MR {
-                for j in 0..NV {
+            store(&acc, c, ldc, beta, 0xFFFF);
+        }
+    }
+
+    /// `c[MR x 16*NV] = beta*c + acc`, the last vector's lanes limited by `mask` (the tiles' common end).
+    ///
+    /// # Safety
+    /// AVX-512F must be available; the masked `c[r*ldc + ..]` for `r < MR` must be in bounds.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn store<const MR: usize, const NV: usize>(
+        acc: &[[__m512; NV]; MR],
+        c: *mut f32,
+        ldc: usize,
+        beta: f32,
+        mask: __mmask16,
+    ) {
+        let bb = _mm512_set1_ps(beta);
+        for r in 0..MR {
+            for j in 0..NV {
+                let m = if j + 1 == NV { mask } else { 0xFFFF };
+                // SAFETY: the caller's contract.
+                unsafe {
                     let cp = c.add(r * ldc + 16 * j);
                     let v = if beta == 0.0 {
                         acc[r][j]
                     } else if beta == 1.0 {
-                        _mm512_add_ps(_mm512_loadu_ps(cp), acc[r][j])
+                        _mm512_add_ps(_mm512_maskz_loadu_ps(m, cp), acc[r][j])
                     } else {
-                        _mm512_fmadd_ps(bb, _mm512_loadu_ps(cp), acc[r][j])
+                        _mm512_fmadd_ps(bb, _mm512_maskz_loadu_ps(m, cp), acc[r][j])
                     };
-                    _mm512_storeu_ps(cp, v);
+                    _mm512_mask_storeu_ps(cp, m, v);
                 }
             }
         }
@@ -468,21 +487,7 @@ mod bf16 {
                     }
                 }
             }
-            let bb = _mm512_set1_ps(beta);
-            for r in 0..MR {
-                for j in 0..NV {
-                    let m = if j + 1 == NV { mask } else { 0xFFFF };
-                    let cp = c.add(r * ldc + 16 * j);
-                    let v = if beta == 0.0 {
-                        acc[r][j]
-                    } else if beta == 1.0 {
-                        _mm512_add_ps(_mm512_maskz_loadu_ps(m, cp), acc[r][j])
-                    } else {
-                        _mm512_fmadd_ps(bb, _mm512_maskz_loadu_ps(m, cp), acc[r][j])
-                    };
-                    _mm512_mask_storeu_ps(cp, m, v);
-                }
-            }
+            super::avx512::store(&acc, c, ldc, beta, mask);
         }
     }
 
