@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use nino_core::nowcast::Config;
 use nino_core::nowcast::meta::Layout;
-use nino_host::meta::train::{MetaTrainConfig, MetaTrainer, WindowStarts};
+use nino_host::meta::train::{MetaTrainConfig, MetaTrainer, Precision, WindowStarts};
 use safetensors::SafeTensors;
 use serde_json::Value;
 
@@ -44,6 +44,10 @@ fuzz_target!(|data: &[u8]| {
         },
         fresh_lr: state.get("fresh_lr").and_then(Value::as_f64).map(|v| v as f32),
         fresh: state.get("fresh").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default(),
+        precision: match state.get("precision").and_then(Value::as_str) {
+            Some("bf16") => Precision::Bf16,
+            _ => Precision::F32,
+        },
     };
     let dir = state.get("data").and_then(Value::as_str).unwrap_or("d");
     match MetaTrainer::from_checkpoint(data, &cfg, &mc, dir) {
