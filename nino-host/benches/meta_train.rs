@@ -1,7 +1,8 @@
 //! Meta-training throughput: graphs per second of `MetaTrainer::update` for each head (MLP, GRU, LSTM) on
 //! FM-16 and FM-32 graphs, on every core, beside the FLOPs of one graph (forward and backward) and the
 //! cores' f32 peak. The baseline in the same run is the same update with the core's portable elementwise
-//! kernels (`meta_kernels::force_portable`); comparing with an older build is `scripts/bench-meta-train.sh`.
+//! kernels (`meta_kernels::force_portable`), and the last column the same update at `--precision bf16`;
+//! comparing with an older build is `scripts/bench-meta-train.sh`.
 //!
 //! Run: `cargo bench -p nino-host --bench meta_train` (`NINO_BENCH_UPDATES` updates per row, default 6,
 //! after one warm-up update). The trajectories are synthetic (a random walk from the initial weights): the
@@ -11,7 +12,7 @@ use nino_core::Task;
 use nino_core::nowcast::{Config, Head};
 use nino_host::io::model_file::MetaModel;
 use nino_host::kernels::meta as meta_kernels;
-use nino_host::meta::train::{MetaData, MetaTrainConfig, MetaTrainer, random_walk};
+use nino_host::meta::train::{MetaData, MetaTrainConfig, MetaTrainer, Precision, random_walk};
 use std::time::Instant;
 
 /// The cores' f32 peak in GFLOP/s, assuming two FMA units per core at the clock /proc/cpuinfo reports.
@@ -55,9 +56,9 @@ fn main() {
             let model = MetaModel::init(&cfg, 0).expect("model");
             let flops = data.graph_flops(&model.layout, 0).expect("flop count") as f64;
             let mut row = Vec::new();
-            for portable in [true, false] {
+            for (portable, precision) in [(true, Precision::F32), (false, Precision::F32), (false, Precision::Bf16)] {
                 meta_kernels::force_portable(portable);
-                let mc = MetaTrainConfig { steps: updates + 1, ..MetaTrainConfig::default() };
+                let mc = MetaTrainConfig { steps: updates + 1, precision, ..MetaTrainConfig::default() };
                 let mut tr = MetaTrainer::new(model.clone(), mc);
                 let t0 = Instant::now();
                 tr.update(&data, 0.0, t0).expect("warm-up update");
@@ -69,10 +70,10 @@ fn main() {
                 row.push(gps);
             }
             meta_kernels::force_portable(false);
-            let (base, fast) = (row[0], row[1]);
+            let (base, fast, bf16) = (row[0], row[1], row[2]);
             println!(
                 "{:5} {:4} head: {:6.2} graphs/s ({:.2}x the portable kernels' {:.2}) | {:.2} GFLOP per graph | \
-                 {:.0} GFLOP/s, {:.0}% of peak",
+                 {:.0} GFLOP/s, {:.0}% of peak | --precision bf16: {:.2} graphs/s ({:.2}x)",
                 task.name(),
                 head.name(),
                 fast,
@@ -80,7 +81,9 @@ fn main() {
                 base,
                 flops / 1e9,
                 fast * flops / 1e9,
-                100.0 * fast * flops / 1e9 / peak
+                100.0 * fast * flops / 1e9 / peak,
+                bf16,
+                bf16 / fast
             );
         }
     }
