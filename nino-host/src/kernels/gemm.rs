@@ -315,6 +315,13 @@ mod bf16 {
         u32::from(half::bf16::from_f32(x).to_bits())
     }
 
+    /// Pair `q` of a length-`k` vector read by `at`, packed as bits (`at(2q)` low, `at(2q + 1)` high, zero
+    /// past the end): the scalar packings' one rule.
+    fn pair(k: usize, q: usize, at: impl Fn(usize) -> f32) -> u32 {
+        let half = |p: usize| if p < k { bits(at(p)) } else { 0 };
+        half(2 * q) | half(2 * q + 1) << 16
+    }
+
     /// 16 floats from `p` (the first `mask` lanes; zeros when `p` is `None`) as bf16 in the low halves of 16 `u32`s.
     ///
     /// # Safety
@@ -393,8 +400,7 @@ mod bf16 {
         }
         for i in 0..m {
             for q in 0..k2 {
-                let at = |p: usize| if p < k { bits(x.data[i * x.rs + p * x.cs]) } else { 0 };
-                out[i * k2 + q] = at(2 * q) | at(2 * q + 1) << 16;
+                out[i * k2 + q] = pair(k, q, |p| x.data[i * x.rs + p * x.cs]);
             }
         }
         (k2, 1)
@@ -443,8 +449,7 @@ mod bf16 {
         } else {
             for q in 0..k2 {
                 for j in 0..w {
-                    let at = |p: usize| if p < k { bits(b.data[p * b.rs + (j0 + j) * b.cs]) } else { 0 };
-                    out[q * w16 + j] = at(2 * q) | at(2 * q + 1) << 16;
+                    out[q * w16 + j] = pair(k, q, |p| b.data[p * b.rs + (j0 + j) * b.cs]);
                 }
             }
         }
