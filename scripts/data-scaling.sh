@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # How a model trained from scratch improves with the number of FM-16 trajectories it reads: the
 # reference configuration (V0, LPE 8, MLP head, --lr 3e-3) on the first N long-recipe trajectories (12,000
-# steps of the FM-16 net: `long-a`, `long-b`, then the scale recipe's `scale-a`, `scale-b`), one run per N
+# steps of the FM-16 net: `long-a`, `long-b`, then the scale recipe's `scale-a`, `scale-b` alternately), one run per N
 # at the same budget, each keeping its model of lowest validation L1 (--best). Then `nino meta-eval` scores
 # those models and nino_no_posw on the long validation trajectories at the nowcasts' horizons
 # (OUT_DIR/val-horizons.json) and pooled (OUT_DIR/val.json). docs/results/data-scaling.md reads them.
 #
 # Usage: scripts/data-scaling.sh META_DIR OUT_DIR     (META_DIR: the meta-dataset folder)
-#   SIZES ("7 14 27"), STEPS (4000 updates), VAL_EVERY (250) override. Resumable: finished models are kept
+#   SIZES ("7 14 27"), STEPS (4000 updates), VAL_EVERY (250), PRECISION (unset: the build's default, f32;
+#   bf16 passes --precision bf16) override. Resumable: finished models are kept
 #   and a killed run continues from its checkpoint. Logs go to OUT_DIR/log.txt; runs at nice ${NICE:-19}.
 set -euo pipefail
 # One block, read whole before any of it runs (see scripts/nino-pp.sh).
@@ -20,11 +21,18 @@ published=fixtures/weights/nino_no_posw.safetensors
 [ -x "$nino" ] || { echo "build first: cargo build --release -p nino-host" >&2; exit 2; }
 mkdir -p "$out"
 log="$out/log.txt"
-# The pool, in order; folders not collected yet are skipped. Validation: every long validation folder.
+# The pool, in order; folders not collected yet are skipped. The scale recipe's two folders are collected
+# side by side, one per core, so they are read alternately (a0, b0, a1, b1, ...: a "+"-joined entry), which
+# keeps the first N what both lanes have finished. Validation: every long validation folder.
 pool=()
-for d in long-a long-b scale-a scale-b; do
+for d in long-a long-b; do
   [ -f "$meta/$d/manifest.json" ] && pool+=("$meta/$d")
 done
+scale=
+for d in scale-a scale-b; do
+  [ -f "$meta/$d/manifest.json" ] && scale+="$meta/$d+"
+done
+[ -n "$scale" ] && pool+=("${scale%+}")
 val=
 for d in val-long val-long-2 val-long-3; do
   [ -f "$meta/$d/manifest.json" ] && val+="$meta/$d,"
@@ -37,27 +45,35 @@ val=${val%,}
 subset() {
   python3 - "$1" "$out/subsets/n$1" "${pool[@]}" <<'EOF'
 import json, os, sys
-n, dest, folders = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+n, dest, entries = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 left, made = n, []
-for src in folders:
+for entry in entries:
     if left == 0:
         break
-    m = json.load(open(os.path.join(src, "manifest.json")))
-    take = sorted(m["trajectories"], key=lambda t: t["index"])[:left]
-    if not take:
-        continue
-    d = os.path.join(dest, os.path.basename(src))
-    os.makedirs(d, exist_ok=True)
-    for t in take:
-        link = os.path.join(d, t["file"])
-        if not os.path.lexists(link):
-            os.symlink(os.path.abspath(os.path.join(src, t["file"])), link)
-    m["trajectories"] = take
-    tmp = os.path.join(d, "manifest.json.tmp")
-    json.dump(m, open(tmp, "w"))
-    os.replace(tmp, os.path.join(d, "manifest.json"))
-    left -= len(take)
-    made.append(d)
+    group = entry.split("+")
+    manifests = [json.load(open(os.path.join(src, "manifest.json"))) for src in group]
+    queues = [sorted(m["trajectories"], key=lambda t: t["index"]) for m in manifests]
+    # Round robin over the group's folders, in index order within each.
+    takes = [[] for _ in group]
+    while left and any(queues):
+        for q, take in zip(queues, takes):
+            if left and q:
+                take.append(q.pop(0))
+                left -= 1
+    for src, m, take in zip(group, manifests, takes):
+        if not take:
+            continue
+        d = os.path.join(dest, os.path.basename(src))
+        os.makedirs(d, exist_ok=True)
+        for t in take:
+            link = os.path.join(d, t["file"])
+            if not os.path.lexists(link):
+                os.symlink(os.path.abspath(os.path.join(src, t["file"])), link)
+        m["trajectories"] = take
+        tmp = os.path.join(d, "manifest.json.tmp")
+        json.dump(m, open(tmp, "w"))
+        os.replace(tmp, os.path.join(d, "manifest.json"))
+        made.append(d)
 if left:
     sys.exit(f"the pool holds fewer than {n} trajectories")
 print(",".join(made))
@@ -70,12 +86,13 @@ for n in ${SIZES:-7 14 27}; do
   model=$out/scratch-n$n.safetensors
   models+=("$out/scratch-n$n.best.safetensors")
   [ -f "$model" ] && continue
-  resume=()
-  [ -f "$out/scratch-n$n.ckpt.safetensors" ] && resume=(--resume)
+  extra=()
+  [ -f "$out/scratch-n$n.ckpt.safetensors" ] && extra=(--resume)
+  [ -n "${PRECISION:-}" ] && extra+=(--precision "$PRECISION")
   echo "$(date -u +%FT%TZ) n=$n: meta-train --data $data" >>"$log"
   nice -n "${NICE:-19}" "$nino" meta-train --data "$data" --val "$val" --out "$model" --head mlp --lr 3e-3 \
     --spacing 200 --window-starts drawn --steps "$steps" --seed 0 --val-every "${VAL_EVERY:-250}" \
-    --val-batches 8 --no-progress "${resume[@]}" >>"$log" 2>&1
+    --val-batches 8 --no-progress "${extra[@]}" >>"$log" 2>&1
 done
 weights=(--weights "$published")
 for m in "${models[@]}"; do weights+=(--weights "$m"); done

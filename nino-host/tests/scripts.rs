@@ -358,8 +358,9 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
     let dir = tempfile::tempdir().unwrap();
     let (fake, calls, meta, out) =
         (dir.path().join("nino"), dir.path().join("calls"), dir.path().join("meta"), dir.path().join("out"));
-    // long-a holds trajectories 0-2 (listed out of order), long-b 0-1; val-long a manifest.
-    for (folder, n) in [("long-a", 3), ("long-b", 2), ("val-long", 1)] {
+    // long-a holds trajectories 0-2 (listed out of order), long-b 0-1, the scale recipe's folders 0-2 and
+    // 0-1 (read alternately); val-long a manifest.
+    for (folder, n) in [("long-a", 3), ("long-b", 2), ("scale-a", 3), ("scale-b", 2), ("val-long", 1)] {
         std::fs::create_dir_all(meta.join(folder)).unwrap();
         let trajs: Vec<String> =
             (0..n).rev().map(|i| format!("{{\"index\": {i}, \"file\": \"traj-{i:05}.safetensors\"}}")).collect();
@@ -367,19 +368,21 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
         std::fs::write(meta.join(folder).join("manifest.json"), manifest).unwrap();
     }
     recording_nino(&fake, &calls, "");
-    let run = |sizes: &str| {
+    let run = |sizes: &str, precision: &str| {
         Command::new("bash")
             .current_dir(root())
             .arg("scripts/data-scaling.sh")
             .args([&meta, &out])
             .env("NINO", &fake)
             .env("SIZES", sizes)
+            .env("PRECISION", precision)
             .output()
             .expect("bash runs data-scaling.sh")
     };
-    let r = run("2 4");
+    let r = run("2 4", "");
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    let calls: Vec<String> = std::fs::read_to_string(&calls).unwrap().lines().map(str::to_owned).collect();
+    let calls_file = calls;
+    let calls: Vec<String> = std::fs::read_to_string(&calls_file).unwrap().lines().map(str::to_owned).collect();
     assert_eq!(calls.len(), 4, "{calls:#?}");
     let sub = |n: usize, f: &str| out.join(format!("subsets/n{n}/{f}"));
     let listed = |n: usize, f: &str| -> Vec<u64> {
@@ -398,7 +401,11 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
     assert!(calls[1].contains(&four), "{}", calls[1]);
     for c in &calls[..2] {
         assert!(
-            c.contains(&val) && c.contains("--lr 3e-3") && !c.contains("--init") && c.contains("--steps 4000"),
+            c.contains(&val)
+                && c.contains("--lr 3e-3")
+                && !c.contains("--init")
+                && c.contains("--steps 4000")
+                && !c.contains("--precision"),
             "{c}"
         );
     }
@@ -406,6 +413,20 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
         assert!(c.starts_with("meta-eval") && c.contains("nino_no_posw") && c.contains("scratch-n4.best"), "{c}");
     }
     assert!(calls[2].contains("--horizons 40,33,26,21,16"), "{}", calls[2]);
+    // Past long-a and long-b the scale folders alternate: 8 = 3 + 2, then scale-a 0, scale-b 0, scale-a 1.
+    let r = run("8", "bf16");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!((listed(8, "scale-a"), listed(8, "scale-b")), (vec![0, 1], vec![0]));
+    assert_eq!(listed(8, "long-b"), [0, 1]);
+    let calls: Vec<String> = std::fs::read_to_string(&calls_file).unwrap().lines().map(str::to_owned).collect();
+    let eight = format!(
+        "--data {},{},{},{} ",
+        sub(8, "long-a").display(),
+        sub(8, "long-b").display(),
+        sub(8, "scale-a").display(),
+        sub(8, "scale-b").display()
+    );
+    assert!(calls[4].contains(&eight) && calls[4].contains("--precision bf16"), "{}", calls[4]);
     // More than the pool holds is refused.
-    assert!(!run("6").status.success());
+    assert!(!run("11", "").status.success());
 }
