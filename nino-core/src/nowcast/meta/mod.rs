@@ -542,7 +542,9 @@ pub fn loss_and_grad(
 /// The masked L1 loss of predictions against targets: `(sum of |pred - target| where mask != 0, count)`;
 /// with `dpred`, also its derivative (the sign of the residual, 0 off the mask). Slices of equal length
 /// (a longer one is read up to the shortest). The sum runs in [`L1_LANES`] interleaved partial sums, so the
-/// loop vectorises: half a million terms per FM-16 graph were a scalar, branchy loop.
+/// loop vectorises: half a million terms per FM-16 graph were a scalar, branchy loop. Always inlined, so
+/// the host's builds with wider target features compile it with them.
+#[inline(always)]
 pub fn masked_l1(pred: &[f32], target: &[f32], mask: &[u8], dpred: Option<&mut [f32]>) -> (f32, usize) {
     let mut n = pred.len().min(target.len()).min(mask.len());
     if let Some(dp) = &dpred {
