@@ -8,7 +8,9 @@
 #
 # Usage: scripts/data-scaling.sh META_DIR OUT_DIR     (META_DIR: the meta-dataset folder)
 #   SIZES ("7 14 27"), STEPS (4000 updates), VAL_EVERY (250), PRECISION (unset: the build's default, f32;
-#   bf16 passes --precision bf16) override. Resumable: finished models are kept
+#   bf16 passes --precision bf16) override. EXTRA (comma-separated folders of META_DIR, e.g. fm16-a,fm16-b)
+#   adds those folders whole to every run's data, outside N; the models are then named
+#   scratch-nN+FOLDER+FOLDER so they never replace the plain runs. Resumable: finished models are kept
 #   and a killed run continues from its checkpoint. Logs go to OUT_DIR/log.txt; runs at nice ${NICE:-19}.
 set -euo pipefail
 # One block, read whole before any of it runs (see scripts/nino-pp.sh).
@@ -80,22 +82,28 @@ print(",".join(made))
 EOF
 }
 
-models=()
+extra= tag= extra_list=${EXTRA:-}
+for d in ${extra_list//,/ }; do
+  [ -f "$meta/$d/manifest.json" ] || { echo "EXTRA: no collection $meta/$d" >&2; exit 2; }
+  extra+=",$meta/$d" tag+="+$d"
+done
 for n in ${SIZES:-7 14 27}; do
-  data=$(subset "$n")
-  model=$out/scratch-n$n.safetensors
-  models+=("$out/scratch-n$n.best.safetensors")
+  data=$(subset "$n")$extra
+  model=$out/scratch-n$n$tag.safetensors
   [ -f "$model" ] && continue
-  extra=()
-  [ -f "$out/scratch-n$n.ckpt.safetensors" ] && extra=(--resume)
-  [ -n "${PRECISION:-}" ] && extra+=(--precision "$PRECISION")
+  flags=()
+  [ -f "$out/scratch-n$n$tag.ckpt.safetensors" ] && flags=(--resume)
+  [ -n "${PRECISION:-}" ] && flags+=(--precision "$PRECISION")
   echo "$(date -u +%FT%TZ) n=$n: meta-train --data $data" >>"$log"
   nice -n "${NICE:-19}" "$nino" meta-train --data "$data" --val "$val" --out "$model" --head mlp --lr 3e-3 \
     --spacing 200 --window-starts drawn --steps "$steps" --seed 0 --val-every "${VAL_EVERY:-250}" \
-    --val-batches 8 --no-progress "${extra[@]}" >>"$log" 2>&1
+    --val-batches 8 --no-progress "${flags[@]}" >>"$log" 2>&1
 done
+# Every kept model in OUT_DIR, smallest N first, so the figures of earlier calls stay in the files.
 weights=(--weights "$published")
-for m in "${models[@]}"; do weights+=(--weights "$m"); done
+while IFS= read -r m; do
+  weights+=(--weights "$m")
+done < <(find "$out" -maxdepth 1 -name 'scratch-n*.best.safetensors' | sort -V)
 common=(meta-eval --data "$val" "${weights[@]}" --batches 8 --spacing 200 --window-starts drawn)
 "$nino" "${common[@]}" --horizons 40,33,26,21,16 --json "$out/val-horizons.json" >>"$log" 2>&1
 "$nino" "${common[@]}" --json "$out/val.json" >>"$log" 2>&1

@@ -360,15 +360,17 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
         (dir.path().join("nino"), dir.path().join("calls"), dir.path().join("meta"), dir.path().join("out"));
     // long-a holds trajectories 0-2 (listed out of order), long-b 0-1, the scale recipe's folders 0-2 and
     // 0-1 (read alternately); val-long a manifest.
-    for (folder, n) in [("long-a", 3), ("long-b", 2), ("scale-a", 3), ("scale-b", 2), ("val-long", 1)] {
+    for (folder, n) in [("long-a", 3), ("long-b", 2), ("scale-a", 3), ("scale-b", 2), ("val-long", 1), ("fm16-a", 1)] {
         std::fs::create_dir_all(meta.join(folder)).unwrap();
         let trajs: Vec<String> =
             (0..n).rev().map(|i| format!("{{\"index\": {i}, \"file\": \"traj-{i:05}.safetensors\"}}")).collect();
         let manifest = format!("{{\"config\": {{\"seeds\": []}}, \"trajectories\": [{}]}}", trajs.join(","));
         std::fs::write(meta.join(folder).join("manifest.json"), manifest).unwrap();
     }
-    recording_nino(&fake, &calls, "");
-    let run = |sizes: &str, precision: &str| {
+    // The stand-in keeps a "best model" for each run, as --best does.
+    let keep_best = r#"if [ "$1" = meta-train ]; then touch "$(echo "$*" | sed 's/.*--out \([^ ]*\)\.safetensors.*/\1/').best.safetensors"; fi"#;
+    recording_nino(&fake, &calls, keep_best);
+    let run_with = |sizes: &str, precision: &str, extra: &str| {
         Command::new("bash")
             .current_dir(root())
             .arg("scripts/data-scaling.sh")
@@ -376,9 +378,11 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
             .env("NINO", &fake)
             .env("SIZES", sizes)
             .env("PRECISION", precision)
+            .env("EXTRA", extra)
             .output()
             .expect("bash runs data-scaling.sh")
     };
+    let run = |sizes: &str, precision: &str| run_with(sizes, precision, "");
     let r = run("2 4", "");
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let calls_file = calls;
@@ -412,6 +416,10 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
     for c in &calls[2..] {
         assert!(c.starts_with("meta-eval") && c.contains("nino_no_posw") && c.contains("scratch-n4.best"), "{c}");
     }
+    let kept = |n: &str| out.join(format!("scratch-n{n}.best.safetensors")).display().to_string();
+    let scored = |c: &str| -> Vec<String> {
+        c.split(" --weights ").skip(1).map(|w| w.split(' ').next().unwrap().to_owned()).collect()
+    };
     assert!(calls[2].contains("--horizons 40,33,26,21,16"), "{}", calls[2]);
     // Past long-a and long-b the scale folders alternate: 8 = 3 + 2, then scale-a 0, scale-b 0, scale-a 1.
     let r = run("8", "bf16");
@@ -427,6 +435,19 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
         sub(8, "scale-b").display()
     );
     assert!(calls[4].contains(&eight) && calls[4].contains("--precision bf16"), "{}", calls[4]);
+    // The scores cover every kept model, earlier calls' too, smallest N first.
+    assert!(calls[5].starts_with("meta-eval --data") && scored(&calls[5])[0].ends_with("/nino_no_posw.safetensors"));
+    assert_eq!(scored(&calls[5])[1..], [kept("2"), kept("4"), kept("8")], "{}", calls[5]);
+    // EXTRA folders join every run whole, outside N, under their own model names.
+    let r = run_with("2", "", "fm16-a");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let calls: Vec<String> = std::fs::read_to_string(&calls_file).unwrap().lines().map(str::to_owned).collect();
+    let plus = format!("--data {},{} ", sub(2, "long-a").display(), meta.join("fm16-a").display());
+    assert!(calls[7].contains(&plus) && calls[7].contains("scratch-n2+fm16-a.safetensors"), "{}", calls[7]);
+    assert_eq!(scored(&calls[8])[1..], [kept("2"), kept("2+fm16-a"), kept("4"), kept("8")], "{}", calls[8]);
+    let missing = run_with("2", "", "fm16-z");
+    assert_eq!(missing.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&missing.stderr).lines().count(), 1, "one-line error");
     // More than the pool holds is refused.
     assert!(!run("11", "").status.success());
 }
