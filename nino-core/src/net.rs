@@ -14,7 +14,8 @@ use crate::arch::{Arch, Layer, LayerKind};
 use crate::error::{Error, check_len};
 use crate::ops::act::{relu_backward, relu_forward};
 use crate::ops::conv::{
-    ActivationOrder, Conv2d, conv2d_backward, conv2d_forward, pack_weight, transpose_packed, unpack_grad_add,
+    ActivationOrder, Conv2d, conv2d_backward, conv2d_backward_from_cols, conv2d_forward, pack_weight, transpose_packed,
+    unpack_grad_add,
 };
 use crate::ops::gemm::Gemm;
 use crate::ops::linear::{linear_backward, linear_forward};
@@ -42,24 +43,52 @@ pub fn activation_len(arch: &Arch, batch: usize) -> usize {
 /// f32 values of the work buffer the `*_packed` functions need for `batch` examples
 /// (im2col scratch and two gradient buffers).
 pub fn work_len(arch: &Arch, batch: usize) -> usize {
-    let mut col = 0;
+    cols_len(arch, batch, false) + 2 * grads_len(arch, batch)
+}
+
+/// f32 values of a work buffer in which [`accumulate_grad_packed`] keeps every conv layer's im2col
+/// columns from the forward pass for its backward pass instead of building them twice: faster, for the
+/// memory of all conv layers' columns instead of the largest one's. Any length from [`work_len`] works.
+pub fn work_len_kept(arch: &Arch, batch: usize) -> usize {
+    cols_len(arch, batch, true) + 2 * grads_len(arch, batch)
+}
+
+/// The im2col part of the work buffer: the largest conv layer's columns, or with `kept` all of them.
+fn cols_len(arch: &Arch, batch: usize, kept: bool) -> usize {
+    cols_of(arch.layers(), batch, kept)
+}
+
+fn cols_of(layers: &[Layer], batch: usize, kept: bool) -> usize {
+    let cols = layers.iter().filter_map(|l| conv_of(l).ok()).map(|c| c.col_len(batch));
+    if kept { cols.sum() } else { cols.max().unwrap_or(0) }
+}
+
+/// Where conv layer `i`'s columns start in the work buffer.
+fn col_offset(arch: &Arch, batch: usize, i: usize, kept: bool) -> usize {
+    if kept { cols_of(&arch.layers()[..i], batch, true) } else { 0 }
+}
+
+/// One gradient buffer: the most values held at once (a layer's output, its input, a pooled input).
+fn grads_len(arch: &Arch, batch: usize) -> usize {
     let mut grad = 0;
     let mut prev_out = arch.input.len();
     for l in arch.layers() {
-        if let Ok(c) = conv_of(l) {
-            col = col.max(c.col_len(batch));
-        }
-        // Gradients held at once: this layer's output, its input and (before pooling) the pooled input.
         grad = grad.max(batch * l.out_len()).max(batch * prev_out).max(batch * l.n_in);
         prev_out = l.out_len();
     }
-    col + 2 * grad
+    grad
 }
 
 /// f32 values of the scratch buffer of [`forward`], [`loss_and_grad`] and [`evaluate`] for `batch` examples
 /// (the packed parameters, a packed gradient, plus [`work_len`]).
 pub fn scratch_len(arch: &Arch, batch: usize) -> usize {
     packed_len(arch) + arch.param_count() + work_len(arch, batch)
+}
+
+/// [`scratch_len`] with [`work_len_kept`]: [`loss_and_grad`] then builds each conv layer's im2col columns
+/// once per call instead of twice.
+pub fn scratch_len_kept(arch: &Arch, batch: usize) -> usize {
+    packed_len(arch) + arch.param_count() + work_len_kept(arch, batch)
 }
 
 /// f32 values of the packed parameters: the parameters with conv weights as `[kh*kw*in, out]`, then
@@ -146,7 +175,8 @@ fn act_span(arch: &Arch, n: usize, i: usize) -> (usize, usize, usize) {
 }
 
 /// Forward pass of the examples in `x` (`[n, C, H, W]`) with packed parameters; fills `acts` and
-/// returns the logits (`[n, classes]`, a view into `acts`).
+/// returns the logits (`[n, classes]`, a view into `acts`). With a work buffer of [`work_len_kept`] it
+/// leaves every conv layer's im2col columns in it, for [`accumulate_grad_packed`].
 pub fn forward_packed<'a>(
     arch: &Arch,
     packed: &[f32],
@@ -158,7 +188,8 @@ pub fn forward_packed<'a>(
     check_len("packed params", packed.len(), packed_len(arch))?;
     let n = examples(arch, x)?;
     let acts = at_least("activations", acts, activation_len(arch, n))?;
-    let work = at_least("work", work, work_len(arch, n))?;
+    let kept = work.len() >= work_len_kept(arch, n);
+    let work = at_least("work", work, if kept { work_len_kept(arch, n) } else { work_len(arch, n) })?;
     let layers = arch.layers();
     for (i, l) in layers.iter().enumerate() {
         let (ps, os, oe) = act_span(arch, n, i);
@@ -178,8 +209,8 @@ pub fn forward_packed<'a>(
             LayerKind::Conv { .. } => {
                 let c = conv_of(l)?;
                 let layout = if i == 0 { ActivationOrder::Nchw } else { ActivationOrder::Nhwc };
-                let col = &mut work[..c.col_len(n)];
-                conv2d_forward(&c, prev, layout, n, w, b, out, col, gemm)?;
+                let at = col_offset(arch, n, i, kept);
+                conv2d_forward(&c, prev, layout, n, w, b, out, &mut work[at..at + c.col_len(n)], gemm)?;
             }
             LayerKind::Linear => {
                 let input: &[f32] = if l.gap_before {
@@ -219,10 +250,10 @@ pub fn accumulate_grad_packed(
     check_len("labels", y.len(), n)?;
     forward_packed(arch, packed, x, acts, work, gemm)?;
     let acts = &acts[..activation_len(arch, n)];
-    let work = at_least("work", work, work_len(arch, n))?;
+    let kept = work.len() >= work_len_kept(arch, n);
+    let work = at_least("work", work, if kept { work_len_kept(arch, n) } else { work_len(arch, n) })?;
     let layers = arch.layers();
-    let col_len = layers.iter().filter_map(|l| conv_of(l).ok()).map(|c| c.col_len(n)).max().unwrap_or(0);
-    let (col, rest) = work.split_at_mut(col_len);
+    let (col, rest) = work.split_at_mut(cols_len(arch, n, kept));
     let half = rest.len() / 2;
     let (mut ga, mut gb) = rest.split_at_mut(half);
     let last = layers.len() - 1;
@@ -251,7 +282,13 @@ pub fn accumulate_grad_packed(
                 let dx = if need_dx { Some(&mut gb[..dx_len]) } else { None };
                 let to = transposed_offset(arch, i);
                 let wt = &packed[to..to + l.weight_len()];
-                conv2d_backward(&c, input, layout, n, w, wt, dy, gw, gbias, dx, &mut col[..c.col_len(n)], gemm)?;
+                let at = col_offset(arch, n, i, kept);
+                let col = &mut col[at..at + c.col_len(n)];
+                if kept {
+                    conv2d_backward_from_cols(&c, layout, n, wt, dy, gw, gbias, dx, col, gemm)?;
+                } else {
+                    conv2d_backward(&c, input, layout, n, w, wt, dy, gw, gbias, dx, col, gemm)?;
+                }
             }
             LayerKind::Linear => {
                 let dx = if need_dx || l.gap_before { Some(&mut gb[..dx_len]) } else { None };
@@ -318,7 +355,8 @@ pub fn loss_and_grad(
     let p = arch.param_count();
     check_len("grad", grad.len(), p)?;
     let n = examples(arch, x)?;
-    let scratch = at_least("scratch", scratch, scratch_len(arch, n))?;
+    // Not cut to scratch_len: a longer scratch lends its work part the room to keep the im2col columns.
+    at_least("scratch", scratch, scratch_len(arch, n))?;
     let (packed, rest) = scratch.split_at_mut(packed_len(arch));
     let (gpacked, work) = rest.split_at_mut(p);
     pack(arch, params, packed)?;
@@ -407,7 +445,7 @@ mod tests {
     #[test]
     fn whole_net_gradient_matches_finite_differences() {
         let input = InputShape { channels: 2, height: 7, width: 6 };
-        for spec in ["conv:3,4", "mlp:5", "mlp:"] {
+        for spec in ["conv:3,4", "conv:3,4,2", "mlp:5", "mlp:"] {
             let arch = Arch::parse(spec, input, 3).unwrap();
             let p = arch.param_count();
             let mut params = vec![0f32; p];
@@ -416,12 +454,25 @@ mod tests {
             let mut x = vec![0f32; n * input.len()];
             rand(&mut x, 2, 1.0);
             let y = [0u32, 2, 1];
-            // Buffers sized for a larger capacity than the batch, as for a last partial batch.
+            // Buffers sized for a larger capacity than the batch, as for a last partial batch; the
+            // scratch once with room for one layer's im2col columns and once for every layer's (kept).
             let mut acts = vec![0f32; activation_len(&arch, n + 2)];
-            let mut scratch = vec![0f32; scratch_len(&arch, n + 2)];
-            let mut grad = vec![0f32; p];
-            let l = loss_and_grad(&arch, &params, &x, &y, &mut acts, &mut scratch, &mut grad, &Portable).unwrap();
-            assert!((l as f64 - loss64(&arch, &params, &x, &y)).abs() < 1e-5);
+            if spec.starts_with("conv") {
+                assert!(scratch_len(&arch, n) < scratch_len_kept(&arch, n), "{spec}: both ways run");
+            }
+            let mut grads = [scratch_len(&arch, n + 2), scratch_len(&arch, n), scratch_len_kept(&arch, n)].map(|len| {
+                let mut scratch = vec![0f32; len];
+                let mut grad = vec![0f32; p];
+                let l = loss_and_grad(&arch, &params, &x, &y, &mut acts, &mut scratch, &mut grad, &Portable);
+                assert!((l.unwrap() as f64 - loss64(&arch, &params, &x, &y)).abs() < 1e-5);
+                grad
+            });
+            // Same operations on the same values either way: bit for bit.
+            for plain in &grads[..2] {
+                let first = plain.iter().zip(&grads[2]).position(|(a, b)| a.to_bits() != b.to_bits());
+                assert_eq!(first, None, "{spec}: kept columns change the gradient (first differing index)");
+            }
+            let grad = core::mem::take(&mut grads[2]);
             // Central differences of the f32 forward (logits to loss in f64). h = 1e-3 keeps ReLU kinks from
             // being crossed (h = 1e-2 crosses several in nets this small); the f32 rounding of the logits
             // (~1e-7) divided by 2h gives ~1e-4 noise, so 5e-4 absolute (grads are ~1e-2) leaves margin

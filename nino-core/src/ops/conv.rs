@@ -325,8 +325,30 @@ pub fn conv2d_backward(
     check_len("conv output grad", dy.len(), n * c.out_len())?;
     check_len("packed conv weight grad", dwp.len(), c.weight_len())?;
     check_len("conv bias grad", db.len(), c.n_out)?;
-    let rows = n * c.out_pixels();
     im2col(c, x, layout, n, col)?;
+    conv2d_backward_from_cols(c, layout, n, wt, dy, dwp, db, dx, col, gemm)
+}
+
+/// [`conv2d_backward`] with `col` already holding the input's im2col columns, as [`conv2d_forward`] left
+/// them, so a caller that kept them does not build them twice; `col` is overwritten.
+pub fn conv2d_backward_from_cols(
+    c: &Conv2d,
+    layout: ActivationOrder,
+    n: usize,
+    wt: &[f32],
+    dy: &[f32],
+    dwp: &mut [f32],
+    db: &mut [f32],
+    dx: Option<&mut [f32]>,
+    col: &mut [f32],
+    gemm: &dyn Gemm,
+) -> Result<(), Error> {
+    check_len("transposed conv weight", wt.len(), c.weight_len())?;
+    check_len("conv output grad", dy.len(), n * c.out_len())?;
+    check_len("packed conv weight grad", dwp.len(), c.weight_len())?;
+    check_len("conv bias grad", db.len(), c.n_out)?;
+    check_len("im2col scratch", col.len(), c.col_len(n))?;
+    let rows = n * c.out_pixels();
     gemm.gemm(MatRef::transposed(col, rows, c.depth()), MatRef::row_major(dy, rows, c.n_out), dwp, c.n_out, 1.0)?;
     for row in dy.chunks_exact(c.n_out) {
         for (d, g) in db.iter_mut().zip(row) {

@@ -36,7 +36,7 @@ impl Worker {
         Worker {
             chunk: cap,
             acts: vec![0.0; net::activation_len(arch, cap)],
-            work: vec![0.0; net::work_len(arch, cap)],
+            work: vec![0.0; net::work_len_kept(arch, cap)],
             gpacked: vec![0.0; arch.param_count()],
         }
     }
