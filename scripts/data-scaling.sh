@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # How a model trained from scratch improves with the number of FM-16 trajectories it reads: the
 # reference configuration (V0, LPE 8, MLP head, --lr 3e-3) on the first N long-recipe trajectories (12,000
-# steps of the FM-16 net: `long-a`, `long-b`, then the scale recipe's `scale-a`, `scale-b` alternately), one run per N
-# at the same budget, each keeping its model of lowest validation L1 (--best). Then `nino meta-eval` scores
-# those models and nino_no_posw on the long validation trajectories at the nowcasts' horizons
-# (OUT_DIR/val-horizons.json) and pooled (OUT_DIR/val.json). docs/results/data-scaling.md reads them.
+# steps of the FM-16 net: `long-a`, `long-b`, then the scale recipe's `scale-a`, `scale-b` alternately), one
+# run per N at the same budget, each keeping its model of lowest validation L1 (--best). Then `nino
+# meta-eval` scores every kept model in OUT_DIR and nino_no_posw on the long validation trajectories at
+# the nowcasts' horizons (OUT_DIR/val-horizons.json) and pooled (OUT_DIR/val.json).
+# docs/results/data-scaling.md reads them.
 #
 # Usage: scripts/data-scaling.sh META_DIR OUT_DIR     (META_DIR: the meta-dataset folder)
 #   SIZES ("7 14 27"), STEPS (4000 updates), VAL_EVERY (250), PRECISION (unset: the build's default, f32;

@@ -63,6 +63,12 @@ fn cols_of(layers: &[Layer], batch: usize, kept: bool) -> usize {
     if kept { cols.sum() } else { cols.max().unwrap_or(0) }
 }
 
+/// Whether `work` has the room to keep every conv layer's columns, and the part of it used.
+fn work_of<'a>(arch: &Arch, n: usize, work: &'a mut [f32]) -> Result<(bool, &'a mut [f32]), Error> {
+    let kept = work.len() >= work_len_kept(arch, n);
+    Ok((kept, at_least("work", work, if kept { work_len_kept(arch, n) } else { work_len(arch, n) })?))
+}
+
 /// Where conv layer `i`'s columns start in the work buffer.
 fn col_offset(arch: &Arch, batch: usize, i: usize, kept: bool) -> usize {
     if kept { cols_of(&arch.layers()[..i], batch, true) } else { 0 }
@@ -188,8 +194,7 @@ pub fn forward_packed<'a>(
     check_len("packed params", packed.len(), packed_len(arch))?;
     let n = examples(arch, x)?;
     let acts = at_least("activations", acts, activation_len(arch, n))?;
-    let kept = work.len() >= work_len_kept(arch, n);
-    let work = at_least("work", work, if kept { work_len_kept(arch, n) } else { work_len(arch, n) })?;
+    let (kept, work) = work_of(arch, n, work)?;
     let layers = arch.layers();
     for (i, l) in layers.iter().enumerate() {
         let (ps, os, oe) = act_span(arch, n, i);
@@ -250,8 +255,7 @@ pub fn accumulate_grad_packed(
     check_len("labels", y.len(), n)?;
     forward_packed(arch, packed, x, acts, work, gemm)?;
     let acts = &acts[..activation_len(arch, n)];
-    let kept = work.len() >= work_len_kept(arch, n);
-    let work = at_least("work", work, if kept { work_len_kept(arch, n) } else { work_len(arch, n) })?;
+    let (kept, work) = work_of(arch, n, work)?;
     let layers = arch.layers();
     let (col, rest) = work.split_at_mut(cols_len(arch, n, kept));
     let half = rest.len() / 2;
