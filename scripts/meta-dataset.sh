@@ -11,7 +11,9 @@
 #   Safe in the background: it runs at nice 19, two single-threaded collectors side by side (one per
 #   core, measured 5% faster than one two-threaded collector), and logs to OUT_DIR/log-*.txt.
 #   LANES=1 runs one collector with both threads instead. The trajectories are bit-for-bit the same again
-#   only with the same build and lanes (the training step's sums depend on the thread count).
+#   only with the same lanes (the training step's sums depend on the thread count) and a build whose
+#   training step does the same operations (builds from cfac215 reproduce the collection build 3108cfa's;
+#   docs/results/meta-train-throughput.md, Collection).
 #   RECIPE=long collects the long recipe instead (below): 12,000-step FM-16 trajectories; RECIPE=scale
 #   300 more of them (seeds 10001-10300).
 # Size: 180 training (150 conv, which meta-training reads, 84 of them the FM-16 net; and 30 MLPs) and 12
