@@ -11,7 +11,8 @@
 #   SIZES ("7 14 27"), STEPS (4000 updates), VAL_EVERY (250), PRECISION (unset: the build's default, f32;
 #   bf16 passes --precision bf16) override. EXTRA (comma-separated folders of META_DIR, e.g. fm16-a,fm16-b)
 #   adds those folders whole to every run's data, outside N; the models are then named
-#   scratch-nN+FOLDER+FOLDER so they never replace the plain runs. Resumable: finished models are kept
+#   scratch-nN+FOLDER+FOLDER so they never replace the plain runs. FLAGS (more `nino meta-train` flags, e.g.
+#   "--weight-decay 0.1") needs TAG, a name for the variant appended to the model names. Resumable: finished models are kept
 #   and a killed run continues from its checkpoint. Logs go to OUT_DIR/log.txt; runs at nice ${NICE:-19}.
 set -euo pipefail
 # One block, read whole before any of it runs (see scripts/nino-pp.sh).
@@ -88,6 +89,11 @@ for d in ${extra_list//,/ }; do
   [ -f "$meta/$d/manifest.json" ] || { echo "EXTRA: no collection $meta/$d" >&2; exit 2; }
   extra+=",$meta/$d" tag+="+$d"
 done
+read -r -a more <<<"${FLAGS:-}"
+if [ ${#more[@]} -gt 0 ]; then
+  [[ "${TAG:-}" =~ ^[A-Za-z0-9._-]+$ ]] || { echo "FLAGS needs TAG (letters, digits, . _ -) to name its models" >&2; exit 2; }
+  tag+="-$TAG"
+fi
 for n in ${SIZES:-7 14 27}; do
   data=$(subset "$n")$extra
   model=$out/scratch-n$n$tag.safetensors
@@ -95,6 +101,7 @@ for n in ${SIZES:-7 14 27}; do
   flags=()
   [ -f "$out/scratch-n$n$tag.ckpt.safetensors" ] && flags=(--resume)
   [ -n "${PRECISION:-}" ] && flags+=(--precision "$PRECISION")
+  flags+=("${more[@]}")
   echo "$(date -u +%FT%TZ) n=$n: meta-train --data $data" >>"$log"
   nice -n "${NICE:-19}" "$nino" meta-train --data "$data" --val "$val" --out "$model" --head mlp --lr 3e-3 \
     --spacing 200 --window-starts drawn --steps "$steps" --seed 0 --val-every "${VAL_EVERY:-250}" \

@@ -448,6 +448,33 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
     let missing = run_with("2", "", "fm16-z");
     assert_eq!(missing.status.code(), Some(2));
     assert_eq!(String::from_utf8_lossy(&missing.stderr).lines().count(), 1, "one-line error");
+    // FLAGS reach meta-train under the TAG's model names, and are refused without a TAG.
+    let variant = |tag: &str| {
+        Command::new("bash")
+            .current_dir(root())
+            .arg("scripts/data-scaling.sh")
+            .args([&meta, &out])
+            .env("NINO", &fake)
+            .env("SIZES", "2")
+            .env("FLAGS", "--weight-decay 0.1")
+            .env("TAG", tag)
+            .output()
+            .expect("bash runs data-scaling.sh")
+    };
+    let r = variant("wd0.1");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let calls: Vec<String> = std::fs::read_to_string(&calls_file).unwrap().lines().map(str::to_owned).collect();
+    assert!(
+        calls[10].ends_with("--weight-decay 0.1") && calls[10].contains("scratch-n2-wd0.1.safetensors"),
+        "{}",
+        calls[10]
+    );
+    assert!(scored(&calls[11]).contains(&kept("2-wd0.1")), "{}", calls[11]);
+    for bad in ["", "a b"] {
+        let refused = variant(bad);
+        assert_eq!(refused.status.code(), Some(2), "TAG {bad:?}");
+        assert_eq!(String::from_utf8_lossy(&refused.stderr).lines().count(), 1, "one-line error");
+    }
     // More than the pool holds is refused.
     assert!(!run("11", "").status.success());
 }
