@@ -321,10 +321,6 @@ pub fn conv2d_backward(
     gemm: &dyn Gemm,
 ) -> Result<(), Error> {
     check_len("packed conv weight", wp.len(), c.weight_len())?;
-    check_len("transposed conv weight", wt.len(), c.weight_len())?;
-    check_len("conv output grad", dy.len(), n * c.out_len())?;
-    check_len("packed conv weight grad", dwp.len(), c.weight_len())?;
-    check_len("conv bias grad", db.len(), c.n_out)?;
     im2col(c, x, layout, n, col)?;
     conv2d_backward_from_cols(c, layout, n, wt, dy, dwp, db, dx, col, gemm)
 }
