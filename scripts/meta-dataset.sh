@@ -15,7 +15,7 @@
 #   training step does the same operations (builds from cfac215 reproduce the collection build 3108cfa's;
 #   docs/results/meta-train-throughput.md, Collection).
 #   RECIPE=long collects the long recipe instead (below): 12,000-step FM-16 trajectories; RECIPE=scale
-#   300 more of them (seeds 10001-10300).
+#   300 more of them (seeds 10001-10300); RECIPE=val32 two FM-32 validation trajectories (seeds 9017-9018).
 # Size: 180 training (150 conv, which meta-training reads, 84 of them the FM-16 net; and 30 MLPs) and 12
 # validation trajectories, about 2.9 GB (the MLPs are large graphs); about 4 h on two idle cores.
 set -euo pipefail
@@ -76,8 +76,20 @@ lane_b=(
   "val-long-3|--seeds 9013-9016"
   "scale-b|--seeds 10151-10300"
 )
+elif [ "$RECIPE" = val32 ]; then
+# FM-32 validation: two 12,000-step runs of the FM-32 net (4x the FM-16 net's parameters), which no
+# meta-training run reads, to see whether a model trained on FM-16 trajectories carries over to the other
+# net the done-when names. About 20-25 minutes each on one idle core.
+common=${common/--task fm16/--task fm32}
+common+=" --steps 12000"
+lane_a=(
+  "val-fm32-a|--seeds 9017"
+)
+lane_b=(
+  "val-fm32-b|--seeds 9018"
+)
 else
-  echo "RECIPE is base, long or scale, not $RECIPE" >&2
+  echo "RECIPE is base, long, scale or val32, not $RECIPE" >&2
   exit 2
 fi
 

@@ -268,6 +268,13 @@ fn meta_dataset_collects_each_recipe_and_refuses_an_unknown_one() {
     for (c, seeds) in scale.iter().zip(seeds) {
         assert!(c.contains("--steps 12000") && c.contains(seeds) && c.contains("--task fm16"), "{c}");
     }
+    let (ok, val32) = meta_dataset_calls(&[("RECIPE", "val32")]);
+    assert!(ok, "{val32:#?}");
+    assert_eq!(val32.iter().map(folder).collect::<Vec<_>>(), ["val-fm32-a", "val-fm32-b"]);
+    for (c, seeds) in val32.iter().zip(["--seeds 9017", "--seeds 9018"]) {
+        assert!(c.contains("--steps 12000") && c.contains(seeds) && c.contains("--task fm32"), "{c}");
+        assert!(!c.contains("fm16"), "{c}");
+    }
     let (ok, none) = meta_dataset_calls(&[("RECIPE", "longer")]);
     assert!(!ok && none.is_empty(), "{none:#?}");
 }
