@@ -25,36 +25,41 @@ published=fixtures/weights/nino_no_posw.safetensors
 [ -x "$nino" ] || { echo "build first: cargo build --release -p nino-host" >&2; exit 2; }
 mkdir -p "$out"
 log="$out/log.txt"
-# The pool, in order; folders not collected yet are skipped. The scale recipe's two folders are collected
-# side by side, one per core, so they are read alternately (a0, b0, a1, b1, ...: a "+"-joined entry), which
-# keeps the first N what both lanes have finished. Validation: every long validation folder.
+# The pool, in order, as groups ended by "--"; folders not collected yet are skipped. A group's folders are
+# read alternately (a0, b0, a1, b1, ...): the scale recipe's two are collected side by side, one per core,
+# so that the first N is what both lanes have finished. Validation: every long validation folder.
 pool=()
-for d in long-a long-b; do
-  [ -f "$meta/$d/manifest.json" ] && pool+=("$meta/$d")
+for group in long-a long-b "scale-a scale-b"; do
+  for d in $group; do
+    [ -f "$meta/$d/manifest.json" ] && pool+=("$meta/$d")
+  done
+  pool+=(--)
 done
-scale=
-for d in scale-a scale-b; do
-  [ -f "$meta/$d/manifest.json" ] && scale+="$meta/$d+"
-done
-[ -n "$scale" ] && pool+=("${scale%+}")
 val=
 for d in val-long val-long-2 val-long-3; do
   [ -f "$meta/$d/manifest.json" ] && val+="$meta/$d,"
 done
 val=${val%,}
-[ ${#pool[@]} -gt 0 ] && [ -n "$val" ] || { echo "no long-recipe folders in $meta (RECIPE=long scripts/meta-dataset.sh)" >&2; exit 2; }
+[ ${#pool[@]} -gt 3 ] && [ -n "$val" ] || { echo "no long-recipe folders in $meta (RECIPE=long scripts/meta-dataset.sh)" >&2; exit 2; }
 
 # OUT_DIR/subsets/nN/<folder>: the first N trajectories of the pool, as collections of symbolic links and
 # a manifest listing only them (what `nino meta-train` reads of a collection still being collected).
 subset() {
   python3 - "$1" "$out/subsets/n$1" "${pool[@]}" <<'EOF'
 import json, os, sys
-n, dest, entries = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+n, dest, args = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+groups, group = [], []
+for a in args:
+    if a == "--":
+        if group:
+            groups.append(group)
+        group = []
+    else:
+        group.append(a)
 left, made = n, []
-for entry in entries:
+for group in groups:
     if left == 0:
         break
-    group = entry.split("+")
     manifests = [json.load(open(os.path.join(src, "manifest.json"))) for src in group]
     queues = [sorted(m["trajectories"], key=lambda t: t["index"]) for m in manifests]
     # Round robin over the group's folders, in index order within each.
