@@ -477,6 +477,20 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
         calls[10]
     );
     assert!(scored(&calls[11]).contains(&kept("2-wd0.1")), "{}", calls[11]);
+    // SEED reaches meta-train and names the models.
+    let seeded = Command::new("bash")
+        .current_dir(root())
+        .arg("scripts/data-scaling.sh")
+        .args([&meta, &out])
+        .env("NINO", &fake)
+        .env("SIZES", "2")
+        .env("SEED", "1")
+        .output()
+        .expect("bash runs data-scaling.sh");
+    assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
+    let calls: Vec<String> = std::fs::read_to_string(&calls_file).unwrap().lines().map(str::to_owned).collect();
+    assert!(calls[13].contains("--seed 1 ") && calls[13].contains("scratch-n2-s1.safetensors"), "{}", calls[13]);
+    assert!(calls[..13].iter().filter(|c| c.starts_with("meta-train")).all(|c| c.contains("--seed 0 ")));
     for bad in ["", "a b"] {
         let refused = variant(bad);
         assert_eq!(refused.status.code(), Some(2), "TAG {bad:?}");
