@@ -377,17 +377,19 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
     // The stand-in keeps a "best model" for each run, as --best does.
     let keep_best = r#"if [ "$1" = meta-train ]; then touch "$(echo "$*" | sed 's/.*--out \([^ ]*\)\.safetensors.*/\1/').best.safetensors"; fi"#;
     recording_nino(&fake, &calls, keep_best);
-    let run_with = |sizes: &str, precision: &str, extra: &str| {
+    // One call of the script with the given environment (on top of the stand-in nino).
+    let script = |env: &[(&str, &str)]| {
         Command::new("bash")
             .current_dir(root())
             .arg("scripts/data-scaling.sh")
             .args([&meta, &out])
             .env("NINO", &fake)
-            .env("SIZES", sizes)
-            .env("PRECISION", precision)
-            .env("EXTRA", extra)
+            .envs(env.iter().copied())
             .output()
             .expect("bash runs data-scaling.sh")
+    };
+    let run_with = |sizes: &str, precision: &str, extra: &str| {
+        script(&[("SIZES", sizes), ("PRECISION", precision), ("EXTRA", extra)])
     };
     let run = |sizes: &str, precision: &str| run_with(sizes, precision, "");
     let r = run("2 4", "");
@@ -456,18 +458,7 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
     assert_eq!(missing.status.code(), Some(2));
     assert_eq!(String::from_utf8_lossy(&missing.stderr).lines().count(), 1, "one-line error");
     // FLAGS reach meta-train under the TAG's model names, and are refused without a TAG.
-    let variant = |tag: &str| {
-        Command::new("bash")
-            .current_dir(root())
-            .arg("scripts/data-scaling.sh")
-            .args([&meta, &out])
-            .env("NINO", &fake)
-            .env("SIZES", "2")
-            .env("FLAGS", "--weight-decay 0.1")
-            .env("TAG", tag)
-            .output()
-            .expect("bash runs data-scaling.sh")
-    };
+    let variant = |tag: &str| script(&[("SIZES", "2"), ("FLAGS", "--weight-decay 0.1"), ("TAG", tag)]);
     let r = variant("wd0.1");
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let calls: Vec<String> = std::fs::read_to_string(&calls_file).unwrap().lines().map(str::to_owned).collect();
@@ -478,15 +469,7 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
     );
     assert!(scored(&calls[11]).contains(&kept("2-wd0.1")), "{}", calls[11]);
     // SEED reaches meta-train and names the models.
-    let seeded = Command::new("bash")
-        .current_dir(root())
-        .arg("scripts/data-scaling.sh")
-        .args([&meta, &out])
-        .env("NINO", &fake)
-        .env("SIZES", "2")
-        .env("SEED", "1")
-        .output()
-        .expect("bash runs data-scaling.sh");
+    let seeded = script(&[("SIZES", "2"), ("SEED", "1")]);
     assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
     let calls: Vec<String> = std::fs::read_to_string(&calls_file).unwrap().lines().map(str::to_owned).collect();
     assert!(calls[13].contains("--seed 1 ") && calls[13].contains("scratch-n2-s1.safetensors"), "{}", calls[13]);
