@@ -12,7 +12,8 @@
 #   bf16 passes --precision bf16) override. EXTRA (comma-separated folders of META_DIR, e.g. fm16-a,fm16-b)
 #   adds those folders whole to every run's data, outside N; the models are then named
 #   scratch-nN+FOLDER+FOLDER so they never replace the plain runs. FLAGS (more `nino meta-train` flags, e.g.
-#   "--weight-decay 0.1") needs TAG, a name for the variant appended to the model names. SEED (0) seeds
+#   "--weight-decay 0.1") needs TAG, a name for the variant appended to the model names; so does LR, the
+#   peak rate in place of 3e-3 (e.g. LR=1e-3 FLAGS="--init fixtures/weights/nino_no_posw.safetensors"). SEED (0) seeds
 #   the initialisation and sampler; another seed appends -sSEED to the model names. Resumable: finished models are kept
 #   and a killed run continues from its checkpoint. Logs go to OUT_DIR/log.txt; runs at nice ${NICE:-19}.
 set -euo pipefail
@@ -96,8 +97,8 @@ for d in ${extra_list//,/ }; do
   extra+=",$meta/$d" tag+="+$d"
 done
 read -r -a more <<<"${FLAGS:-}"
-if [ ${#more[@]} -gt 0 ]; then
-  [[ "${TAG:-}" =~ ^[A-Za-z0-9._-]+$ ]] || { echo "FLAGS needs TAG (letters, digits, . _ -) to name its models" >&2; exit 2; }
+if [ ${#more[@]} -gt 0 ] || [ -n "${LR:-}" ]; then
+  [[ "${TAG:-}" =~ ^[A-Za-z0-9._-]+$ ]] || { echo "FLAGS and LR need TAG (letters, digits, . _ -) to name its models" >&2; exit 2; }
   tag+="-$TAG"
 fi
 seed=${SEED:-0}
@@ -112,7 +113,7 @@ for n in ${SIZES:-7 14 27}; do
   [ -n "${PRECISION:-}" ] && flags+=(--precision "$PRECISION")
   flags+=("${more[@]}")
   echo "$(date -u +%FT%TZ) n=$n: meta-train --data $data" >>"$log"
-  nice -n "${NICE:-19}" "$nino" meta-train --data "$data" --val "$val" --out "$model" --head mlp --lr 3e-3 \
+  nice -n "${NICE:-19}" "$nino" meta-train --data "$data" --val "$val" --out "$model" --head mlp --lr "${LR:-3e-3}" \
     --spacing 200 --window-starts drawn --steps "$steps" --seed "$seed" --val-every "${VAL_EVERY:-250}" \
     --val-batches 8 --no-progress "${flags[@]}" >>"$log" 2>&1
 done

@@ -474,10 +474,24 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
     let calls: Vec<String> = std::fs::read_to_string(&calls_file).unwrap().lines().map(str::to_owned).collect();
     assert!(calls[13].contains("--seed 1 ") && calls[13].contains("scratch-n2-s1.safetensors"), "{}", calls[13]);
     assert!(calls[..13].iter().filter(|c| c.starts_with("meta-train")).all(|c| c.contains("--seed 0 ")));
+    // LR replaces the peak rate (one --lr: meta-train refuses two) and, like FLAGS, needs a TAG.
+    let init = |tag: &str| {
+        script(&[("SIZES", "2"), ("LR", "1e-3"), ("FLAGS", "--init published.safetensors"), ("TAG", tag)])
+    };
+    let r = init("init1e-3");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let calls: Vec<String> = std::fs::read_to_string(&calls_file).unwrap().lines().map(str::to_owned).collect();
+    let c = &calls[16];
+    assert!(c.contains("scratch-n2-init1e-3.safetensors") && c.ends_with("--init published.safetensors"), "{c}");
+    assert_eq!(c.matches("--lr ").count(), 1, "{c}");
+    assert!(c.contains("--lr 1e-3 "), "{c}");
+    let lr_alone = script(&[("SIZES", "2"), ("LR", "1e-3")]);
+    assert_eq!(lr_alone.status.code(), Some(2), "LR without TAG");
     for bad in ["", "a b"] {
-        let refused = variant(bad);
-        assert_eq!(refused.status.code(), Some(2), "TAG {bad:?}");
-        assert_eq!(String::from_utf8_lossy(&refused.stderr).lines().count(), 1, "one-line error");
+        for refused in [variant(bad), init(bad)] {
+            assert_eq!(refused.status.code(), Some(2), "TAG {bad:?}");
+            assert_eq!(String::from_utf8_lossy(&refused.stderr).lines().count(), 1, "one-line error");
+        }
     }
     // More than the pool holds is refused.
     assert!(!run("11", "").status.success());
