@@ -475,9 +475,8 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
     assert!(calls[13].contains("--seed 1 ") && calls[13].contains("scratch-n2-s1.safetensors"), "{}", calls[13]);
     assert!(calls[..13].iter().filter(|c| c.starts_with("meta-train")).all(|c| c.contains("--seed 0 ")));
     // LR replaces the peak rate (one --lr: meta-train refuses two) and, like FLAGS, needs a TAG.
-    let init = |tag: &str| {
-        script(&[("SIZES", "2"), ("LR", "1e-3"), ("FLAGS", "--init published.safetensors"), ("TAG", tag)])
-    };
+    let init =
+        |tag: &str| script(&[("SIZES", "2"), ("LR", "1e-3"), ("FLAGS", "--init published.safetensors"), ("TAG", tag)]);
     let r = init("init1e-3");
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let calls: Vec<String> = std::fs::read_to_string(&calls_file).unwrap().lines().map(str::to_owned).collect();
