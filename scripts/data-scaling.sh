@@ -98,7 +98,7 @@ for d in ${extra_list//,/ }; do
 done
 read -r -a more <<<"${FLAGS:-}"
 if [ ${#more[@]} -gt 0 ] || [ -n "${LR:-}" ]; then
-  [[ "${TAG:-}" =~ ^[A-Za-z0-9._-]+$ ]] || { echo "FLAGS and LR need TAG (letters, digits, . _ -) to name its models" >&2; exit 2; }
+  [[ "${TAG:-}" =~ ^[A-Za-z0-9._-]+$ ]] || { echo "FLAGS and LR need TAG (letters, digits, . _ -) to name their models" >&2; exit 2; }
   tag+="-$TAG"
 fi
 seed=${SEED:-0}

@@ -395,7 +395,10 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
     let r = run("2 4", "");
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let calls_file = calls;
-    let calls: Vec<String> = std::fs::read_to_string(&calls_file).unwrap().lines().map(str::to_owned).collect();
+    // Every call the stand-in recorded so far, in order.
+    let read_calls =
+        || -> Vec<String> { std::fs::read_to_string(&calls_file).unwrap().lines().map(str::to_owned).collect() };
+    let calls = read_calls();
     assert_eq!(calls.len(), 4, "{calls:#?}");
     let sub = |n: usize, f: &str| out.join(format!("subsets/n{n}/{f}"));
     let listed = |n: usize, f: &str| -> Vec<u64> {
@@ -435,7 +438,7 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert_eq!((listed(8, "scale-a"), listed(8, "scale-b")), (vec![0, 1], vec![0]));
     assert_eq!(listed(8, "long-b"), [0, 1]);
-    let calls: Vec<String> = std::fs::read_to_string(&calls_file).unwrap().lines().map(str::to_owned).collect();
+    let calls = read_calls();
     let eight = format!(
         "--data {},{},{},{} ",
         sub(8, "long-a").display(),
@@ -450,7 +453,7 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
     // EXTRA folders join every run whole, outside N, under their own model names.
     let r = run_with("2", "", "fm16-a");
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    let calls: Vec<String> = std::fs::read_to_string(&calls_file).unwrap().lines().map(str::to_owned).collect();
+    let calls = read_calls();
     let plus = format!("--data {},{} ", sub(2, "long-a").display(), meta.join("fm16-a").display());
     assert!(calls[7].contains(&plus) && calls[7].contains("scratch-n2+fm16-a.safetensors"), "{}", calls[7]);
     assert_eq!(scored(&calls[8])[1..], [kept("2"), kept("2+fm16-a"), kept("4"), kept("8")], "{}", calls[8]);
@@ -461,7 +464,7 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
     let variant = |tag: &str| script(&[("SIZES", "2"), ("FLAGS", "--weight-decay 0.1"), ("TAG", tag)]);
     let r = variant("wd0.1");
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    let calls: Vec<String> = std::fs::read_to_string(&calls_file).unwrap().lines().map(str::to_owned).collect();
+    let calls = read_calls();
     assert!(
         calls[10].ends_with("--weight-decay 0.1") && calls[10].contains("scratch-n2-wd0.1.safetensors"),
         "{}",
@@ -471,7 +474,7 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
     // SEED reaches meta-train and names the models.
     let seeded = script(&[("SIZES", "2"), ("SEED", "1")]);
     assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
-    let calls: Vec<String> = std::fs::read_to_string(&calls_file).unwrap().lines().map(str::to_owned).collect();
+    let calls = read_calls();
     assert!(calls[13].contains("--seed 1 ") && calls[13].contains("scratch-n2-s1.safetensors"), "{}", calls[13]);
     assert!(calls[..13].iter().filter(|c| c.starts_with("meta-train")).all(|c| c.contains("--seed 0 ")));
     // LR replaces the peak rate (one --lr: meta-train refuses two) and, like FLAGS, needs a TAG.
@@ -479,7 +482,7 @@ fn data_scaling_trains_on_nested_subsets_in_pool_order() {
         |tag: &str| script(&[("SIZES", "2"), ("LR", "1e-3"), ("FLAGS", "--init published.safetensors"), ("TAG", tag)]);
     let r = init("init1e-3");
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    let calls: Vec<String> = std::fs::read_to_string(&calls_file).unwrap().lines().map(str::to_owned).collect();
+    let calls = read_calls();
     let c = &calls[16];
     assert!(c.contains("scratch-n2-init1e-3.safetensors") && c.ends_with("--init published.safetensors"), "{c}");
     assert_eq!(c.matches("--lr ").count(), 1, "{c}");
